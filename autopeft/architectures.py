@@ -1,0 +1,159 @@
+"""Where the adaptable modules of each supported architecture are, and the named target presets.
+
+A search space names target modules by preset (`attn_qv`, `attn_all`, `ffn`, `all_linear`) because
+sampler choices must be primitives; this module turns a preset into the model's own module names,
+layer by layer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from autopeft.errors import ModelError
+
+# Roles of the linear maps inside one transformer block.
+ROLES = ("q", "k", "v", "o", "up", "gate", "down")
+
+PRESETS: dict[str, tuple[str, ...]] = {
+    "attn_qv": ("q", "v"),
+    "attn_all": ("q", "k", "v", "o"),
+    "ffn": ("up", "gate", "down"),
+    "all_linear": ROLES,
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Module naming of one model family: `{layers}.{i}.{suffix}` for each role."""
+
+    model_types: tuple[str, ...]
+    layers: str  # dotted path of the block list, ending right before the layer index
+    roles: Mapping[str, tuple[str, ...]]  # role -> module suffixes inside one block
+    head: tuple[str, ...]  # classifier-head modules trained in full
+    fan_in_fan_out: bool = False  # GPT-2 stores Conv1D weights transposed
+
+
+_ARCHITECTURES = (
+    Architecture(
+        model_types=("bert", "roberta", "xlm-roberta", "electra"),
+        layers="encoder.layer",
+        roles={
+            "q": ("attention.self.query",),
+            "k": ("attention.self.key",),
+            "v": ("attention.self.value",),
+            "o": ("attention.output.dense",),
+            "up": ("intermediate.dense",),
+            "down": ("output.dense",),
+        },
+        head=("classifier",),
+    ),
+    Architecture(
+        model_types=("distilbert",),
+        layers="transformer.layer",
+        roles={
+            "q": ("attention.q_lin",),
+            "k": ("attention.k_lin",),
+            "v": ("attention.v_lin",),
+            "o": ("attention.out_lin",),
+            "up": ("ffn.lin1",),
+            "down": ("ffn.lin2",),
+        },
+        head=("pre_classifier", "classifier"),
+    ),
+    Architecture(
+        model_types=("gpt2",),
+        layers="h",
+        # GPT-2 fuses q, k and v into one projection.
+        roles={"q": ("attn.c_attn",), "k": ("attn.c_attn",), "v": ("attn.c_attn",),
+               "o": ("attn.c_proj",), "up": ("mlp.c_fc",), "down": ("mlp.c_proj",)},
+        head=("score",),
+        fan_in_fan_out=True,
+    ),
+    Architecture(
+        model_types=("llama", "qwen2", "qwen3", "mistral", "gemma", "phi3"),
+        layers="layers",
+        roles={
+            "q": ("self_attn.q_proj",),
+            "k": ("self_attn.k_proj",),
+            "v": ("self_attn.v_proj",),
+            "o": ("self_attn.o_proj",),
+            "up": ("mlp.up_proj",),
+            "gate": ("mlp.gate_proj",),
+            "down": ("mlp.down_proj",),
+        },
+        head=("score",),
+    ),
+)
+
+
+def supported_model_types() -> list[str]:
+    return sorted(t for arch in _ARCHITECTURES for t in arch.model_types)
+
+
+def architecture_for(model_type: str) -> Architecture:
+    for arch in _ARCHITECTURES:
+        if model_type in arch.model_types:
+            return arch
+    raise ModelError(
+        f"model type {model_type!r} has no target-module presets; supported model types: "
+        f"{', '.join(supported_model_types())}"
+    )
+
+
+def num_layers_of(config: object) -> int:
+    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    raise ModelError(f"cannot tell the number of layers of model type {getattr(config, 'model_type', '?')!r}")
+
+
+@dataclass(frozen=True)
+class ModuleLayout:
+    """The adaptable modules of one concrete model: `modules[layer][role]` -> full module names."""
+
+    architecture: Architecture
+    num_layers: int
+    modules: tuple[Mapping[str, tuple[str, ...]], ...]
+
+    def targets(self, preset: str, layers: Iterable[int]) -> dict[str, str]:
+        """Full module name -> role, for the preset's roles in the given layers."""
+        roles = PRESETS[preset]
+        found: dict[str, str] = {}
+        for layer in layers:
+            for role in roles:
+                for name in self.modules[layer].get(role, ()):
+                    # A fused module (GPT-2's c_attn) keeps the first role that named it.
+                    found.setdefault(name, role)
+        return found
+
+
+def resolve_layout(model_type: str, num_layers: int, module_names: Iterable[str]) -> ModuleLayout:
+    """Find each role's modules in each layer among the model's `named_modules()` names."""
+    arch = architecture_for(model_type)
+    pattern = re.compile(rf"(?:^|.*\.){re.escape(arch.layers)}\.(\d+)\.(.+)$")
+    per_layer: list[dict[str, list[str]]] = [{} for _ in range(num_layers)]
+    suffix_roles: dict[str, list[str]] = {}
+    for role, suffixes in arch.roles.items():
+        for suffix in suffixes:
+            suffix_roles.setdefault(suffix, []).append(role)
+    for name in module_names:
+        match = pattern.match(name)
+        if not match:
+            continue
+        layer, suffix = int(match.group(1)), match.group(2)
+        if layer < num_layers:
+            for role in suffix_roles.get(suffix, ()):
+                per_layer[layer].setdefault(role, []).append(name)
+    if not any(per_layer):
+        raise ModelError(
+            f"found none of the expected modules '{arch.layers}.<i>.<{'|'.join(sorted(suffix_roles))}>' "
+            f"in this {model_type} model"
+        )
+    return ModuleLayout(
+        architecture=arch,
+        num_layers=num_layers,
+        modules=tuple({role: tuple(names) for role, names in m.items()} for m in per_layer),
+    )

@@ -1,0 +1,276 @@
+"""Search-space YAML -> a typed, validated `SearchSpec`. The only place YAML is parsed.
+
+Dimension syntax mirrors `optuna.distributions`: `{low, high, log, step}` is a range, `{choices}` a
+categorical, a bare value a constant. Every error names the file, the key, what was wrong and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autopeft.architectures import PRESETS
+from autopeft.errors import SpecError
+from autopeft.methods import METHODS
+
+Scalar = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: Scalar | None
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    choices: tuple[Scalar, ...]
+
+
+Dimension = Constant | FloatRange | IntRange | Choice
+
+
+def dimension_values(dim: Dimension) -> tuple[Any, ...] | None:
+    """Every value a discrete dimension can take; None for a continuous range."""
+    if isinstance(dim, Constant):
+        return (dim.value,)
+    if isinstance(dim, Choice):
+        return dim.choices
+    if isinstance(dim, IntRange) and not dim.log:
+        return tuple(range(dim.low, dim.high + 1, dim.step))
+    return None
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """The fidelity of every trial: how long it trains and on how much data it is judged."""
+
+    max_steps: int = 200
+    batch_size: int = 32
+    max_length: int = 64
+    train_subset: int | None = None  # sentences drawn from the training split; None = all
+    eval_subset: int | None = None  # sentences of the evaluation split; None = all
+
+    def replace(self, **changes: int | None) -> BudgetSpec:
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return BudgetSpec(**values)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    source: str
+    method: Dimension
+    target_modules: Dimension
+    layer_rank: Dimension  # one such dimension per layer; rank 0 = no adapter in that layer
+    learning_rate: Dimension
+    method_params: Mapping[str, Mapping[str, Dimension]] = field(default_factory=dict)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+
+    def methods(self) -> tuple[str, ...]:
+        values = dimension_values(self.method)
+        assert values is not None  # validated on load
+        return tuple(str(v) for v in values)
+
+
+_TOP_KEYS = ("method", "target_modules", "layer_rank", "learning_rate", "method_params", "budget")
+_RANGE_KEYS = ("low", "high", "log", "step")
+
+
+def builtin_space_names() -> list[str]:
+    folder = resources.files("autopeft.search_spaces")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_space_path(name_or_file: str) -> Path:
+    """A shipped space's name (`default`) or a path to a YAML file."""
+    candidate = Path(name_or_file)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise SpecError(f"search-space file {name_or_file} does not exist; give a YAML file or one of the "
+                            f"shipped spaces: {', '.join(builtin_space_names())}")
+        return candidate
+    shipped = resources.files("autopeft.search_spaces") / f"{name_or_file}.yaml"
+    if not shipped.is_file():
+        raise SpecError(f"unknown search space {name_or_file!r}; use one of the shipped spaces "
+                        f"({', '.join(builtin_space_names())}) or a path to a YAML file")
+    return Path(str(shipped))
+
+
+def load_spec(name_or_file: str) -> SearchSpec:
+    path = resolve_space_path(name_or_file)
+    return parse_spec(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: a search space is a mapping with keys {', '.join(_TOP_KEYS)}")
+    _reject_unknown(raw, _TOP_KEYS, source, "")
+    for required in ("method", "target_modules", "layer_rank", "learning_rate"):
+        if required not in raw:
+            raise SpecError(f"{source}: key '{required}' is missing; every space sets {', '.join(_TOP_KEYS[:4])}")
+
+    method = _dimension(raw["method"], source, "method")
+    _check_values(method, METHODS, source, "method", "methods")
+    target = _dimension(raw["target_modules"], source, "target_modules")
+    _check_values(target, PRESETS, source, "target_modules", "target-module presets")
+    rank = _dimension(raw["layer_rank"], source, "layer_rank")
+    _check_ranks(rank, source)
+    lr = _dimension(raw["learning_rate"], source, "learning_rate")
+    _check_positive_number(lr, source, "learning_rate")
+
+    methods = dimension_values(method) or ()
+    raw_params = raw.get("method_params") or {}
+    if not isinstance(raw_params, dict):
+        raise SpecError(f"{source}: key 'method_params' must map method names to their parameters")
+    params: dict[str, dict[str, Dimension]] = {}
+    for name, given in raw_params.items():
+        if name not in methods:
+            raise SpecError(f"{source}: key 'method_params.{name}': {name!r} is not among the space's methods "
+                            f"({', '.join(map(str, methods))})")
+        given = given or {}
+        if not isinstance(given, dict):
+            raise SpecError(f"{source}: key 'method_params.{name}' must be a mapping of parameter to dimension")
+        allowed = tuple(METHODS[name].params)
+        _reject_unknown(given, allowed, source, f"method_params.{name}.",
+                        what=f"parameter of {name}", none_text="(it has no tunable parameters)")
+        params[name] = {k: _dimension(v, source, f"method_params.{name}.{k}") for k, v in given.items()}
+
+    budget = _budget(raw.get("budget") or {}, source)
+    return SearchSpec(source=source, method=method, target_modules=target, layer_rank=rank,
+                      learning_rate=lr, method_params=params, budget=budget)
+
+
+def _reject_unknown(raw: Mapping[str, Any], allowed: tuple[str, ...], source: str, prefix: str,
+                    what: str = "key", none_text: str = "") -> None:
+    for key in raw:
+        if key not in allowed:
+            options = ", ".join(allowed) if allowed else none_text
+            raise SpecError(f"{source}: unknown {what} '{prefix}{key}'; allowed: {options}")
+
+
+def _dimension(value: Any, source: str, key: str) -> Dimension:
+    where = f"{source}: key '{key}'"
+    if isinstance(value, dict):
+        if "choices" in value:
+            if set(value) != {"choices"}:
+                raise SpecError(f"{where}: 'choices' cannot be combined with {sorted(set(value) - {'choices'})}")
+            choices = value["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise SpecError(f"{where}: 'choices' must be a non-empty list")
+            for c in choices:
+                if isinstance(c, dict | list):
+                    raise SpecError(f"{where}: choices must be plain values (numbers, strings, booleans)")
+                _check_not_float_string(c, where)
+            if len(set(choices)) != len(choices):
+                raise SpecError(f"{where}: 'choices' lists a value twice: {choices}")
+            return Choice(tuple(choices))
+        unknown = set(value) - set(_RANGE_KEYS)
+        if unknown:
+            raise SpecError(f"{where}: unknown field(s) {sorted(unknown)}; a dimension is either "
+                            f"{{choices: [...]}} or a range with {', '.join(_RANGE_KEYS)}")
+        if "low" not in value or "high" not in value:
+            raise SpecError(f"{where}: a range needs both 'low' and 'high'")
+        low, high = value["low"], value["high"]
+        for bound in (low, high):
+            _check_not_float_string(bound, where)
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                raise SpecError(f"{where}: 'low' and 'high' must be numbers, got {low!r} and {high!r}")
+        if low > high:
+            raise SpecError(f"{where}: low ({low}) must not exceed high ({high})")
+        log = value.get("log", False)
+        if not isinstance(log, bool):
+            raise SpecError(f"{where}: 'log' must be true or false, got {log!r}")
+        step = value.get("step")
+        if log and low <= 0:
+            raise SpecError(f"{where}: a log range needs low > 0, got low={low}")
+        if log and step is not None:
+            raise SpecError(f"{where}: 'step' cannot be combined with 'log: true'")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
+            raise SpecError(f"{where}: 'step' must be a positive number, got {step!r}")
+        if isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int)):
+            return IntRange(low, high, log, step or 1)
+        return FloatRange(float(low), float(high), log, None if step is None else float(step))
+    if isinstance(value, list):
+        raise SpecError(f"{where}: a bare list is ambiguous; write {{choices: {value}}}")
+    _check_not_float_string(value, where)
+    return Constant(value)
+
+
+def _check_not_float_string(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return
+        raise SpecError(f"{where}: {value!r} was read as a string; write numbers with a dot, e.g. 1.0e-3")
+
+
+def _check_values(dim: Dimension, allowed: Mapping[str, Any], source: str, key: str, what: str) -> None:
+    values = dimension_values(dim)
+    if values is None:
+        raise SpecError(f"{source}: key '{key}' must be a name or {{choices: [...]}} of names")
+    for v in values:
+        if v not in allowed:
+            raise SpecError(f"{source}: key '{key}': unknown value {v!r}; allowed {what}: {', '.join(allowed)}")
+
+
+def _check_ranks(dim: Dimension, source: str) -> None:
+    values = dimension_values(dim)
+    if values is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise SpecError(f"{source}: key 'layer_rank' must be whole numbers >= 0 (0 = no adapter in that layer), "
+                        f"as a constant, {{choices: [...]}} or an integer range")
+    if all(v == 0 for v in values):
+        raise SpecError(f"{source}: key 'layer_rank' allows only 0, so no layer could ever get an adapter")
+
+
+def _check_positive_number(dim: Dimension, source: str, key: str) -> None:
+    values = dimension_values(dim)
+    bounds = values if values is not None else (dim.low, dim.high)  # type: ignore[union-attr]
+    for v in bounds:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            raise SpecError(f"{source}: key '{key}' must be positive numbers, got {v!r}")
+
+
+_BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset")
+
+
+def _budget(raw: Any, source: str) -> BudgetSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: key 'budget' must be a mapping with keys {', '.join(_BUDGET_KEYS)}")
+    _reject_unknown(raw, _BUDGET_KEYS, source, "budget.")
+    for key, value in raw.items():
+        optional = key in ("train_subset", "eval_subset")
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            allowed = "a whole number > 0" + (" or null for all" if optional else "")
+            raise SpecError(f"{source}: key 'budget.{key}' must be {allowed}, got {value!r}")
+    return BudgetSpec(**raw)

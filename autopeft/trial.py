@@ -1,0 +1,169 @@
+"""One trial: Candidate + base model + task data -> TrialResult (objectives, or a failure reason).
+
+`TrialRunner` is what a worker keeps between trials: the tokenizer and the tokenised data are loaded
+once, then each trial loads fresh pretrained weights, adds the candidate's adapters, trains and
+evaluates.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autopeft.errors import TrialFailed
+from autopeft.space import Candidate
+from autopeft.spec import BudgetSpec
+
+EVAL_BATCH_SIZE = 128
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    candidate: Candidate
+    model_name: str
+    model_location: str
+    task: str
+    data_folder: str | None  # None: the Hugging Face hub
+    budget: BudgetSpec
+    seed: int
+    device: str = "auto"  # "auto": CUDA when the worker has a GPU, else CPU
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    status: str  # "complete" or "failed"
+    accuracy: float | None = None
+    trainable_params: int | None = None
+    peak_memory: int | None = None
+    memory_method: str | None = None
+    base_params: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    host: str = ""
+    pid: int = 0
+    device: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TrialRunner:
+    """Runs trials in one process, keeping tokenised data between them."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        import torch
+
+        from autopeft.logs import quiet_libraries
+
+        quiet_libraries()
+        if threads:
+            torch.set_num_threads(threads)
+        self._encoded: dict[tuple[Any, ...], Any] = {}
+        self._tokenizers: dict[str, Any] = {}
+
+    def _data(self, request: TrialRequest, split: str) -> Any:
+        from autopeft.data import DataSource, encode, load_split
+        from autopeft.models import ModelRef, load_tokenizer
+        from autopeft.tasks import get_task
+
+        key = (request.model_location, request.task, request.data_folder, request.budget.max_length, split)
+        if key not in self._encoded:
+            ref = ModelRef(request.model_name, request.model_location)
+            if ref.location not in self._tokenizers:
+                self._tokenizers[ref.location] = load_tokenizer(ref)
+            folder = Path(request.data_folder) if request.data_folder else None
+            examples = load_split(DataSource(get_task(request.task), folder), split)
+            self._encoded[key] = encode(examples, self._tokenizers[ref.location], request.budget.max_length)
+        return self._encoded[key]
+
+    def run(self, request: TrialRequest) -> TrialResult:
+        start = time.perf_counter()
+        where = {"host": socket.gethostname(), "pid": os.getpid()}
+        try:
+            result = self._run(request, start)
+        except TrialFailed as exc:
+            return TrialResult(status="failed", failure=str(exc), wall_seconds=time.perf_counter() - start, **where)
+        except Exception as exc:  # a trial's crash must not end the search: record it
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            reason = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
+            if "out of memory" in str(exc).lower():
+                reason = f"out of memory: {exc}"
+            return TrialResult(status="failed", failure=reason, wall_seconds=time.perf_counter() - start, **where)
+        return result
+
+    def _run(self, request: TrialRequest, start: float) -> TrialResult:
+        import torch
+
+        from autopeft.data import Encoded
+        from autopeft.materialize import count_parameters, count_trainable, materialize
+        from autopeft.models import ModelRef, load_classifier
+        from autopeft.tasks import compute_metrics, get_task
+        from autopeft.train import TrainSettings, measure_peak_memory, predict, train
+
+        task = get_task(request.task)
+        regression = task.num_labels == 1
+        budget = request.budget
+        device = _pick_device(request.device)
+        train_all: Encoded = self._data(request, "train")
+        eval_all: Encoded = self._data(request, "eval")
+        train_data = train_all.sample(budget.train_subset, request.seed)
+        # The evaluation subset is the same for every trial, so that their accuracies compare.
+        eval_data = eval_all.sample(budget.eval_subset, 0)
+
+        torch.manual_seed(request.seed)
+        ref = ModelRef(request.model_name, request.model_location)
+        tokenizer = self._tokenizers[ref.location]
+        base = load_classifier(ref, task.num_labels, tokenizer.pad_token_id)
+        base_params = count_parameters(base)
+        model = materialize(request.candidate, base).to(device)
+        trainable = count_trainable(model)
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        memory = measure_peak_memory(model, budget.batch_size, budget.max_length, regression, device)
+        settings = TrainSettings(learning_rate=request.candidate.learning_rate, max_steps=budget.max_steps,
+                                 batch_size=budget.batch_size, seed=request.seed)
+        stats = train(model, train_data, settings, regression, device)
+        if device.type == "cuda":
+            memory = type(memory)(int(torch.cuda.max_memory_allocated(device)), memory.method)
+
+        eval_start = time.perf_counter()
+        predictions = predict(model, eval_data, EVAL_BATCH_SIZE, regression, device)
+        metrics = compute_metrics(task, predictions, eval_data.labels)
+        metrics["final_train_loss"] = stats.final_loss
+        return TrialResult(
+            status="complete",
+            accuracy=metrics[task.metric],
+            trainable_params=trainable,
+            peak_memory=memory.bytes,
+            memory_method=memory.method,
+            base_params=base_params,
+            metrics=metrics,
+            train_seconds=stats.seconds,
+            eval_seconds=time.perf_counter() - eval_start,
+            wall_seconds=time.perf_counter() - start,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            device=str(device),
+        )
+
+
+def _pick_device(requested: str) -> Any:
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+

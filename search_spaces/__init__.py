@@ -1,0 +1,1 @@
+"""Search spaces shipped with autopeft (YAML files beside this module)."""
