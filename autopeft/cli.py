@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import logging.handlers
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -112,8 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hold_library_logs() -> None:
+    """Until a run directory has a log file, library records are held in memory, not printed."""
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.handlers.MemoryHandler) for h in root.handlers):
+        root.addHandler(logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1))
+    root.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _hold_library_logs()
     try:
         return int(args.handler(args) or 0)
     except AutopeftError as exc:
@@ -128,11 +140,12 @@ _RESUME_FIXED = ("task", "data_dir", "model", "max_steps", "batch_size", "max_le
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from autopeft.data import resolve_source
+    from autopeft.data import DATA_DIR_ENV, resolve_source
+    from autopeft.hub import use_offline_mode_unless_reachable
     from autopeft.models import inspect_model, resolve_model
     from autopeft.samplers import default_startup_trials
     from autopeft.settings import SearchSettings
-    from autopeft.spec import load_spec, resolve_space_path
+    from autopeft.spec import check_spec_for_model, load_spec, resolve_space_path
     from autopeft.storage import RunDir
     from autopeft.tasks import get_task
 
@@ -148,8 +161,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     spec = load_spec(args.space)
     budget = spec.budget.replace(max_steps=args.max_steps, batch_size=args.batch_size, max_length=args.max_length,
                                  train_subset=args.train_subset, eval_subset=args.eval_subset)
-    info = inspect_model(resolve_model(args.model), task.num_labels)
-    source = resolve_source(task, args.data_dir)
+    ref = resolve_model(args.model)
+    data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is None or not Path(ref.location).exists():
+        use_offline_mode_unless_reachable()  # fail fast (cached files still load) instead of 30 s of retries
+    if data_dir is not None:
+        resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
+    info = inspect_model(ref, task.num_labels)
+    check_spec_for_model(spec, info.model_type, info.layout.architecture.fan_in_fan_out)
+    source = resolve_source(task, data_dir)
     trials = args.trials or 24
     out = Path(args.out) if args.out else Path("runs") / f"{task.name}-{args.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir.check_new(out)

@@ -69,14 +69,19 @@ def resolve_source(task: Task, data_dir: str | None) -> DataSource:
 
 
 def _check_hub(task: Task) -> None:
+    from autopeft.hub import is_offline
+
     try:
         _load_hub_split(task, "train[:1]")
     except Exception as exc:  # the datasets library raises many kinds for "no network"
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        if is_offline():
+            reason = "the Hugging Face hub cannot be reached and the data set is not in the local cache"
+        else:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            reason = f"the Hugging Face hub could not serve it: {first}"
         raise TaskError(
-            f"no data directory given and the Hugging Face hub could not serve {HUB_DATASET}/{task.hub_config} "
-            f"({reason}); pass --data-dir DIR (GLUE layout, DIR/{task.glue_dir}/train.tsv) or set "
-            f"{DATA_DIR_ENV}, or connect to the internet"
+            f"no data directory given for {task.name}, and {reason}; pass --data-dir DIR (GLUE layout, "
+            f"DIR/{task.glue_dir}/train.tsv) or set {DATA_DIR_ENV}, or connect to the internet"
         ) from None
 
 

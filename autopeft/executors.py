@@ -45,6 +45,7 @@ class Executor(ABC):
     @abstractmethod
     def in_flight(self) -> int: ...
 
+    @abstractmethod
     def close(self) -> None:
         """Release workers; trials still running are abandoned."""
 
@@ -64,6 +65,9 @@ class LocalExecutor(Executor):
 
     def in_flight(self) -> int:
         return len(self._done)
+
+    def close(self) -> None:
+        self._done.clear()
 
 
 class _RayWorker:

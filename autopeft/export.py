@@ -74,9 +74,8 @@ def _model_ref(settings: SearchSettings) -> ModelRef:
 
 def export_trial(run: RunDir, settings: SearchSettings, row: pd.Series, pick: Pick, out: Path,
                  force: bool = False) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise RunDirError(f"{out} already exists; choose another --out or pass --force to replace it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise RunDirError(f"{out} already exists; choose another --out or pass --force to replace it")
     study = run.load_study()
     trial = study.trials[int(row["trial"])]
     candidate = Candidate.from_dict(trial.user_attrs[ATTR_CANDIDATE])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
-import warnings
 from pathlib import Path
 
 _NOISY = ("transformers", "peft", "datasets", "huggingface_hub", "optuna", "ray", "filelock", "urllib3",
@@ -19,7 +19,6 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.captureWarnings(True)
-    warnings.simplefilter("default")
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
@@ -38,7 +37,11 @@ def log_to_file(path: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for existing in list(root.handlers):
-        if isinstance(existing, logging.StreamHandler) and not isinstance(existing, logging.FileHandler):
+        if isinstance(existing, logging.handlers.MemoryHandler):
+            existing.setTarget(handler)  # records from before the run directory existed
+            existing.close()
+            root.removeHandler(existing)
+        elif isinstance(existing, logging.StreamHandler) and not isinstance(existing, logging.FileHandler):
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(logging.INFO)

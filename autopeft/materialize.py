@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autopeft.architectures import ModuleLayout, resolve_layout
 from autopeft.errors import TrialFailed
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def layout_of(model: torch.nn.Module) -> ModuleLayout:
     from autopeft.architectures import num_layers_of
 
-    config = model.config  # type: ignore[attr-defined]
+    config: Any = model.config
     names = [name for name, _ in model.named_modules()]
     return resolve_layout(config.model_type, num_layers_of(config), names)
 
@@ -58,7 +58,7 @@ def materialize(candidate: Candidate, base_model: torch.nn.Module) -> PeftModel:
 
     config = build_peft_config(candidate, layout_of(base_model))
     try:
-        return get_peft_model(base_model, config)  # type: ignore[arg-type]
+        return get_peft_model(base_model, config)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise TrialFailed(f"peft rejected {candidate.describe()}: {exc}") from exc
 

@@ -39,6 +39,7 @@ class Method:
     uses_rank: bool
     params: Mapping[str, ParamValue]  # tunable parameter -> default
     build: Callable[[AdapterPlan, Mapping[str, ParamValue]], PeftConfig]
+    adapts_conv1d: bool = True  # GPT-2 style transposed Conv1D projections
 
 
 def _most_common(values: list[int]) -> int:
@@ -107,6 +108,7 @@ METHODS: dict[str, Method] = {
             uses_rank=True,
             params={"alpha": 16, "rank_dropout": 0.0, "module_dropout": 0.0},
             build=_build_loha,
+            adapts_conv1d=False,
         ),
         Method(
             name="ia3",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import optuna
+import pandas as pd
 
 from autopeft.dashboard import MIB, dashboard_data, render_html
 from autopeft.pareto import pareto_front, pareto_mask

@@ -108,7 +108,8 @@ def _request(settings: SearchSettings, candidate: Candidate) -> TrialRequest:
 def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult) -> None:
     trial.set_user_attr(ATTR_RESULT, result.to_dict())
     if result.ok:
-        study.tell(trial, [result.accuracy, result.trainable_params, result.peak_memory])
+        assert result.accuracy is not None and result.trainable_params is not None and result.peak_memory is not None
+        study.tell(trial, [result.accuracy, float(result.trainable_params), float(result.peak_memory)])
     else:
         trial.set_user_attr(ATTR_FAILURE, result.failure or "unknown failure")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

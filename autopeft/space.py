@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from autopeft.methods import ParamValue, get_method, method_params_with_defaults
-from autopeft.spec import Choice, Constant, Dimension, FloatRange, IntRange, SearchSpec
+from autopeft.spec import Choice, Constant, Dimension, FloatRange, IntRange, SearchSpec, dimension_values
 
 
 class TrialLike(Protocol):
@@ -83,10 +83,24 @@ def _suggest(trial: TrialLike, name: str, dim: Dimension) -> Any:
     raise TypeError(f"not a dimension: {dim!r}")
 
 
+def _at_least_one_layer(ranks: tuple[int, ...], dim: Dimension) -> tuple[int, ...]:
+    """All-zero ranks would train no adapter at all; such a draw gets the smallest rank in the top layer.
+
+    A deterministic repair, rather than a failed trial: the objectives stay a function of the sampled
+    parameters, which model-based samplers need, and no trial is wasted.
+    """
+    if any(ranks):
+        return ranks
+    values = dimension_values(dim)
+    smallest = min(v for v in values if v > 0) if values else max(1, int(getattr(dim, "low", 1)))
+    return (*ranks[:-1], int(smallest))
+
+
 def suggest_candidate(trial: TrialLike, spec: SearchSpec, num_layers: int) -> Candidate:
     method = str(_suggest(trial, "method", spec.method))
     target = str(_suggest(trial, "target_modules", spec.target_modules))
-    ranks = tuple(int(_suggest(trial, f"rank_L{i}", spec.layer_rank)) for i in range(num_layers))
+    ranks = _at_least_one_layer(
+        tuple(int(_suggest(trial, f"rank_L{i}", spec.layer_rank)) for i in range(num_layers)), spec.layer_rank)
     lr = float(_suggest(trial, "learning_rate", spec.learning_rate))
     dims = spec.method_params.get(method, {})
     given = {name: _suggest(trial, f"{method}.{name}", dim) for name, dim in dims.items()}

@@ -94,6 +94,14 @@ class SearchSpec:
         return tuple(str(v) for v in values)
 
 
+def check_spec_for_model(spec: SearchSpec, model_type: str, conv1d: bool) -> None:
+    """Reject methods that cannot adapt this model, when the space is loaded for it."""
+    for name in spec.methods():
+        if conv1d and not METHODS[name].adapts_conv1d:
+            raise SpecError(f"{spec.source}: key 'method': {name} cannot adapt the Conv1D projections of "
+                            f"{model_type} models; remove it from the space's methods for this model")
+
+
 _TOP_KEYS = ("method", "target_modules", "layer_rank", "learning_rate", "method_params", "budget")
 _RANGE_KEYS = ("low", "high", "log", "step")
 

@@ -65,7 +65,8 @@ class RunDir:
     def check_new(cls, path: Path) -> RunDir:
         """A run directory that can be created: refuses to touch anything that already exists."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            hint = f"use --resume {path} to continue it" if (path / "settings.json").exists() else "choose another --out"
+            is_run = (path / "settings.json").exists()
+            hint = f"use --resume {path} to continue it" if is_run else "choose another --out"
             raise RunDirError(f"{path} already exists and is not empty; {hint} (autopeft never overwrites a run)")
         return cls(path)
 
@@ -93,8 +94,9 @@ class RunDir:
             raise RunDirError(f"{self.settings_file} cannot be read ({exc}); was it edited by hand?") from None
 
     def create_study(self, sampler: optuna.samplers.BaseSampler | None) -> optuna.Study:
+        directions = [optuna.study.StudyDirection[d.upper()] for d in DIRECTIONS]
         return optuna.create_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler,
-                                   directions=list(DIRECTIONS), load_if_exists=True)
+                                   directions=directions, load_if_exists=True)
 
     def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
         try:

@@ -90,18 +90,22 @@ class TrialRunner:
 
     def run(self, request: TrialRequest) -> TrialResult:
         start = time.perf_counter()
-        where = {"host": socket.gethostname(), "pid": os.getpid()}
         try:
             result = self._run(request, start)
         except TrialFailed as exc:
-            return TrialResult(status="failed", failure=str(exc), wall_seconds=time.perf_counter() - start, **where)
+            return self._failed(str(exc), start)
         except Exception as exc:  # a trial's crash must not end the search: record it
             last = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
             if "out of memory" in str(exc).lower():
                 reason = f"out of memory: {exc}"
-            return TrialResult(status="failed", failure=reason, wall_seconds=time.perf_counter() - start, **where)
+            return self._failed(reason, start)
         return result
+
+    @staticmethod
+    def _failed(reason: str, start: float) -> TrialResult:
+        return TrialResult(status="failed", failure=reason, wall_seconds=time.perf_counter() - start,
+                           host=socket.gethostname(), pid=os.getpid())
 
     def _run(self, request: TrialRequest, start: float) -> TrialResult:
         import torch

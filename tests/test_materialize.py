@@ -1,0 +1,102 @@
+"""Candidates materialise on every supported architecture, train a step, and are counted as peft counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autopeft.architectures import PRESETS
+from autopeft.errors import ModelError, TrialFailed
+from autopeft.materialize import adapter_plan, count_trainable, layout_of, materialize
+from autopeft.methods import METHODS, method_params_with_defaults
+from autopeft.models import inspect_model, resolve_model
+from autopeft.space import Candidate
+from tests.conftest import tiny_model
+
+ARCHITECTURES = ["bert", "roberta", "distilbert", "gpt2", "llama", "qwen2"]
+
+
+def candidate(method: str, preset: str, ranks: tuple[int, ...]) -> Candidate:
+    params = method_params_with_defaults(method, {})
+    return Candidate(method, preset, ranks, 1e-3, tuple(sorted(params.items())))
+
+
+def forward_backward(model: torch.nn.Module) -> None:
+    ids = torch.randint(3, 1000, (2, 7))
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+
+
+# Methods that cannot adapt GPT-2's Conv1D are rejected at load time instead (see the last test).
+CASES = [(a, m, p) for a in ARCHITECTURES for m in sorted(METHODS) for p in sorted(PRESETS)
+         if a != "gpt2" or METHODS[m].adapts_conv1d]
+
+
+@pytest.mark.parametrize(("arch", "method", "preset"), CASES)
+def test_every_method_and_preset_materialises(arch: str, method: str, preset: str) -> None:
+    model = materialize(candidate(method, preset, (4, 0)), tiny_model(arch))
+    forward_backward(model)
+    total_peft, _ = model.get_nb_trainable_parameters()
+    assert count_trainable(model) == total_peft
+    # The classifier head is trained; the second layer (rank 0) has no adapter.
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("modules_to_save" in n for n in names)
+    assert not any(".1." in n.split("modules_to_save")[0] and "lora_" in n for n in names)
+
+
+def test_lora_per_layer_ranks_match_hand_count() -> None:
+    # BERT, hidden 32: query and value are 32x32; layer 0 at rank 4, layer 1 at rank 8.
+    model = materialize(candidate("lora", "attn_qv", (4, 8)), tiny_model("bert"))
+    adapters = 2 * (4 * 32 + 32 * 4) + 2 * (8 * 32 + 32 * 8)
+    head = 32 * 2 + 2  # the classifier; BERT's pooler stays frozen
+    assert count_trainable(model) == adapters + head
+    ranks = {n: p.shape[0] for n, p in model.named_parameters() if "lora_A" in n}
+    assert sorted(ranks.values()) == [4, 4, 8, 8]
+
+
+def test_ia3_reads_rank_as_on_off_and_scales_feedforward_input() -> None:
+    model = materialize(candidate("ia3", "all_linear", (0, 16)), tiny_model("bert"))
+    vectors = {n: p.numel() for n, p in model.named_parameters() if "ia3_l" in n}
+    assert all(".layer.1." in n for n in vectors)
+    # q, k, v and o scale their 32 outputs, up its 64 outputs; down, a feed-forward module, its 64 inputs.
+    assert sorted(vectors.values()) == [32, 32, 32, 32, 64, 64]
+    down = [n for n in vectors if n.split(".ia3_l")[0].endswith("layer.1.output.dense")]
+    assert len(down) == 1 and vectors[down[0]] == 64
+
+
+def test_all_zero_ranks_fail_as_a_trial_not_a_crash() -> None:
+    layout = layout_of(tiny_model("bert"))
+    with pytest.raises(TrialFailed, match="no layer has an adapter"):
+        adapter_plan(candidate("lora", "attn_qv", (0, 0)), layout)
+
+
+def test_gpt2_fused_attention_is_one_module() -> None:
+    layout = layout_of(tiny_model("gpt2"))
+    targets = layout.targets("attn_qv", [0])
+    assert list(targets) == ["transformer.h.0.attn.c_attn"]
+
+
+def test_unknown_architecture_is_rejected_clearly(tmp_path) -> None:
+    from transformers import T5Config
+
+    T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, d_kv=8, vocab_size=100).save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match=r"has no target-module presets; supported model types: .*bert"):
+        inspect_model(resolve_model(str(tmp_path)), 2)
+
+
+def test_inspect_model_counts_the_embedded_minilm_without_loading_weights() -> None:
+    info = inspect_model(resolve_model(None), 2)
+    assert info.num_layers == 6
+    assert info.base_params == 22_713_986  # BertForSequenceClassification on MiniLM-L6-H384, 2 labels
+
+
+def test_space_rejects_methods_the_model_cannot_take() -> None:
+    from autopeft.errors import SpecError
+    from autopeft.spec import check_spec_for_model, load_spec
+
+    spec = load_spec("default")
+    check_spec_for_model(spec, "bert", conv1d=False)
+    with pytest.raises(SpecError, match="loha cannot adapt the Conv1D projections of gpt2"):
+        check_spec_for_model(spec, "gpt2", conv1d=True)

@@ -1,0 +1,94 @@
+"""Training, evaluation and the CPU memory account on tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from autopeft.errors import TrialFailed
+from autopeft.materialize import materialize
+from autopeft.methods import method_params_with_defaults
+from autopeft.space import Candidate
+from autopeft.train import TrainSettings, measure_peak_memory, predict, train
+from tests.conftest import tiny_model
+
+CPU = torch.device("cpu")
+
+
+def lora(ranks: tuple[int, ...], preset: str = "attn_qv", lr: float = 1e-2) -> Candidate:
+    params = method_params_with_defaults("lora", {})
+    return Candidate("lora", preset, ranks, lr, tuple(sorted(params.items())))
+
+
+def toy_data(n: int = 64):
+    from autopeft.data import Encoded
+
+    torch.manual_seed(0)
+    # Label 1 iff token 7 appears: learnable by a tiny model in a few dozen steps.
+    ids, labels = [], []
+    for i in range(n):
+        row = torch.randint(10, 1000, (8,)).tolist()
+        if i % 2:
+            row[3] = 7
+        ids.append(tuple(row))
+        labels.append(float(i % 2))
+    return Encoded(tuple(ids), None, tuple(labels), pad_id=0)
+
+
+def test_memory_account_is_deterministic_and_placement_matters() -> None:
+    def reading(ranks: tuple[int, ...]) -> int:
+        model = materialize(lora(ranks), tiny_model("bert"))
+        first = measure_peak_memory(model, 8, 16, regression=False, device=CPU)
+        again = measure_peak_memory(model, 8, 16, regression=False, device=CPU)
+        assert first == again and first.method == "cpu-accounted"
+        return first.bytes
+
+    top_only, bottom_only, both = reading((0, 8)), reading((8, 0)), reading((8, 8))
+    # Backward stops above the lowest adapter: adapting only the top layer saves the bottom's activations.
+    assert top_only < bottom_only <= both
+    # Rank moves memory far less than placement does.
+    assert abs(reading((0, 16)) - top_only) < (bottom_only - top_only)
+
+
+def test_training_learns_a_toy_rule_and_is_seeded() -> None:
+    data = toy_data()
+
+    def run(seed: int) -> tuple[float, list[float]]:
+        torch.manual_seed(seed)
+        model = materialize(lora((8, 8), "all_linear", lr=2e-2), tiny_model("bert", seed=seed))
+        stats = train(model, data, TrainSettings(learning_rate=2e-2, max_steps=60, batch_size=16, seed=seed),
+                      regression=False, device=CPU)
+        return stats.final_loss, predict(model, data, 32, regression=False, device=CPU)
+
+    loss, predictions = run(0)
+    accuracy = sum(p == y for p, y in zip(predictions, data.labels, strict=True)) / len(data)
+    assert accuracy >= 0.9
+    assert run(0) == (loss, predictions)
+
+
+def test_diverging_loss_fails_the_trial() -> None:
+    model = materialize(lora((8, 8)), tiny_model("bert"))
+    with pytest.raises(TrialFailed, match="training loss became"):
+        train(model, toy_data(), TrainSettings(learning_rate=1e30, max_steps=30, batch_size=16, seed=0,
+                                               max_grad_norm=1e30), regression=False, device=CPU)
+
+
+def test_trial_runner_reports_objectives_and_failures(tiny_bert_dir: Path, sst2_small: Path) -> None:
+    from autopeft.models import resolve_model
+    from autopeft.spec import BudgetSpec
+    from autopeft.trial import TrialRequest, TrialRunner
+
+    ref = resolve_model(str(tiny_bert_dir))
+    runner = TrialRunner(threads=1)
+    budget = BudgetSpec(max_steps=3, batch_size=8, max_length=32, eval_subset=40)
+    ok = runner.run(TrialRequest(lora((4, 0)), ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
+                                 budget, seed=0))
+    assert ok.ok and ok.memory_method == "cpu-accounted"
+    assert ok.accuracy is not None and 0.0 <= ok.accuracy <= 1.0
+    assert ok.trainable_params == 2 * (4 * 32 * 2) + 32 * 2 + 2
+    assert ok.peak_memory and ok.peak_memory > 4 * ok.base_params
+    bad = runner.run(TrialRequest(lora((0, 0)), ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
+                                  budget, seed=0))
+    assert not bad.ok and "no layer has an adapter" in (bad.failure or "")
