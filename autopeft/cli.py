@@ -92,19 +92,45 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0, help="GPUs per trial (default 0)")
     s.set_defaults(handler=cmd_search)
 
-    e = sub.add_parser("export", help="write a chosen configuration as a peft adapter_config.json",
-                       description="Choose a completed trial of a run and write a folder that "
-                       "peft.PeftConfig.from_pretrained loads, plus autopeft.json with its objectives.")
+    e = sub.add_parser("export", help="write chosen configurations as peft folders (optionally retrained)",
+                       description="Choose completed trials of a run and write folders that "
+                       "peft.PeftConfig.from_pretrained loads, plus autopeft.json with their objectives. Budgets "
+                       "filter first, then --pick chooses.")
     e.add_argument("run", help="run directory written by autopeft search")
-    e.add_argument("--out", help="folder to write (default: exports/<run>-trial<K>)")
-    pick = e.add_mutually_exclusive_group()
-    pick.add_argument("--pick", choices=("best-accuracy",), default="best-accuracy",
-                      help="best-accuracy: the most accurate trial, ties to fewer parameters (default)")
-    pick.add_argument("--max-params", type=_positive_int, help="the most accurate trial with at most N trainable "
-                      "parameters")
-    pick.add_argument("--trial", type=int, help="this trial number")
+    e.add_argument("--out", help="folder to write (default: exports/<run>-trial<K>, or exports/<run>-front with --all)")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--pick", choices=("best-accuracy", "knee"), default="best-accuracy",
+                       help="best-accuracy: the most accurate trial, ties to fewer parameters (default); knee: the "
+                       "Pareto-optimal trial closest to the ideal point with each objective scaled to [0, 1] over the "
+                       "front (parameters and memory on a log scale)")
+    which.add_argument("--trial", type=int, help="this trial number")
+    which.add_argument("--all", dest="whole_front", action="store_true",
+                       help="every Pareto-optimal trial (within the budgets), one subfolder each")
+    e.add_argument("--max-params", type=_positive_int, help="budget: at most N trainable parameters")
+    e.add_argument("--max-memory", help="budget: at most this peak training memory (e.g. 400MiB, 1.5GB)")
+    e.add_argument("--seeds", type=_positive_int, help="confirm: retrain at the search budget with K fresh seeds and "
+                   "report mean and standard deviation")
+    e.add_argument("--retrain", action="store_true", help="train at full budget on the whole training split and save "
+                   "adapter weights that peft.PeftModel.from_pretrained loads")
+    e.add_argument("--max-steps", type=_positive_int, help="with --retrain: training steps (default: one epoch)")
+    e.add_argument("--data-dir", help="with --seeds or --retrain: where the task data is now (default: where the "
+                   "search read it)")
     e.add_argument("--force", action="store_true", help="replace --out if it exists")
     e.set_defaults(handler=cmd_export)
+
+    t = sub.add_parser("train", help="train an exported configuration on a task and save its adapter",
+                       description="Train a configuration written by autopeft export (on its own task or another: "
+                       "configurations transfer across GLUE tasks) and save the adapter; same output as export "
+                       "--retrain.")
+    t.add_argument("--config", required=True, help="folder written by autopeft export")
+    t.add_argument("--task", required=True, help=f"task to train on: {', '.join(TASKS)}")
+    t.add_argument("--data-dir", help="folder in GLUE layout (default: $AUTOPEFT_DATA_DIR, else the hub)")
+    t.add_argument("--model", help="base model (default: the one the configuration was searched on)")
+    t.add_argument("--out", help="folder to write (default: trained/<config>-<task>)")
+    t.add_argument("--max-steps", type=_positive_int, help="training steps (default: one epoch)")
+    t.add_argument("--seed", type=int, help="training seed (default: the configuration's)")
+    t.add_argument("--force", action="store_true", help="replace --out if it exists")
+    t.set_defaults(handler=cmd_train)
 
     d = sub.add_parser("dashboard", help="write the Pareto dashboard of a run as one HTML file",
                        description="Write the run's Pareto dashboard as a self-contained HTML file that opens "
@@ -271,18 +297,128 @@ def _execute(run: Any, settings: Any, spec: Any, layout: Any) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from autopeft.export import Pick, choose, export_trial
+    from autopeft.export import Pick, check_out_dir, choose, parse_size
     from autopeft.storage import RunDir, results_table
 
+    if args.trial is not None and (args.max_params or args.max_memory):
+        raise UsageError("--trial names one trial; drop --max-params/--max-memory, or drop --trial")
+    if args.max_steps and not args.retrain:
+        raise UsageError("--max-steps sets the retraining budget; add --retrain or drop it")
+    if args.data_dir and not (args.retrain or args.seeds):
+        raise UsageError("--data-dir is only read with --seeds or --retrain")
+    pick = Pick(strategy=args.pick, trial=args.trial, max_params=args.max_params,
+                max_memory=parse_size(args.max_memory) if args.max_memory else None, whole_front=args.whole_front)
     run = RunDir.open(Path(args.run))
     settings = run.settings()
-    table = results_table(run.load_study(), settings.base_params)
-    pick = Pick(trial=args.trial, max_params=args.max_params)
-    row = choose(table, pick)
-    out = Path(args.out) if args.out else Path("exports") / f"{run.path.name}-trial{int(row['trial'])}"
-    export_trial(run, settings, row, pick, out, force=args.force)
-    print(f"exported trial {int(row['trial'])} ({row['configuration']}; accuracy {row['accuracy']:.4f}, "
-          f"{int(row['trainable_params']):,} trainable parameters) to {out}")
+    rows = choose(results_table(run.load_study(), settings.base_params), pick)
+    name = f"{run.path.name}-front" if pick.whole_front else f"{run.path.name}-trial{int(rows[0]['trial'])}"
+    out = Path(args.out) if args.out else Path("exports") / name
+    check_out_dir(out, args.force)
+    runner, data = _training_setup(settings.task, args.data_dir or settings.data_folder, args.seeds or args.retrain)
+    targets = [(row, out / f"trial-{int(row['trial'])}" if pick.whole_front else out) for row in rows]
+    if pick.whole_front and out.exists():
+        import shutil
+
+        shutil.rmtree(out)  # --force was given (check_out_dir)
+    for row, folder in targets:
+        _export_one(run, settings, row, pick, folder, args, runner, data)
+    if pick.whole_front:
+        (out / "README.md").write_text(_front_index(targets), encoding="utf-8")
+    return 0
+
+
+def _training_setup(task_name: str, data_dir: str | None, needed: Any) -> tuple[Any, Any]:
+    """A TrialRunner and the data's place, when a command must train; (None, None) otherwise."""
+    if not needed:
+        return None, None
+    from autopeft.data import resolve_source
+    from autopeft.hub import use_offline_mode_unless_reachable
+    from autopeft.logs import quiet_libraries
+    from autopeft.retrain import DataPlace
+    from autopeft.tasks import get_task
+    from autopeft.trial import TrialRunner
+
+    quiet_libraries()
+    if data_dir is None and not os.environ.get("AUTOPEFT_DATA_DIR"):
+        use_offline_mode_unless_reachable()
+    source = resolve_source(get_task(task_name), data_dir)
+    folder = str(source.folder.resolve()) if source.folder else None
+    return TrialRunner(threads=os.cpu_count()), DataPlace(get_task(task_name).name, folder)
+
+
+def _export_one(run: Any, settings: Any, row: Any, pick: Any, folder: Path, args: argparse.Namespace,
+                runner: Any, data: Any) -> None:
+    from autopeft.export import model_ref_for, provenance_for_trial, write_config_folder
+    from autopeft.retrain import confirm_over_seeds, retrain_full, scratch_dir
+
+    trial = int(row["trial"])
+    provenance = provenance_for_trial(run, settings, row, pick)
+    ref = model_ref_for(settings.model_name, settings.model_location)
+    extra: dict[str, Any] = {}
+    if args.seeds:
+        print(f"autopeft: confirming trial {trial} over {args.seeds} seeds at the search budget...", file=sys.stderr)
+        c = extra["confirmation"] = confirm_over_seeds(runner, provenance, ref, data, args.seeds)
+        print(f"trial {trial}: accuracy {c['mean']:.4f} ± {c['std']:.4f} over seeds {c['seeds']} "
+              f"(search: {row['accuracy']:.4f})")
+    if args.retrain:
+        with scratch_dir() as weights:
+            print(f"autopeft: retraining trial {trial} at full budget...", file=sys.stderr)
+            r = extra["retrained"] = retrain_full(runner, provenance, ref, data, args.max_steps, Path(weights))
+            write_config_folder(folder, provenance, ref, extra, adapter_files=Path(weights))
+        print(f"trial {trial}: retrained for {r['max_steps']} steps, accuracy {r['accuracy_after_loading']:.4f} "
+              f"after loading the saved adapter")
+    else:
+        write_config_folder(folder, provenance, ref, extra)
+    print(f"exported trial {trial} ({row['configuration']}; accuracy {row['accuracy']:.4f}, "
+          f"{int(row['trainable_params']):,} trainable parameters) to {folder}")
+
+
+def _front_index(targets: list[tuple[Any, Path]]) -> str:
+    lines = ["# Pareto-optimal configurations", "", "| trial | accuracy | trainable params | peak memory (MiB) | "
+             "folder | configuration |", "|---|---|---|---|---|---|"]
+    for row, folder in targets:
+        lines.append(f"| {int(row['trial'])} | {row['accuracy']:.4f} | {int(row['trainable_params']):,} | "
+                     f"{row['peak_memory'] / 2**20:,.0f} | {folder.name} | {row['configuration']} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+    import json
+
+    from autopeft.errors import RunDirError
+    from autopeft.export import check_out_dir, provenance_from_metadata, write_config_folder
+    from autopeft.models import inspect_model, resolve_model
+    from autopeft.retrain import retrain_full, scratch_dir
+    from autopeft.tasks import get_task
+
+    config = Path(args.config)
+    meta_file = config / "autopeft.json"
+    if not meta_file.is_file():
+        raise RunDirError(f"{config} has no autopeft.json; give a folder written by autopeft export")
+    try:
+        source = provenance_from_metadata(json.loads(meta_file.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{meta_file} cannot be read ({exc}); export the configuration again") from None
+    task = get_task(args.task)
+    ref = resolve_model(args.model or source.model_name)
+    info = inspect_model(ref, task.num_labels)
+    out = Path(args.out) if args.out else Path("trained") / f"{config.resolve().name}-{task.name}"
+    check_out_dir(out, args.force)
+    runner, data = _training_setup(task.name, args.data_dir, True)
+    provenance = dc.replace(source, task=task.name, model_name=ref.name, trial=None, objectives={},
+                            seed=source.seed if args.seed is None else args.seed,
+                            chosen_by=f"autopeft train --config {config} --task {task.name}")
+    with scratch_dir() as weights:
+        print(f"autopeft: training {source.candidate.describe()} on {task.name}...", file=sys.stderr)
+        r = retrain_full(runner, provenance, ref, data, args.max_steps, Path(weights))
+        provenance = dc.replace(provenance, objectives={
+            "accuracy": r["accuracy_after_loading"], "trainable_params": r["trainable_params"],
+            "trainable_pct": 100.0 * r["trainable_params"] / info.base_params, "peak_memory": r["peak_memory"],
+            "peak_memory_method": r["peak_memory_method"]})
+        write_config_folder(out, provenance, ref, {"retrained": r}, adapter_files=Path(weights))
+    print(f"trained {source.candidate.describe()} on {task.name} for {r['max_steps']} steps: "
+          f"{task.metric} {r['accuracy_after_loading']:.4f} after loading; written to {out}")
     return 0
 
 

@@ -1,122 +1,299 @@
-"""Choose a configuration from a run and write it as a ready-to-use peft config.
+"""Choose configurations from a run and write them as ready-to-use peft folders.
 
-The output folder holds `adapter_config.json` (what `peft.PeftConfig.from_pretrained` reads) and
-`autopeft.json` with what peft cannot hold: objectives, base model, task, trial, training settings.
+A folder holds `adapter_config.json` (what `peft.PeftConfig.from_pretrained` reads), `autopeft.json`
+with what peft cannot hold (objectives, base model, task, trial, training settings, confirmation and
+retraining figures), a short README, and with `--retrain` the adapter weights
+(`peft.PeftModel.from_pretrained(base, folder)` loads them).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from autopeft import __version__
-from autopeft.errors import ExportError, RunDirError
+from autopeft.errors import ExportError, RunDirError, UsageError
 from autopeft.materialize import build_peft_config
 from autopeft.models import ModelRef, inspect_model, resolve_model
+from autopeft.pareto import pareto_front
 from autopeft.settings import SearchSettings
 from autopeft.space import Candidate
+from autopeft.spec import BudgetSpec
 from autopeft.storage import ATTR_CANDIDATE, RunDir
 from autopeft.tasks import get_task
+
+MIB = 1024**2
 
 
 @dataclass(frozen=True)
 class Pick:
-    """What to export: the most accurate trial, optionally under a parameter budget, or one trial."""
+    """Which completed trials to export.
 
+    Budgets filter first; then `strategy` chooses among what is left: `best-accuracy` (ties go to fewer
+    parameters, then less memory) or `knee` (see `knee_point`). `trial` names one trial outright;
+    `whole_front` exports every Pareto-optimal trial within the budgets.
+    """
+
+    strategy: str = "best-accuracy"
     trial: int | None = None
     max_params: int | None = None
+    max_memory: int | None = None
+    whole_front: bool = False
 
     def describe(self) -> str:
         if self.trial is not None:
-            return f"trial {self.trial}"
+            return f"trial {self.trial}, named by the user"
+        what = "every Pareto-optimal trial" if self.whole_front else {
+            "best-accuracy": "the most accurate trial", "knee": "the knee of the Pareto front"}[self.strategy]
+        limits = []
         if self.max_params is not None:
-            return f"the most accurate trial with at most {self.max_params:,} trainable parameters"
-        return "the most accurate trial"
+            limits.append(f"at most {self.max_params:,} trainable parameters")
+        if self.max_memory is not None:
+            limits.append(f"at most {self.max_memory / MIB:,.0f} MiB peak memory")
+        return what + (" with " + " and ".join(limits) if limits else "")
 
 
-def choose(table: pd.DataFrame, pick: Pick) -> pd.Series:
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'512MiB', '1.5GB', '300000000' -> bytes (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise UsageError(f"cannot read {text!r} as a memory size; write e.g. 512MiB, 1.5GB or a number of bytes")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower().rstrip("b")
+    if not unit:
+        return int(number)
+    base = 1024 if unit.endswith("i") else 1000
+    return int(number * base ** ("kmgt".index(unit[0]) + 1))
+
+
+def knee_point(front: pd.DataFrame) -> pd.Series:
+    """The Pareto-optimal trial closest to the ideal point once each objective is scaled to [0, 1].
+
+    Scaling runs over the front itself, with trainable parameters and peak memory on a log scale
+    (they span orders of magnitude); 0 is the best value seen for each objective, so the knee is the
+    configuration that gives up the least, in balance, on all three at once.
+    """
+    columns = [-front["accuracy"].to_numpy(dtype=float),
+               np.log(front["trainable_params"].to_numpy(dtype=float)),
+               np.log(front["peak_memory"].to_numpy(dtype=float))]
+    scaled = []
+    for values in columns:
+        span = values.max() - values.min()
+        scaled.append((values - values.min()) / span if span > 0 else np.zeros_like(values))
+    distance = np.sqrt(np.sum(np.stack(scaled, axis=1) ** 2, axis=1))
+    return front.iloc[int(np.argmin(distance))]
+
+
+def choose(table: pd.DataFrame, pick: Pick) -> list[pd.Series]:
     done = table[table["status"].eq("complete")] if not table.empty else table
     if pick.trial is not None:
         rows = table[table["trial"].eq(pick.trial)] if not table.empty else table
         if rows.empty:
-            raise ExportError(f"trial {pick.trial} is not in this run; its trials are 0 to {len(table) - 1}")
+            last = f"0 to {len(table) - 1}" if len(table) else "none yet"
+            raise ExportError(f"trial {pick.trial} is not in this run; its trials are {last}")
         row = rows.iloc[0]
         if row["status"] != "complete":
             raise ExportError(f"trial {pick.trial} did not complete ({row['status']}: "
                               f"{row.get('failure_reason') or 'no objectives'}); pick a completed trial")
-        return row
+        return [row]
     if done.empty:
         raise ExportError("this run holds no completed trial yet; wait for the search or resume it")
     within = done
     if pick.max_params is not None:
-        within = done[done["trainable_params"] <= pick.max_params]
-        if within.empty:
-            closest = done.sort_values("trainable_params").iloc[0]
-            raise ExportError(
-                f"no completed trial has at most {pick.max_params:,} trainable parameters; the smallest is trial "
-                f"{int(closest['trial'])} with {int(closest['trainable_params']):,} "
-                f"(accuracy {closest['accuracy']:.4f})")
+        within = within[within["trainable_params"] <= pick.max_params]
+    if pick.max_memory is not None:
+        within = within[within["peak_memory"] <= pick.max_memory]
+    if within.empty:
+        raise ExportError(f"no completed trial meets the budget ({pick.describe()}); the closest is "
+                          f"{_closest(done, pick)}")
+    if pick.whole_front:
+        return [row for _, row in pareto_front(within).iterrows()]
+    if pick.strategy == "knee":
+        return [knee_point(pareto_front(within))]
     # Ties in accuracy go to the cheaper configuration.
-    return within.sort_values(["accuracy", "trainable_params", "peak_memory"],
-                              ascending=[False, True, True]).iloc[0]
+    return [within.sort_values(["accuracy", "trainable_params", "peak_memory"],
+                               ascending=[False, True, True]).iloc[0]]
 
 
-def _model_ref(settings: SearchSettings) -> ModelRef:
-    if Path(settings.model_location).exists():
-        return ModelRef(settings.model_name, settings.model_location)
-    return resolve_model(settings.model_name)  # the run was made on another machine
+def _closest(done: pd.DataFrame, pick: Pick) -> str:
+    """The trial that overshoots the budget by the smallest factor."""
+    excess = pd.Series(1.0, index=done.index)
+    if pick.max_params is not None:
+        excess = np.maximum(excess, done["trainable_params"] / pick.max_params)
+    if pick.max_memory is not None:
+        excess = np.maximum(excess, done["peak_memory"] / pick.max_memory)
+    row = done.loc[excess.idxmin()]
+    return (f"trial {int(row['trial'])} with {int(row['trainable_params']):,} trainable parameters, "
+            f"{row['peak_memory'] / MIB:,.0f} MiB peak memory (accuracy {row['accuracy']:.4f})")
 
 
-def export_trial(run: RunDir, settings: SearchSettings, row: pd.Series, pick: Pick, out: Path,
-                 force: bool = False) -> Path:
+# --- writing folders --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a folder's configuration is and where it came from: the part of autopeft.json that
+    `autopeft train` reads back."""
+
+    candidate: Candidate
+    task: str
+    model_name: str
+    budget: BudgetSpec
+    seed: int
+    chosen_by: str
+    trial: int | None = None
+    objectives: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+
+
+def check_out_dir(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise RunDirError(f"{out} already exists; choose another --out or pass --force to replace it")
-    study = run.load_study()
-    trial = study.trials[int(row["trial"])]
-    candidate = Candidate.from_dict(trial.user_attrs[ATTR_CANDIDATE])
-    info = inspect_model(_model_ref(settings), get_task(settings.task).num_labels)
-    peft_config = build_peft_config(candidate, info.layout)
-    peft_config.base_model_name_or_path = settings.model_name
 
+
+def model_ref_for(model_name: str, location: str | None = None) -> ModelRef:
+    if location and Path(location).exists():
+        return ModelRef(model_name, location)
+    return resolve_model(model_name)  # the run was made on another machine
+
+
+def write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra: dict[str, Any] | None = None,
+                        adapter_files: Path | None = None) -> None:
+    """Write the folder whole or not at all: it is built beside `out` and moved into place."""
+    task = get_task(provenance.task)
+    info = inspect_model(ref, task.num_labels)
+    peft_config = build_peft_config(provenance.candidate, info.layout)
+    peft_config.base_model_name_or_path = provenance.model_name
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    peft_config.save_pretrained(str(tmp))
-    (tmp / "autopeft.json").write_text(json.dumps(_metadata(settings, row, candidate, pick), indent=2) + "\n",
+    if adapter_files is not None:
+        for item in adapter_files.iterdir():
+            shutil.copy2(item, tmp / item.name)
+    peft_config.save_pretrained(str(tmp))  # after the weights' own copy: one adapter_config.json, ours
+    metadata = metadata_dict(provenance, extra or {})
+    (tmp / "autopeft.json").write_text(json.dumps(metadata, indent=2, default=_json_default) + "\n",
                                        encoding="utf-8")
+    (tmp / "README.md").write_text(readme_text(metadata, has_weights=adapter_files is not None), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     tmp.replace(out)
-    return out
 
 
-def _metadata(settings: SearchSettings, row: pd.Series, candidate: Candidate, pick: Pick) -> dict[str, Any]:
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "autopeft_version": __version__,
-        "chosen_by": pick.describe(),
-        "trial": int(row["trial"]),
-        "configuration": candidate.describe(),
-        "candidate": candidate.to_dict(),
-        "objectives": {
+        "chosen_by": p.chosen_by,
+        "trial": p.trial,
+        "configuration": p.candidate.describe(),
+        "candidate": p.candidate.to_dict(),
+        "objectives": p.objectives,
+        "task": p.task,
+        "base_model": p.model_name,
+        "training": {
+            "learning_rate": p.candidate.learning_rate,
+            "optimizer": "AdamW, linear warm-up (6%) and decay, gradient clipping at 1.0",
+            "seed": p.seed,
+            **vars(p.budget),
+        },
+        "sparsity": None,  # no sparsity masks in this configuration
+        "search": p.search,
+        **extra,
+    }
+
+
+def provenance_from_metadata(metadata: dict[str, Any]) -> Provenance:
+    training = metadata["training"]
+    budget = BudgetSpec(**{k: training[k] for k in BudgetSpec.__dataclass_fields__ if k in training})
+    return Provenance(
+        candidate=Candidate.from_dict(metadata["candidate"]),
+        task=metadata["task"],
+        model_name=metadata["base_model"],
+        budget=budget,
+        seed=int(training.get("seed", 0)),
+        chosen_by=metadata.get("chosen_by", ""),
+        trial=metadata.get("trial"),
+        objectives=metadata.get("objectives", {}),
+        search=metadata.get("search", {}),
+    )
+
+
+def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
+    o = metadata["objectives"]
+    lines = [f"# {metadata['configuration']}", "",
+             f"Exported by autopeft {metadata['autopeft_version']} for task `{metadata['task']}` on "
+             f"`{metadata['base_model']}`.", ""]
+    if metadata.get("trial") is not None:
+        lines.append(f"Chosen: {metadata['chosen_by']} (trial {metadata['trial']} of the search).")
+    else:
+        lines.append(f"Origin: {metadata['chosen_by']}.")
+    if o:
+        lines += ["", "| objective | value |", "|---|---|",
+                  f"| {'accuracy at the search budget' if metadata.get('trial') is not None else 'accuracy'} | "
+                  f"{o['accuracy']:.4f} |",
+                  f"| trainable parameters | {o['trainable_params']:,} ({o['trainable_pct']:.3f}% of the model) |",
+                  f"| peak training memory | {o['peak_memory'] / MIB:,.0f} MiB ({o.get('peak_memory_method')}) |"]
+    confirmation = metadata.get("confirmation")
+    if confirmation:
+        lines += ["", f"Confirmed over {len(confirmation['seeds'])} fresh seeds at the search budget: accuracy "
+                      f"{confirmation['mean']:.4f} ± {confirmation['std']:.4f} (search: {o['accuracy']:.4f})."]
+    retrained = metadata.get("retrained")
+    if retrained:
+        lines += ["", f"Retrained for {retrained['max_steps']} steps: accuracy "
+                      f"{retrained['accuracy_after_loading']:.4f}, measured after loading the saved adapter."]
+    lines += ["", "## Use it", "", "```python", "from peft import PeftConfig, PeftModel, get_peft_model",
+              "from transformers import AutoModelForSequenceClassification", "",
+              f"base = AutoModelForSequenceClassification.from_pretrained({metadata['base_model']!r}, num_labels=2)"]
+    if has_weights:
+        lines += ["model = PeftModel.from_pretrained(base, 'THIS_FOLDER')  # trained adapter and classifier head"]
+    else:
+        lines += ["config = PeftConfig.from_pretrained('THIS_FOLDER')",
+                  "model = get_peft_model(base, config)  # then train it, or: autopeft train --config THIS_FOLDER"]
+    lines += ["```", "", "`autopeft.json` holds the objectives, training settings and the search that chose it.", ""]
+    return "\n".join(lines)
+
+
+def provenance_for_trial(run: RunDir, settings: SearchSettings, row: pd.Series, pick: Pick) -> Provenance:
+    trial = run.load_study().trials[int(row["trial"])]
+    return Provenance(
+        candidate=Candidate.from_dict(trial.user_attrs[ATTR_CANDIDATE]),
+        task=settings.task,
+        model_name=settings.model_name,
+        budget=settings.budget,
+        seed=settings.seed,
+        chosen_by=pick.describe(),
+        trial=int(row["trial"]),
+        objectives={
             "accuracy": float(row["accuracy"]),
             "trainable_params": int(row["trainable_params"]),
             "trainable_pct": float(row["trainable_pct"]),
             "peak_memory": int(row["peak_memory"]),
             "peak_memory_method": row.get("memory_method"),
         },
-        "task": settings.task,
-        "base_model": settings.model_name,
-        "training": {
-            "learning_rate": candidate.learning_rate,
-            "optimizer": "AdamW, linear warm-up (6%) and decay, gradient clipping at 1.0",
-            "seed": settings.seed,
-            **{k: v for k, v in vars(settings.budget).items()},
-        },
-        "search": {"sampler": settings.sampler, "space": settings.space, "trials": settings.trials},
-    }
+        search={"run": str(run.path), "sampler": settings.sampler, "space": settings.space,
+                "trials": settings.trials},
+    )
+
+
+def summary_stats(values: Sequence[float]) -> dict[str, Any]:
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std if math.isfinite(std) else 0.0}

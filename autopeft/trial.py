@@ -32,6 +32,7 @@ class TrialRequest:
     budget: BudgetSpec
     seed: int
     device: str = "auto"  # "auto": CUDA when the worker has a GPU, else CPU
+    save_adapter_to: str | None = None  # a folder for the trained adapter (peft save_pretrained)
 
 
 @dataclass(frozen=True)
@@ -112,24 +113,18 @@ class TrialRunner:
 
         from autopeft.data import Encoded
         from autopeft.materialize import count_parameters, count_trainable, materialize
-        from autopeft.models import ModelRef, load_classifier
-        from autopeft.tasks import compute_metrics, get_task
-        from autopeft.train import TrainSettings, measure_peak_memory, predict, train
+        from autopeft.tasks import get_task
+        from autopeft.train import TrainSettings, measure_peak_memory, train
 
         task = get_task(request.task)
         regression = task.num_labels == 1
         budget = request.budget
         device = _pick_device(request.device)
         train_all: Encoded = self._data(request, "train")
-        eval_all: Encoded = self._data(request, "eval")
         train_data = train_all.sample(budget.train_subset, request.seed)
-        # The evaluation subset is the same for every trial, so that their accuracies compare.
-        eval_data = eval_all.sample(budget.eval_subset, 0)
 
         torch.manual_seed(request.seed)
-        ref = ModelRef(request.model_name, request.model_location)
-        tokenizer = self._tokenizers[ref.location]
-        base = load_classifier(ref, task.num_labels, tokenizer.pad_token_id)
+        base = self._base_model(request)
         base_params = count_parameters(base)
         model = materialize(request.candidate, base).to(device)
         trainable = count_trainable(model)
@@ -143,9 +138,12 @@ class TrialRunner:
         if device.type == "cuda":
             memory = type(memory)(int(torch.cuda.max_memory_allocated(device)), memory.method)
 
+        if request.save_adapter_to:
+            model.peft_config["default"].base_model_name_or_path = request.model_name
+            model.save_pretrained(request.save_adapter_to)
+
         eval_start = time.perf_counter()
-        predictions = predict(model, eval_data, EVAL_BATCH_SIZE, regression, device)
-        metrics = compute_metrics(task, predictions, eval_data.labels)
+        metrics = self._evaluate(model, request, device)
         metrics["final_train_loss"] = stats.final_loss
         return TrialResult(
             status="complete",
@@ -162,6 +160,37 @@ class TrialRunner:
             pid=os.getpid(),
             device=str(device),
         )
+
+
+    def train_size(self, request: TrialRequest) -> int:
+        return len(self._data(request, "train"))
+
+    def _base_model(self, request: TrialRequest) -> Any:
+        from autopeft.models import ModelRef, load_classifier
+        from autopeft.tasks import get_task
+
+        ref = ModelRef(request.model_name, request.model_location)
+        self._data(request, "eval")  # loads the tokenizer too
+        pad = self._tokenizers[ref.location].pad_token_id
+        return load_classifier(ref, get_task(request.task).num_labels, pad)
+
+    def _evaluate(self, model: Any, request: TrialRequest, device: Any) -> dict[str, float]:
+        from autopeft.tasks import compute_metrics, get_task
+        from autopeft.train import predict
+
+        task = get_task(request.task)
+        # The evaluation subset is the same for every trial, so that their accuracies compare.
+        eval_data = self._data(request, "eval").sample(request.budget.eval_subset, 0)
+        predictions = predict(model, eval_data, EVAL_BATCH_SIZE, task.num_labels == 1, device)
+        return compute_metrics(task, predictions, eval_data.labels)
+
+    def evaluate_saved_adapter(self, request: TrialRequest, adapter_dir: str) -> dict[str, float]:
+        """Load a saved adapter onto fresh pretrained weights, as a user would, and evaluate it."""
+        from peft import PeftModel
+
+        device = _pick_device(request.device)
+        model = PeftModel.from_pretrained(self._base_model(request), adapter_dir).to(device)
+        return self._evaluate(model, request, device)
 
 
 def _pick_device(requested: str) -> Any:

@@ -103,6 +103,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, sst2_small: Path, tin
     return run
 
 
+def exit_code(argv: list[str]) -> int:
+    """The exit status of the command, whether it returns one or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
 def bad_cases(data: Path, model: Path, tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
     bad_space = tmp / "bad.yaml"
     bad_space.write_text("method: {choices: [lora, adapterdrop]}\ntarget_modules: attn_qv\n"
@@ -126,8 +134,13 @@ def bad_cases(data: Path, model: Path, tmp: Path, run: Path) -> list[tuple[str, 
         ("export missing trial", ["export", str(run), "--trial", "99", "--out", str(tmp / "x")],
          "trial 99 is not in this run"),
         ("export over budget", ["export", str(run), "--max-params", "1", "--out", str(tmp / "x")],
-         "no completed trial has at most 1 trainable parameters"),
+         "no completed trial meets the budget (the most accurate trial with at most 1 trainable parameters); "
+         "the closest is trial 0"),
         ("export unparsable budget", ["export", str(run), "--max-params", "lots"], "expected a whole number"),
+        ("export unparsable memory", ["export", str(run), "--max-memory", "lots"], "cannot read 'lots' as a memory"),
+        ("export trial and budget", ["export", str(run), "--trial", "0", "--max-params", "9"], "drop --trial"),
+        ("export steps alone", ["export", str(run), "--max-steps", "9"], "add --retrain"),
+        ("train without config", ["train", "--config", str(run), "--task", "sst2"], "has no autopeft.json"),
         ("export onto existing", ["export", str(run), "--out", str(run)], "pass --force"),
         ("dashboard no run", ["dashboard", str(tmp / "nothing"), "--html", str(tmp / "d.html")], "does not exist"),
     ]
@@ -139,10 +152,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(
 ) -> None:
     before = sorted((p.name, p.stat().st_mtime_ns) for p in finished_run.iterdir())
     for name, argv, message in bad_cases(sst2_small, tiny_bert_dir, tmp_path, finished_run):
-        with pytest.raises(SystemExit) if "trials" in name or "unparsable" in name else _no_exit() as exit_info:
-            code = main(argv)
-        if exit_info is not None and hasattr(exit_info, "value"):
-            code = exit_info.value.code
+        code = exit_code(argv)
         err = capsys.readouterr().err
         assert code == 2, name
         assert len(err.strip().splitlines()) == 1, (name, err)
@@ -165,11 +175,70 @@ def test_unreachable_hub_names_both_fixes(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert not (tmp_path / "r").exists()
 
 
-class _no_exit:
-    """Context manager standing in for pytest.raises when the command returns instead of exiting."""
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_export_choices_confirmation_retraining_and_transfer(
+    tmp_path: Path, sst2_small: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
 
-    def __enter__(self) -> None:
-        return None
+    from autopeft.models import resolve_model
+    from autopeft.space import Candidate
+    from autopeft.spec import BudgetSpec
+    from autopeft.trial import TrialRequest, TrialRunner
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    run = tmp_path / "run"
+    assert main([*search_args(sst2_small, tiny_bert_dir, run, trials=4), "--executor", "local",
+                 "--space", "small"]) == 0
+    results = pd.read_csv(run / "results.csv")
+    front = results[results["pareto"]]
+
+    # --all writes every Pareto-optimal trial; knee and memory budgets choose among them.
+    every = tmp_path / "front"
+    assert main(["export", str(run), "--all", "--out", str(every)]) == 0
+    assert sorted(p.name for p in every.iterdir() if p.is_dir()) == sorted(f"trial-{t}" for t in front["trial"])
+    assert "| trial | accuracy |" in (every / "README.md").read_text()
+    knee = tmp_path / "knee"
+    assert main(["export", str(run), "--pick", "knee", "--out", str(knee)]) == 0
+    assert json.loads((knee / "autopeft.json").read_text())["trial"] in set(front["trial"])
+    limit = int(results["peak_memory"].min())
+    small = tmp_path / "small-memory"
+    assert main(["export", str(run), "--max-memory", f"{limit}", "--out", str(small)]) == 0
+    assert json.loads((small / "autopeft.json").read_text())["objectives"]["peak_memory"] == limit
+
+    # --seeds and --retrain: the saved adapter loads in peft and gives the reported accuracy.
+    kept = tmp_path / "kept"
+    assert main(["export", str(run), "--seeds", "2", "--retrain", "--max-steps", "4", "--out", str(kept)]) == 0
+    meta = json.loads((kept / "autopeft.json").read_text())
+    assert meta["confirmation"]["seeds"] == [1, 2] and len(meta["confirmation"]["accuracies"]) == 2
+    assert "±" in capsys.readouterr().out
+    assert (kept / "adapter_model.safetensors").is_file() and "from_pretrained" in (kept / "README.md").read_text()
+    retrained = meta["retrained"]
+    assert retrained["max_steps"] == 4
+    assert retrained["accuracy_after_loading"] == pytest.approx(retrained["accuracy_after_training"])
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    loaded = PeftModel.from_pretrained(base, str(kept))
+    assert loaded.get_nb_trainable_parameters()[0] == 0  # loaded for inference
+    ref = resolve_model(str(tiny_bert_dir))
+    runner = TrialRunner(threads=1)
+    request = TrialRequest(candidate=Candidate.from_dict(meta["candidate"]),
+                           model_name=ref.name, model_location=ref.location, task="sst2",
+                           data_folder=str(sst2_small / "SST-2"), budget=BudgetSpec(max_length=32), seed=0)
+    again = runner.evaluate_saved_adapter(request, str(kept))
+    assert again["accuracy"] == pytest.approx(retrained["accuracy_after_loading"])
+
+    # Transfer: train the exported configuration on another task (CoLA layout, MCC metric).
+    cola = tmp_path / "glue" / "CoLA"
+    cola.mkdir(parents=True)
+    rows = (sst2_small / "SST-2" / "train.tsv").read_text().splitlines()[1:81]
+    lines = [f"src\t{r.split(chr(9))[1]}\t\t{r.split(chr(9))[0]}\n" for r in rows]
+    (cola / "train.tsv").write_text("".join(lines[:60]))
+    (cola / "dev.tsv").write_text("".join(lines[60:]))
+    moved = tmp_path / "cola-trained"
+    assert main(["train", "--config", str(kept), "--task", "cola", "--data-dir", str(tmp_path / "glue"),
+                 "--model", str(tiny_bert_dir), "--max-steps", "3", "--out", str(moved)]) == 0
+    moved_meta = json.loads((moved / "autopeft.json").read_text())
+    assert moved_meta["task"] == "cola" and moved_meta["candidate"] == meta["candidate"]
+    assert (moved / "adapter_model.safetensors").is_file()
+    assert "mcc" in moved_meta["retrained"]["metrics_after_loading"]
