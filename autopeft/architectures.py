@@ -97,8 +97,10 @@ def architecture_for(model_type: str) -> Architecture:
         if model_type in arch.model_types:
             return arch
     raise ModelError(
-        f"model type {model_type!r} has no target-module presets; supported model types: "
-        f"{', '.join(supported_model_types())}"
+        f"model type {model_type!r} has no target-module presets (supported: {', '.join(supported_model_types())}); "
+        f"name its modules by hand in the space file: architecture: {{layers: <path of the block list, e.g. "
+        f"encoder.block>, roles: {{q: [<module name inside a block>], v: [...], up: [...], down: [...]}}, "
+        f"head: [<classifier module>]}}"
     )
 
 
@@ -130,9 +132,8 @@ class ModuleLayout:
         return found
 
 
-def resolve_layout(model_type: str, num_layers: int, module_names: Iterable[str]) -> ModuleLayout:
+def resolve_layout(arch: Architecture, num_layers: int, module_names: Iterable[str]) -> ModuleLayout:
     """Find each role's modules in each layer among the model's `named_modules()` names."""
-    arch = architecture_for(model_type)
     pattern = re.compile(rf"(?:^|.*\.){re.escape(arch.layers)}\.(\d+)\.(.+)$")
     per_layer: list[dict[str, list[str]]] = [{} for _ in range(num_layers)]
     suffix_roles: dict[str, list[str]] = {}
@@ -150,7 +151,7 @@ def resolve_layout(model_type: str, num_layers: int, module_names: Iterable[str]
     if not any(per_layer):
         raise ModelError(
             f"found none of the expected modules '{arch.layers}.<i>.<{'|'.join(sorted(suffix_roles))}>' "
-            f"in this {model_type} model"
+            f"in this {'/'.join(arch.model_types)} model; check the module names (model.named_modules())"
         )
     return ModuleLayout(
         architecture=arch,

@@ -193,8 +193,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         use_offline_mode_unless_reachable()  # fail fast (cached files still load) instead of 30 s of retries
     if data_dir is not None:
         resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
-    info = inspect_model(ref, task.num_labels)
-    check_spec_for_model(spec, info.model_type, info.layout.architecture.fan_in_fan_out)
+    info = inspect_model(ref, task.num_labels, spec.architecture)
+    check_spec_for_model(spec, info.model_type, info.layout.architecture.fan_in_fan_out, info.num_layers)
     source = resolve_source(task, data_dir)
     trials = args.trials or 24
     out = Path(args.out) if args.out else Path("runs") / f"{task.name}-{args.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -245,7 +245,7 @@ def _resume(args: argparse.Namespace) -> int:
     ref = ModelRef(settings.model_name, settings.model_location)
     if not Path(ref.location).exists():
         ref = resolve_model(settings.model_name)
-    info = inspect_model(ref, task.num_labels)
+    info = inspect_model(ref, task.num_labels, spec.architecture)
     resolve_source(task, settings.data_folder)
     settings = dataclasses.replace(settings, model_location=ref.location)
     print(f"autopeft: resuming {run.path} ({settings.trials} trials to complete)", file=sys.stderr)
@@ -402,7 +402,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise RunDirError(f"{meta_file} cannot be read ({exc}); export the configuration again") from None
     task = get_task(args.task)
     ref = resolve_model(args.model or source.model_name)
-    info = inspect_model(ref, task.num_labels)
+    info = inspect_model(ref, task.num_labels, source.architecture)
     out = Path(args.out) if args.out else Path("trained") / f"{config.resolve().name}-{task.name}"
     check_out_dir(out, args.force)
     runner, data = _training_setup(task.name, args.data_dir, True)

@@ -8,9 +8,9 @@ retraining figures), a short README, and with `--retrain` the adapter weights
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autopeft import __version__
+from autopeft import __version__, units
+from autopeft.architectures import Architecture
 from autopeft.errors import ExportError, RunDirError, UsageError
 from autopeft.materialize import build_peft_config
 from autopeft.models import ModelRef, inspect_model, resolve_model
 from autopeft.pareto import pareto_front
 from autopeft.settings import SearchSettings
 from autopeft.space import Candidate
-from autopeft.spec import BudgetSpec
+from autopeft.spec import BudgetSpec, parse_spec
 from autopeft.storage import ATTR_CANDIDATE, RunDir
 from autopeft.tasks import get_task
 
@@ -62,19 +63,12 @@ class Pick:
         return what + (" with " + " and ".join(limits) if limits else "")
 
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-
-
 def parse_size(text: str) -> int:
-    """'512MiB', '1.5GB', '300000000' -> bytes (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)."""
-    match = _SIZE.match(text)
-    if not match:
+    """A memory budget as users type it ('512MiB', '1.5GB', bytes)."""
+    size = units.parse_size(text)
+    if size is None:
         raise UsageError(f"cannot read {text!r} as a memory size; write e.g. 512MiB, 1.5GB or a number of bytes")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower().rstrip("b")
-    if not unit:
-        return int(number)
-    base = 1024 if unit.endswith("i") else 1000
-    return int(number * base ** ("kmgt".index(unit[0]) + 1))
+    return size
 
 
 def knee_point(front: pd.DataFrame) -> pd.Series:
@@ -155,6 +149,7 @@ class Provenance:
     trial: int | None = None
     objectives: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
+    architecture: Architecture | None = None  # module naming from the space, for models without presets
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -172,8 +167,8 @@ def write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra:
                         adapter_files: Path | None = None) -> None:
     """Write the folder whole or not at all: it is built beside `out` and moved into place."""
     task = get_task(provenance.task)
-    info = inspect_model(ref, task.num_labels)
-    peft_config = build_peft_config(provenance.candidate, info.layout)
+    info = inspect_model(ref, task.num_labels, provenance.architecture)
+    peft_config = build_peft_config(provenance.candidate, info.layout, provenance.budget.max_steps)
     peft_config.base_model_name_or_path = provenance.model_name
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
@@ -199,6 +194,7 @@ def _json_default(value: Any) -> Any:
 
 
 def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
+    c = p.candidate
     return {
         "autopeft_version": __version__,
         "chosen_by": p.chosen_by,
@@ -214,7 +210,10 @@ def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
             "seed": p.seed,
             **vars(p.budget),
         },
-        "sparsity": None,  # no sparsity masks in this configuration
+        # Saved weights hold the masked zeros; this says how the mask was made, to make it again.
+        "sparsity": {"fraction": c.sparsity, "init": c.sparsity_init, "seed": p.seed,
+                     "applies_to": "every trainable adapter matrix (not the classifier head)"} if c.sparsity else None,
+        "architecture": dataclasses.asdict(p.architecture) if p.architecture else None,
         "search": p.search,
         **extra,
     }
@@ -233,7 +232,16 @@ def provenance_from_metadata(metadata: dict[str, Any]) -> Provenance:
         trial=metadata.get("trial"),
         objectives=metadata.get("objectives", {}),
         search=metadata.get("search", {}),
+        architecture=_architecture(metadata.get("architecture")),
     )
+
+
+def _architecture(data: dict[str, Any] | None) -> Architecture | None:
+    if not data:
+        return None
+    return Architecture(model_types=tuple(data["model_types"]), layers=data["layers"],
+                        roles={k: tuple(v) for k, v in data["roles"].items()}, head=tuple(data["head"]),
+                        fan_in_fan_out=bool(data.get("fan_in_fan_out", False)))
 
 
 def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
@@ -290,6 +298,7 @@ def provenance_for_trial(run: RunDir, settings: SearchSettings, row: pd.Series, 
         },
         search={"run": str(run.path), "sampler": settings.sampler, "space": settings.space,
                 "trials": settings.trials},
+        architecture=parse_spec(run.space_file.read_text(encoding="utf-8"), str(run.space_file)).architecture,
     )
 
 

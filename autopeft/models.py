@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autopeft.architectures import ModuleLayout, architecture_for, num_layers_of, resolve_layout
+from autopeft.architectures import Architecture, ModuleLayout, architecture_for, num_layers_of, resolve_layout
 from autopeft.errors import ModelError
 
 EMBEDDED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -88,8 +88,10 @@ class ModelInfo:
         return self.layout.num_layers
 
 
-def inspect_model(ref: ModelRef, num_labels: int) -> ModelInfo:
-    """Build the classifier on the meta device: module names and parameter count, no weights."""
+def inspect_model(ref: ModelRef, num_labels: int, architecture: Architecture | None = None) -> ModelInfo:
+    """Build the classifier on the meta device: module names and parameter count, no weights.
+
+    `architecture` names the modules by hand for a model family without presets."""
     import copy
 
     import torch
@@ -97,9 +99,9 @@ def inspect_model(ref: ModelRef, num_labels: int) -> ModelInfo:
 
     config = copy.deepcopy(load_config(ref))
     config.num_labels = num_labels
-    architecture_for(config.model_type)  # an unknown architecture fails before any model is built
+    arch = architecture or architecture_for(config.model_type)  # unknown ones fail before any model is built
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
     names = [name for name, _ in model.named_modules()]
-    layout = resolve_layout(config.model_type, num_layers_of(config), names)
+    layout = resolve_layout(arch, num_layers_of(config), names)
     return ModelInfo(ref, config.model_type, sum(p.numel() for p in model.parameters()), layout)

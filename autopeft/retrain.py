@@ -32,7 +32,8 @@ class DataPlace:
 def _request(p: Provenance, ref: ModelRef, data: DataPlace, seed: int, budget: Any,
              save_to: str | None = None) -> TrialRequest:
     return TrialRequest(candidate=p.candidate, model_name=ref.name, model_location=ref.location, task=data.task,
-                        data_folder=data.folder, budget=budget, seed=seed, save_adapter_to=save_to)
+                        data_folder=data.folder, budget=budget, seed=seed, save_adapter_to=save_to,
+                        architecture=p.architecture)
 
 
 def _checked(result: TrialResult, what: str) -> TrialResult:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autopeft.methods import ParamValue, get_method, method_params_with_defaults
+from autopeft.methods import PLACEMENT, RANK, ParamValue, get_method, method_params_with_defaults
 from autopeft.spec import Choice, Constant, Dimension, FloatRange, IntRange, SearchSpec, dimension_values
 
 
@@ -30,9 +30,12 @@ class TrialLike(Protocol):
 class Candidate:
     method: str
     target_modules: str  # preset name, see architectures.PRESETS
-    layer_ranks: tuple[int, ...]  # rank per layer; 0 = no adapter; rank-free methods read > 0 as "on"
+    layer_ranks: tuple[int, ...]  # rank per layer; 0 = no adapter; placement-only methods read > 0 as "on"
     learning_rate: float
     method_params: tuple[tuple[str, ParamValue], ...] = ()
+    ffn_ranks: tuple[int, ...] | None = None  # feed-forward modules' ranks, when set apart from attention's
+    sparsity: float = 0.0  # share of each adapter weight held at zero by a fixed mask
+    sparsity_init: str = "random"  # how that mask is chosen: random, magnitude or gradient
 
     @property
     def params(self) -> dict[str, ParamValue]:
@@ -44,30 +47,44 @@ class Candidate:
 
     def describe(self) -> str:
         """The configuration in words, for tables, hover texts and exports."""
-        if get_method(self.method).uses_rank:
-            layers = "r=[" + ",".join(str(r) for r in self.layer_ranks) + "]"
+        method = get_method(self.method)
+        if method.layers == RANK:
+            where = "r=[" + ",".join(str(r) for r in self.layer_ranks) + "]"
+            if self.ffn_ranks is not None:
+                where = f"attn {where} ffn r=[" + ",".join(str(r) for r in self.ffn_ranks) + "]"
+            where += f" on {self.target_modules}"
+        elif method.layers == PLACEMENT:
+            where = "layers " + (",".join(map(str, self.active_layers)) or "none") + f" on {self.target_modules}"
         else:
-            layers = "layers " + (",".join(map(str, self.active_layers)) or "none")
+            where = "at the input"
         extras = "".join(f", {k}={v}" for k, v in self.method_params)
-        return f"{self.method} {layers} on {self.target_modules}{extras}, lr={self.learning_rate:.2g}"
+        sparse = f", {self.sparsity:.0%} sparse ({self.sparsity_init})" if self.sparsity else ""
+        return f"{self.method} {where}{extras}{sparse}, lr={self.learning_rate:.2g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "target_modules": self.target_modules,
             "layer_ranks": list(self.layer_ranks),
+            "ffn_ranks": None if self.ffn_ranks is None else list(self.ffn_ranks),
             "learning_rate": self.learning_rate,
             "method_params": dict(self.method_params),
+            "sparsity": self.sparsity,
+            "sparsity_init": self.sparsity_init,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        ffn = data.get("ffn_ranks")
         return cls(
             method=str(data["method"]),
             target_modules=str(data["target_modules"]),
             layer_ranks=tuple(int(r) for r in data["layer_ranks"]),
             learning_rate=float(data["learning_rate"]),
             method_params=tuple(sorted(dict(data.get("method_params", {})).items())),
+            ffn_ranks=None if ffn is None else tuple(int(r) for r in ffn),
+            sparsity=float(data.get("sparsity", 0.0)),
+            sparsity_init=str(data.get("sparsity_init", "random")),
         )
 
 
@@ -83,8 +100,9 @@ def _suggest(trial: TrialLike, name: str, dim: Dimension) -> Any:
     raise TypeError(f"not a dimension: {dim!r}")
 
 
-def _at_least_one_layer(ranks: tuple[int, ...], dim: Dimension) -> tuple[int, ...]:
-    """All-zero ranks would train no adapter at all; such a draw gets the smallest rank in the top layer.
+def _at_least_one_layer(ranks: tuple[int, ...], dim: Dimension, allowed: tuple[int, ...]) -> tuple[int, ...]:
+    """All-zero ranks would train no adapter at all; such a draw gets the smallest rank in the top
+    allowed layer.
 
     A deterministic repair, rather than a failed trial: the objectives stay a function of the sampled
     parameters, which model-based samplers need, and no trial is wasted.
@@ -93,17 +111,61 @@ def _at_least_one_layer(ranks: tuple[int, ...], dim: Dimension) -> tuple[int, ..
         return ranks
     values = dimension_values(dim)
     smallest = min(v for v in values if v > 0) if values else max(1, int(getattr(dim, "low", 1)))
-    return (*ranks[:-1], int(smallest))
+    top = allowed[-1]
+    return tuple(int(smallest) if i == top else r for i, r in enumerate(ranks))
+
+
+def profile_ranks(shape: str, total_rank: int, first_layer: int, num_layers: int) -> tuple[int, ...]:
+    """Spread `total_rank` over layers `first_layer`.. by a shape; every adapted layer gets rank >= 1."""
+    active = list(range(min(first_layer, num_layers - 1), num_layers))
+    n = len(active)
+    if shape == "uniform":
+        weights = [1.0] * n
+    elif shape == "increasing":
+        weights = [float(i + 1) for i in range(n)]
+    elif shape == "decreasing":
+        weights = [float(n - i) for i in range(n)]
+    elif shape == "middle":
+        centre = (n - 1) / 2
+        weights = [1.0 + centre - abs(i - centre) for i in range(n)]
+    else:
+        raise ValueError(f"unknown profile shape {shape!r}")
+    scale = total_rank / sum(weights)
+    ranks = [0] * num_layers
+    for layer, w in zip(active, weights, strict=True):
+        ranks[layer] = max(1, round(w * scale))
+    return tuple(ranks)
 
 
 def suggest_candidate(trial: TrialLike, spec: SearchSpec, num_layers: int) -> Candidate:
     method = str(_suggest(trial, "method", spec.method))
     target = str(_suggest(trial, "target_modules", spec.target_modules))
-    ranks = _at_least_one_layer(
-        tuple(int(_suggest(trial, f"rank_L{i}", spec.layer_rank)) for i in range(num_layers)), spec.layer_rank)
+    allowed = spec.layers or tuple(range(num_layers))
+    ffn: tuple[int, ...] | None = None
+    if spec.layer_rank is not None:
+        # Layers outside `layers` are not dimensions at all: they cannot get adapters.
+        ranks = tuple(int(_suggest(trial, f"rank_L{i}", spec.layer_rank)) if i in allowed else 0
+                      for i in range(num_layers))
+        ranks = _at_least_one_layer(ranks, spec.layer_rank, allowed)
+        if spec.ffn_rank is not None:
+            ffn = tuple(int(_suggest(trial, f"ffn_rank_L{i}", spec.ffn_rank)) if i in allowed else 0
+                        for i in range(num_layers))
+    else:
+        assert spec.rank_profile is not None  # validated on load: one of the two is set
+        p = spec.rank_profile
+        ranks = profile_ranks(str(_suggest(trial, "rank_profile.shape", p.shape)),
+                              int(_suggest(trial, "rank_profile.total_rank", p.total_rank)),
+                              int(_suggest(trial, "rank_profile.first_layer", p.first_layer)), num_layers)
+        ranks = tuple(r if i in allowed else 0 for i, r in enumerate(ranks))
+        ranks = _at_least_one_layer(ranks, p.total_rank, allowed)
     lr = float(_suggest(trial, "learning_rate", spec.learning_rate))
     dims = spec.method_params.get(method, {})
     given = {name: _suggest(trial, f"{method}.{name}", dim) for name, dim in dims.items()}
     params = method_params_with_defaults(method, given)
+    sparsity, init = 0.0, "random"
+    if spec.sparsity is not None and get_method(method).sparsity:
+        sparsity = float(_suggest(trial, "sparsity.fraction", spec.sparsity.fraction))
+        init = str(_suggest(trial, "sparsity.init", spec.sparsity.init)) if sparsity > 0 else "random"
     return Candidate(method=method, target_modules=target, layer_ranks=ranks, learning_rate=lr,
-                     method_params=tuple(sorted(params.items())))
+                     method_params=tuple(sorted(params.items())), ffn_ranks=ffn, sparsity=sparsity,
+                     sparsity_init=init)

@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-from autopeft.architectures import PRESETS
+from autopeft.architectures import PRESETS, ROLES, Architecture
 from autopeft.errors import SpecError
 from autopeft.methods import METHODS
+from autopeft.units import parse_size
 
 Scalar = int | float | str | bool
 
@@ -79,14 +80,54 @@ class BudgetSpec:
 
 
 @dataclass(frozen=True)
+class RankProfile:
+    """Ranks from a few numbers instead of one dimension per layer (for deep models).
+
+    `shape` spreads `total_rank` over the layers from `first_layer` up: uniform, increasing or
+    decreasing with depth, or peaking in the middle of that range.
+    """
+
+    shape: Dimension
+    total_rank: Dimension
+    first_layer: Dimension
+
+
+PROFILE_SHAPES = ("uniform", "increasing", "decreasing", "middle")
+SPARSITY_INITS = ("random", "magnitude", "gradient")
+
+
+@dataclass(frozen=True)
+class SparsitySpec:
+    """The fraction of each adapter weight held at exactly zero by a fixed mask, and how the mask is
+    chosen at initialisation (random, by weight magnitude, or by gradient importance)."""
+
+    fraction: Dimension
+    init: Dimension
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Hard budgets: configurations above them are not trained."""
+
+    max_trainable_params: int | None = None
+    max_peak_memory: int | None = None  # bytes
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     source: str
     method: Dimension
     target_modules: Dimension
-    layer_rank: Dimension  # one such dimension per layer; rank 0 = no adapter in that layer
     learning_rate: Dimension
+    layer_rank: Dimension | None = None  # one dimension per layer; rank 0 = no adapter in that layer
+    ffn_rank: Dimension | None = None  # a second per-layer rank, for the feed-forward modules
+    rank_profile: RankProfile | None = None  # instead of layer_rank
+    layers: tuple[int, ...] | None = None  # the only layers that may get adapters; None = all
+    sparsity: SparsitySpec | None = None
     method_params: Mapping[str, Mapping[str, Dimension]] = field(default_factory=dict)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
+    constraints: Constraints = field(default_factory=Constraints)
+    architecture: Architecture | None = None  # module naming for a model family without presets
 
     def methods(self) -> tuple[str, ...]:
         values = dimension_values(self.method)
@@ -94,15 +135,30 @@ class SearchSpec:
         return tuple(str(v) for v in values)
 
 
-def check_spec_for_model(spec: SearchSpec, model_type: str, conv1d: bool) -> None:
-    """Reject methods that cannot adapt this model, when the space is loaded for it."""
+def check_spec_for_model(spec: SearchSpec, model_type: str, conv1d: bool, num_layers: int) -> None:
+    """Reject what this model cannot take, when the space is loaded for it."""
     for name in spec.methods():
-        if conv1d and not METHODS[name].adapts_conv1d:
+        method = METHODS[name]
+        if conv1d and not method.adapts_conv1d:
             raise SpecError(f"{spec.source}: key 'method': {name} cannot adapt the Conv1D projections of "
                             f"{model_type} models; remove it from the space's methods for this model")
+        if method.model_types is not None and model_type not in method.model_types and spec.architecture is None:
+            raise SpecError(f"{spec.source}: key 'method': {name} does not support {model_type} models (it does: "
+                            f"{', '.join(sorted(method.model_types))}); remove it from the space's methods")
+    for index in spec.layers or ():
+        if index >= num_layers:
+            raise SpecError(f"{spec.source}: key 'layers': layer {index} is beyond the model's depth; it has "
+                            f"{num_layers} layers, numbered 0 to {num_layers - 1}")
+    if spec.rank_profile is not None:
+        values = dimension_values(spec.rank_profile.first_layer) or (int(getattr(spec.rank_profile.first_layer,
+                                                                                 "high", 0)),)
+        if max(int(v) for v in values) >= num_layers:
+            raise SpecError(f"{spec.source}: key 'rank_profile.first_layer': layer {max(values)} is beyond the "
+                            f"model's depth; it has {num_layers} layers, numbered 0 to {num_layers - 1}")
 
 
-_TOP_KEYS = ("method", "target_modules", "layer_rank", "learning_rate", "method_params", "budget")
+_TOP_KEYS = ("method", "target_modules", "learning_rate", "layer_rank", "ffn_rank", "rank_profile", "layers",
+             "sparsity", "method_params", "budget", "constraints", "architecture")
 _RANGE_KEYS = ("low", "high", "log", "step")
 
 
@@ -141,16 +197,29 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: a search space is a mapping with keys {', '.join(_TOP_KEYS)}")
     _reject_unknown(raw, _TOP_KEYS, source, "")
-    for required in ("method", "target_modules", "layer_rank", "learning_rate"):
+    for required in ("method", "target_modules", "learning_rate"):
         if required not in raw:
-            raise SpecError(f"{source}: key '{required}' is missing; every space sets {', '.join(_TOP_KEYS[:4])}")
+            raise SpecError(f"{source}: key '{required}' is missing; every space sets method, target_modules, "
+                            f"learning_rate, and layer_rank or rank_profile")
+    if ("layer_rank" in raw) == ("rank_profile" in raw):
+        raise SpecError(f"{source}: set exactly one of 'layer_rank' (a rank dimension per layer) and "
+                        f"'rank_profile' (shape, total_rank, first_layer)")
 
     method = _dimension(raw["method"], source, "method")
     _check_values(method, METHODS, source, "method", "methods")
     target = _dimension(raw["target_modules"], source, "target_modules")
     _check_values(target, PRESETS, source, "target_modules", "target-module presets")
-    rank = _dimension(raw["layer_rank"], source, "layer_rank")
-    _check_ranks(rank, source)
+    rank = ffn_rank = profile = None
+    if "layer_rank" in raw:
+        rank = _dimension(raw["layer_rank"], source, "layer_rank")
+        _check_ranks(rank, source, "layer_rank")
+    else:
+        profile = _profile(raw["rank_profile"], source)
+    if "ffn_rank" in raw:
+        if profile is not None:
+            raise SpecError(f"{source}: key 'ffn_rank' goes with 'layer_rank', not with 'rank_profile'")
+        ffn_rank = _dimension(raw["ffn_rank"], source, "ffn_rank")
+        _check_ranks(ffn_rank, source, "ffn_rank", allow_all_zero=True)
     lr = _dimension(raw["learning_rate"], source, "learning_rate")
     _check_positive_number(lr, source, "learning_rate")
 
@@ -172,8 +241,97 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
         params[name] = {k: _dimension(v, source, f"method_params.{name}.{k}") for k, v in given.items()}
 
     budget = _budget(raw.get("budget") or {}, source)
-    return SearchSpec(source=source, method=method, target_modules=target, layer_rank=rank,
-                      learning_rate=lr, method_params=params, budget=budget)
+    return SearchSpec(source=source, method=method, target_modules=target, learning_rate=lr, layer_rank=rank,
+                      ffn_rank=ffn_rank, rank_profile=profile, layers=_layers(raw.get("layers"), source),
+                      sparsity=_sparsity(raw.get("sparsity"), source), method_params=params, budget=budget,
+                      constraints=_constraints(raw.get("constraints"), source),
+                      architecture=_architecture(raw.get("architecture"), source))
+
+
+def _mapping(raw: Any, source: str, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: key '{key}' must be a mapping with keys {', '.join(allowed)}")
+    _reject_unknown(raw, allowed, source, f"{key}.")
+    return raw
+
+
+def _profile(raw: Any, source: str) -> RankProfile:
+    keys = ("shape", "total_rank", "first_layer")
+    raw = _mapping(raw, source, "rank_profile", keys)
+    for key in keys:
+        if key not in raw:
+            raise SpecError(f"{source}: key 'rank_profile.{key}' is missing; a profile sets {', '.join(keys)}")
+    shape = _dimension(raw["shape"], source, "rank_profile.shape")
+    _check_values(shape, dict.fromkeys(PROFILE_SHAPES), source, "rank_profile.shape", "shapes")
+    total = _dimension(raw["total_rank"], source, "rank_profile.total_rank")
+    _check_ranks(total, source, "rank_profile.total_rank")
+    first = _dimension(raw["first_layer"], source, "rank_profile.first_layer")
+    values = dimension_values(first)
+    if values is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise SpecError(f"{source}: key 'rank_profile.first_layer' must be layer indices >= 0")
+    return RankProfile(shape, total, first)
+
+
+def _layers(raw: Any, source: str) -> tuple[int, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                      for v in raw):
+        raise SpecError(f"{source}: key 'layers' must be a non-empty list of layer indices >= 0, e.g. [3, 4, 5]")
+    return tuple(sorted(set(raw)))
+
+
+def _sparsity(raw: Any, source: str) -> SparsitySpec | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, source, "sparsity", ("fraction", "init"))
+    fraction = _dimension(raw.get("fraction", 0.0), source, "sparsity.fraction")
+    values = dimension_values(fraction) or (getattr(fraction, "low", -1), getattr(fraction, "high", -1))
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1 for v in values):
+        raise SpecError(f"{source}: key 'sparsity.fraction' must lie in [0, 1), the share of entries held at zero")
+    init = _dimension(raw.get("init", "random"), source, "sparsity.init")
+    _check_values(init, dict.fromkeys(SPARSITY_INITS), source, "sparsity.init", "mask initialisations")
+    return SparsitySpec(fraction, init)
+
+
+def _constraints(raw: Any, source: str) -> Constraints:
+    if raw is None:
+        return Constraints()
+    raw = _mapping(raw, source, "constraints", ("max_trainable_params", "max_peak_memory"))
+    params = raw.get("max_trainable_params")
+    if params is not None and (isinstance(params, bool) or not isinstance(params, int) or params <= 0):
+        raise SpecError(f"{source}: key 'constraints.max_trainable_params' must be a whole number > 0, got {params!r}")
+    memory = raw.get("max_peak_memory")
+    if memory is not None:
+        size = memory if isinstance(memory, int) and not isinstance(memory, bool) else parse_size(str(memory))
+        if size is None or size <= 0:
+            raise SpecError(f"{source}: key 'constraints.max_peak_memory' must be a size such as 512MiB or 1.5GB "
+                            f"or a number of bytes, got {memory!r}")
+        memory = size
+    return Constraints(params, memory)
+
+
+def _architecture(raw: Any, source: str) -> Architecture | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, source, "architecture", ("layers", "roles", "head", "fan_in_fan_out"))
+    layers, roles, head = raw.get("layers"), raw.get("roles"), raw.get("head", [])
+    if not isinstance(layers, str) or not layers:
+        raise SpecError(f"{source}: key 'architecture.layers' must be the dotted path of the block list, "
+                        f"e.g. encoder.block")
+    if not isinstance(roles, dict) or not roles:
+        raise SpecError(f"{source}: key 'architecture.roles' must map roles ({', '.join(ROLES)}) to module "
+                        f"names inside one block")
+    for role, names in roles.items():
+        if role not in ROLES:
+            raise SpecError(f"{source}: unknown role 'architecture.roles.{role}'; allowed: {', '.join(ROLES)}")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SpecError(f"{source}: key 'architecture.roles.{role}' must be a list of module names")
+    if not isinstance(head, list) or not all(isinstance(n, str) for n in head):
+        raise SpecError(f"{source}: key 'architecture.head' must be a list of classifier-head module names")
+    return Architecture(model_types=("custom",), layers=layers,
+                        roles={role: tuple(names) for role, names in roles.items()}, head=tuple(head),
+                        fan_in_fan_out=bool(raw.get("fan_in_fan_out", False)))
 
 
 def _reject_unknown(raw: Mapping[str, Any], allowed: tuple[str, ...], source: str, prefix: str,
@@ -250,13 +408,13 @@ def _check_values(dim: Dimension, allowed: Mapping[str, Any], source: str, key: 
             raise SpecError(f"{source}: key '{key}': unknown value {v!r}; allowed {what}: {', '.join(allowed)}")
 
 
-def _check_ranks(dim: Dimension, source: str) -> None:
+def _check_ranks(dim: Dimension, source: str, key: str, allow_all_zero: bool = False) -> None:
     values = dimension_values(dim)
     if values is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        raise SpecError(f"{source}: key 'layer_rank' must be whole numbers >= 0 (0 = no adapter in that layer), "
+        raise SpecError(f"{source}: key '{key}' must be whole numbers >= 0 (0 = no adapter in that layer), "
                         f"as a constant, {{choices: [...]}} or an integer range")
-    if all(v == 0 for v in values):
-        raise SpecError(f"{source}: key 'layer_rank' allows only 0, so no layer could ever get an adapter")
+    if all(v == 0 for v in values) and not allow_all_zero:
+        raise SpecError(f"{source}: key '{key}' allows only 0, so no layer could ever get an adapter")
 
 
 def _check_positive_number(dim: Dimension, source: str, key: str) -> None:

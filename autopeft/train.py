@@ -46,8 +46,12 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 
 
 def train(model: torch.nn.Module, data: Encoded, settings: TrainSettings, regression: bool,
-          device: torch.device, after_step: Callable[[], None] | None = None) -> TrainStats:
-    """AdamW with linear warm-up and decay for `max_steps` steps over reshuffled epochs."""
+          device: torch.device, after_step: Callable[[int], None] | None = None) -> TrainStats:
+    """AdamW with linear warm-up and decay for `max_steps` steps over reshuffled epochs.
+
+    `after_step(step)` runs after each optimiser step while gradients are still there (AdaLoRA's rank
+    allocation reads them; sparsity masks are re-applied there).
+    """
     start = time.perf_counter()
     model.train()
     params = _trainable(model)
@@ -76,9 +80,9 @@ def train(model: torch.nn.Module, data: Encoded, settings: TrainSettings, regres
         torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         if after_step is not None:
-            after_step()
+            after_step(step)
+        optimizer.zero_grad(set_to_none=True)
     return TrainStats(steps=settings.max_steps, final_loss=loss_value, seconds=time.perf_counter() - start)
 
 

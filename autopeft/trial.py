@@ -11,10 +11,12 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autopeft.architectures import Architecture
 from autopeft.errors import TrialFailed
 from autopeft.space import Candidate
 from autopeft.spec import BudgetSpec
@@ -33,6 +35,9 @@ class TrialRequest:
     seed: int
     device: str = "auto"  # "auto": CUDA when the worker has a GPU, else CPU
     save_adapter_to: str | None = None  # a folder for the trained adapter (peft save_pretrained)
+    architecture: Architecture | None = None  # module naming given in the space, for models without presets
+    max_trainable_params: int | None = None  # hard budgets: over them a trial fails before training
+    max_peak_memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,15 +131,18 @@ class TrialRunner:
         torch.manual_seed(request.seed)
         base = self._base_model(request)
         base_params = count_parameters(base)
-        model = materialize(request.candidate, base).to(device)
-        trainable = count_trainable(model)
+        model = materialize(request.candidate, base, budget.max_steps, request.architecture).to(device)
+        masks = self._sparsify(model, request, train_data, regression, device)
+        trainable = count_trainable(model, masks.masked_entries if masks else 0)
+        _check_budget("trainable parameters", trainable, request.max_trainable_params, "max_trainable_params")
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         memory = measure_peak_memory(model, budget.batch_size, budget.max_length, regression, device)
+        _check_budget("bytes of peak memory", memory.bytes, request.max_peak_memory, "max_peak_memory")
         settings = TrainSettings(learning_rate=request.candidate.learning_rate, max_steps=budget.max_steps,
                                  batch_size=budget.batch_size, seed=request.seed)
-        stats = train(model, train_data, settings, regression, device)
+        stats = train(model, train_data, settings, regression, device, _after_step(model, masks))
         if device.type == "cuda":
             memory = type(memory)(int(torch.cuda.max_memory_allocated(device)), memory.method)
 
@@ -161,6 +169,20 @@ class TrialRunner:
             device=str(device),
         )
 
+
+    @staticmethod
+    def _sparsify(model: Any, request: TrialRequest, train_data: Any, regression: bool, device: Any) -> Any:
+        from autopeft.sparsity import create_masks
+
+        c = request.candidate
+        if not c.sparsity:
+            return None
+
+        def loss_on_a_batch() -> Any:
+            first = list(range(min(request.budget.batch_size, len(train_data))))
+            return model(**{k: v.to(device) for k, v in train_data.batch(first, regression).items()}).loss
+
+        return create_masks(model, c.sparsity, c.sparsity_init, request.seed, loss_on_a_batch)
 
     def train_size(self, request: TrialRequest) -> int:
         return len(self._data(request, "train"))
@@ -191,6 +213,26 @@ class TrialRunner:
         device = _pick_device(request.device)
         model = PeftModel.from_pretrained(self._base_model(request), adapter_dir).to(device)
         return self._evaluate(model, request, device)
+
+
+def _check_budget(what: str, value: int, limit: int | None, key: str) -> None:
+    if limit is not None and value > limit:
+        raise TrialFailed(f"over budget: {value:,} {what} > {key} {limit:,}; not trained")
+
+
+def _after_step(model: Any, masks: Any) -> Callable[[int], None] | None:
+    """What runs after each optimiser step: AdaLoRA's rank allocation, then the sparsity masks."""
+    allocate = getattr(getattr(model, "base_model", None), "update_and_allocate", None)
+    if allocate is None and masks is None:
+        return None
+
+    def after(step: int) -> None:
+        if allocate is not None:
+            allocate(step)
+        if masks is not None:
+            masks.apply()
+
+    return after
 
 
 def _pick_device(requested: str) -> Any:

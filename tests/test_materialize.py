@@ -16,8 +16,12 @@ from tests.conftest import tiny_model
 ARCHITECTURES = ["bert", "roberta", "distilbert", "gpt2", "llama", "qwen2"]
 
 
+# Sizes that fit two-layer, 32-wide models (SHiRA's default r=32 asks for more entries than a 32x32 weight has).
+TINY_PARAMS = {"shira": {"r": 2}, "vera": {"r": 8}, "adalora": {"init_r": 4, "target_r": 2}}
+
+
 def candidate(method: str, preset: str, ranks: tuple[int, ...]) -> Candidate:
-    params = method_params_with_defaults(method, {})
+    params = method_params_with_defaults(method, TINY_PARAMS.get(method, {}))
     return Candidate(method, preset, ranks, 1e-3, tuple(sorted(params.items())))
 
 
@@ -30,8 +34,12 @@ def forward_backward(model: torch.nn.Module) -> None:
 
 
 # Methods that cannot adapt GPT-2's Conv1D are rejected at load time instead (see the last test).
-CASES = [(a, m, p) for a in ARCHITECTURES for m in sorted(METHODS) for p in sorted(PRESETS)
-         if a != "gpt2" or METHODS[m].adapts_conv1d]
+def supported(arch: str, method: str) -> bool:
+    m = METHODS[method]
+    return (arch != "gpt2" or m.adapts_conv1d) and (m.model_types is None or arch in m.model_types)
+
+
+CASES = [(a, m, p) for a in ARCHITECTURES for m in sorted(METHODS) for p in sorted(PRESETS) if supported(a, m)]
 
 
 @pytest.mark.parametrize(("arch", "method", "preset"), CASES)
@@ -78,12 +86,27 @@ def test_gpt2_fused_attention_is_one_module() -> None:
     assert list(targets) == ["transformer.h.0.attn.c_attn"]
 
 
-def test_unknown_architecture_is_rejected_clearly(tmp_path) -> None:
+def test_unknown_architecture_is_rejected_clearly_and_can_be_named_by_hand(tmp_path) -> None:  # noqa: ANN001
     from transformers import T5Config
 
-    T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, d_kv=8, vocab_size=100).save_pretrained(tmp_path)
-    with pytest.raises(ModelError, match=r"has no target-module presets; supported model types: .*bert"):
+    from autopeft.spec import parse_spec
+
+    T5Config(d_model=16, num_layers=2, num_heads=2, d_ff=32, d_kv=8, vocab_size=100).save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match=r"has no target-module presets .* name its modules by hand"):
         inspect_model(resolve_model(str(tmp_path)), 2)
+    spec = parse_spec("""
+method: lora
+target_modules: attn_qv
+layer_rank: 4
+learning_rate: 1.0e-3
+architecture:
+  layers: encoder.block
+  roles: {q: [layer.0.SelfAttention.q], v: [layer.0.SelfAttention.v], up: [layer.1.DenseReluDense.wi]}
+  head: [classification_head]
+""", "t5.yaml")
+    info = inspect_model(resolve_model(str(tmp_path)), 2, spec.architecture)
+    assert info.layout.targets("attn_qv", [1]) == {"transformer.encoder.block.1.layer.0.SelfAttention.q": "q",
+                                                   "transformer.encoder.block.1.layer.0.SelfAttention.v": "v"}
 
 
 def test_inspect_model_counts_the_embedded_minilm_without_loading_weights() -> None:
@@ -92,11 +115,17 @@ def test_inspect_model_counts_the_embedded_minilm_without_loading_weights() -> N
     assert info.base_params == 22_713_986  # BertForSequenceClassification on MiniLM-L6-H384, 2 labels
 
 
-def test_space_rejects_methods_the_model_cannot_take() -> None:
+def test_space_rejects_what_the_model_cannot_take() -> None:
     from autopeft.errors import SpecError
-    from autopeft.spec import check_spec_for_model, load_spec
+    from autopeft.spec import check_spec_for_model, load_spec, parse_spec
 
     spec = load_spec("default")
-    check_spec_for_model(spec, "bert", conv1d=False)
+    check_spec_for_model(spec, "bert", conv1d=False, num_layers=6)
     with pytest.raises(SpecError, match="loha cannot adapt the Conv1D projections of gpt2"):
-        check_spec_for_model(spec, "gpt2", conv1d=True)
+        check_spec_for_model(spec, "gpt2", conv1d=True, num_layers=6)
+    with pytest.raises(SpecError, match="prefix does not support distilbert models"):
+        check_spec_for_model(spec, "distilbert", conv1d=False, num_layers=6)
+    deep = parse_spec("method: lora\ntarget_modules: ffn\nlayer_rank: 4\nlearning_rate: 1.0e-3\nlayers: [1, 7]\n",
+                      "deep.yaml")
+    with pytest.raises(SpecError, match="deep.yaml: key 'layers': layer 7 is beyond the model's depth; it has 6"):
+        check_spec_for_model(deep, "bert", conv1d=False, num_layers=6)
