@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE = Path(os.environ.get("AUTOPEFT_TEST_GLUE", ROOT.parent / "shared" / "data" / "glue"))
 
 
-def tiny_config(model_type: str):
-    """A two-layer random model of the given family, small enough for a test."""
+def tiny_config(model_type: str, layers: int = 2) -> Any:
+    """A random model of the given family (two layers by default), small enough for a test."""
     from transformers import AutoConfig
 
     common = {"vocab_size": 1000, "num_labels": 2}
@@ -27,15 +28,16 @@ def tiny_config(model_type: str):
         "qwen2": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
                   "intermediate_size": 64, "pad_token_id": 0},
     }
-    return AutoConfig.for_model(model_type, **common, **sizes[model_type])
+    depth_key = {"distilbert": "n_layers", "gpt2": "n_layer"}.get(model_type, "num_hidden_layers")
+    return AutoConfig.for_model(model_type, **common, **{**sizes[model_type], depth_key: layers})
 
 
-def tiny_model(model_type: str, seed: int = 0):
+def tiny_model(model_type: str, seed: int = 0, layers: int = 2) -> Any:
     import torch
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(tiny_config(model_type))
+    return AutoModelForSequenceClassification.from_config(tiny_config(model_type, layers))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -86,7 +88,7 @@ def test_gpt2_fused_attention_is_one_module() -> None:
     assert list(targets) == ["transformer.h.0.attn.c_attn"]
 
 
-def test_unknown_architecture_is_rejected_clearly_and_can_be_named_by_hand(tmp_path) -> None:  # noqa: ANN001
+def test_unknown_architecture_is_rejected_clearly_and_can_be_named_by_hand(tmp_path: Path) -> None:
     from transformers import T5Config
 
     from autopeft.spec import parse_spec
@@ -127,5 +129,5 @@ def test_space_rejects_what_the_model_cannot_take() -> None:
         check_spec_for_model(spec, "distilbert", conv1d=False, num_layers=6)
     deep = parse_spec("method: lora\ntarget_modules: ffn\nlayer_rank: 4\nlearning_rate: 1.0e-3\nlayers: [1, 7]\n",
                       "deep.yaml")
-    with pytest.raises(SpecError, match="deep.yaml: key 'layers': layer 7 is beyond the model's depth; it has 6"):
+    with pytest.raises(SpecError, match=r"deep.yaml: key 'layers': layer 7 is beyond the model's depth; it has 6"):
         check_spec_for_model(deep, "bert", conv1d=False, num_layers=6)
