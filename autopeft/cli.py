@@ -132,11 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="replace --out if it exists")
     t.set_defaults(handler=cmd_train)
 
-    d = sub.add_parser("dashboard", help="write the Pareto dashboard of a run as one HTML file",
-                       description="Write the run's Pareto dashboard as a self-contained HTML file that opens "
-                       "offline. The run directory is only read.")
-    d.add_argument("run", help="run directory written by autopeft search")
-    d.add_argument("--html", required=True, help="HTML file to write")
+    sp = sub.add_parser("space", help="show a search space, or sample candidates and their costs",
+                        description="Inspect a search space without training anything.")
+    space_sub = sp.add_subparsers(dest="space_command", required=True, parser_class=_Parser)
+    show = space_sub.add_parser("show", help="dimensions, ranges, conditions and the number of configurations")
+    show.add_argument("space", help="a shipped space name or a YAML file")
+    show.add_argument("--model", help="base model whose depth sets the per-layer dimensions (default: embedded MiniLM)")
+    show.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
+    show.set_defaults(handler=cmd_space_show)
+    sample = space_sub.add_parser("sample", help="draw candidates and measure trainable parameters and memory")
+    sample.add_argument("space", help="a shipped space name or a YAML file")
+    sample.add_argument("-n", type=_positive_int, default=5, help="how many candidates (default 5)")
+    sample.add_argument("--model", help="base model (default: embedded MiniLM)")
+    sample.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    sample.set_defaults(handler=cmd_space_sample)
+
+    d = sub.add_parser("dashboard", help="serve the Pareto dashboard of one or more runs (live), or write it",
+                       description="Serve the Pareto dashboard of the runs on this machine; it follows a search "
+                       "that is still running. With --html or --png, write it to files instead. Several runs "
+                       "overlay their fronts. Run directories are only read.")
+    d.add_argument("runs", nargs="+", metavar="RUN", help="run directory written by autopeft search")
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    d.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765; 0: any free port)")
+    d.add_argument("--html", help="write one self-contained HTML file (opens offline) instead of serving")
+    d.add_argument("--png", help="write the plots as PNG images (FILE, FILE's stem + -<plot> for the others) "
+                   "instead of serving; needs Chrome or Chromium (apt-get install chromium)")
     d.set_defaults(handler=cmd_dashboard)
     return parser
 
@@ -422,18 +443,73 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from autopeft.dashboard import dashboard_data, render_html
-    from autopeft.storage import RunDir, results_table
+def _space_and_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    from autopeft.models import inspect_model, resolve_model
+    from autopeft.spec import check_spec_for_model, load_spec
+    from autopeft.tasks import get_task
 
-    run = RunDir.open(Path(args.run))
-    settings = run.settings()
-    table = results_table(run.load_study(), settings.base_params)
-    html = Path(args.html)
-    if not html.parent.is_dir():
-        raise UsageError(f"cannot write {html}: folder {html.parent} does not exist")
-    render_html(dashboard_data(table, f"autopeft: {settings.task}, {run.path.name}"), html)
-    print(f"dashboard written to {html}")
+    spec = load_spec(args.space)
+    info = inspect_model(resolve_model(args.model), get_task(args.task).num_labels, spec.architecture)
+    check_spec_for_model(spec, info.model_type, info.layout.architecture.fan_in_fan_out, info.num_layers)
+    return spec, info
+
+
+def cmd_space_show(args: argparse.Namespace) -> int:
+    from autopeft.space_report import show_text
+
+    spec, info = _space_and_model(args)
+    print(show_text(spec, info.num_layers, info.ref.name))
+    return 0
+
+
+def cmd_space_sample(args: argparse.Namespace) -> int:
+    from transformers import AutoModelForSequenceClassification
+
+    from autopeft.logs import quiet_libraries
+    from autopeft.models import load_config
+    from autopeft.space_report import sample_candidates, sample_text
+    from autopeft.tasks import get_task
+
+    quiet_libraries()
+    spec, info = _space_and_model(args)
+    config = load_config(info.ref)
+    config.num_labels = get_task(args.task).num_labels
+    if config.pad_token_id is None:
+        config.pad_token_id = 0
+    base = AutoModelForSequenceClassification.from_config(config)  # costs do not depend on the weights
+    samples = sample_candidates(spec, base, args.n, args.seed, spec.architecture)
+    b = spec.budget
+    print(f"{args.n} candidates of {spec.source} on {info.ref.name}; memory at batch {b.batch_size}, "
+          f"length {b.max_length} ({samples[0].memory_method if samples else '-'})")
+    print(sample_text(samples, info.base_params))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from autopeft.dashboard import render_html
+    from autopeft.dashboard_server import DashboardService, serve
+    from autopeft.dashboard_source import open_runs
+
+    for option, value in (("--html", args.html), ("--png", args.png)):
+        if value and not Path(value).resolve().parent.is_dir():
+            raise UsageError(f"cannot write {option} {value}: folder {Path(value).parent} does not exist")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    service = DashboardService(open_runs(args.runs))
+    if not (args.html or args.png):
+        runs = f"{len(args.runs)} runs" if len(args.runs) > 1 else args.runs[0]
+        serve(service, args.host, args.port, announce=lambda url: print(
+            f"dashboard of {runs}: {url}  (follows running searches; Ctrl-C to stop)", flush=True))
+        return 0
+    data = service.data()
+    if args.html:
+        render_html(data, Path(args.html))
+        print(f"dashboard written to {args.html}")
+    if args.png:
+        from autopeft.dashboard_images import write_png
+
+        written = write_png(data, Path(args.png))
+        print(f"dashboard images written: {', '.join(str(p) for p in written)}")
     return 0
 
 

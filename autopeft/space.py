@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from autopeft.architectures import PRESETS
 from autopeft.methods import PLACEMENT, RANK, ParamValue, get_method, method_params_with_defaults
 from autopeft.spec import Choice, Constant, Dimension, FloatRange, IntRange, SearchSpec, dimension_values
 
@@ -50,7 +51,7 @@ class Candidate:
         method = get_method(self.method)
         if method.layers == RANK:
             where = "r=[" + ",".join(str(r) for r in self.layer_ranks) + "]"
-            if self.ffn_ranks is not None:
+            if self.ffn_ranks is not None and {"up", "gate", "down"} & set(PRESETS[self.target_modules]):
                 where = f"attn {where} ffn r=[" + ",".join(str(r) for r in self.ffn_ranks) + "]"
             where += f" on {self.target_modules}"
         elif method.layers == PLACEMENT:

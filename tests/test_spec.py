@@ -76,3 +76,37 @@ def test_bad_space_is_one_clear_line(text: str, message: str) -> None:
 def test_unknown_space_name_lists_shipped_ones() -> None:
     with pytest.raises(SpecError, match="use one of the shipped spaces"):
         load_spec("no-such-space")
+
+
+MORE_BAD = [
+    ("rank and profile", VALID + "rank_profile: {shape: uniform, total_rank: 8, first_layer: 0}\n",
+     "set exactly one of 'layer_rank'"),
+    ("profile shape", VALID.replace("layer_rank: {choices: [0, 4, 8]}\n", "")
+     + "rank_profile: {shape: spiky, total_rank: 8, first_layer: 0}\n", "unknown value 'spiky'; allowed shapes"),
+    ("profile key missing", VALID.replace("layer_rank: {choices: [0, 4, 8]}\n", "")
+     + "rank_profile: {shape: uniform, total_rank: 8}\n", "key 'rank_profile.first_layer' is missing"),
+    ("sparsity fraction", VALID + "sparsity: {fraction: 1.0}\n", "'sparsity.fraction' must lie in [0, 1)"),
+    ("sparsity init", VALID + "sparsity: {fraction: 0.5, init: lottery}\n", "allowed mask initialisations"),
+    ("sparsity key", VALID + "sparsity: {share: 0.5}\n", "unknown key 'sparsity.share'"),
+    ("constraint value", VALID + "constraints: {max_trainable_params: -5}\n", "must be a whole number > 0"),
+    ("constraint size", VALID + "constraints: {max_peak_memory: lots}\n", "must be a size such as 512MiB"),
+    ("layers list", VALID + "layers: [a, b]\n", "must be a non-empty list of layer indices"),
+    ("architecture role", VALID + "architecture: {layers: h, roles: {query: [q]}}\n",
+     "unknown role 'architecture.roles.query'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [(t, m) for _, t, m in MORE_BAD], ids=[n for n, _, _ in MORE_BAD])
+def test_more_bad_spaces(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "bad.yaml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_optional_sections_parse() -> None:
+    spec = parse_spec(VALID + "ffn_rank: {choices: [0, 2]}\nsparsity: {fraction: {choices: [0.0, 0.5]}, init: "
+                      "magnitude}\nconstraints: {max_trainable_params: 5000, max_peak_memory: 1.5GiB}\n"
+                      "layers: [5, 3]\n", "ok.yaml")
+    assert spec.ffn_rank == Choice((0, 2)) and spec.layers == (3, 5)
+    assert spec.constraints.max_trainable_params == 5000
+    assert spec.constraints.max_peak_memory == int(1.5 * 1024**3)

@@ -92,3 +92,31 @@ def test_trial_runner_reports_objectives_and_failures(tiny_bert_dir: Path, sst2_
     bad = runner.run(TrialRequest(lora((0, 0)), ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
                                   budget, seed=0))
     assert not bad.ok and "no layer has an adapter" in (bad.failure or "")
+
+
+def test_runner_trains_adalora_sparse_lora_and_enforces_budgets(tiny_bert_dir: Path, sst2_small: Path) -> None:
+    from autopeft.models import resolve_model
+    from autopeft.spec import BudgetSpec
+    from autopeft.trial import TrialRequest, TrialRunner
+
+    ref = resolve_model(str(tiny_bert_dir))
+    runner = TrialRunner(threads=1)
+    budget = BudgetSpec(max_steps=6, batch_size=8, max_length=32, eval_subset=40)
+
+    def run(candidate: Candidate, **limits: int):  # noqa: ANN202
+        return runner.run(TrialRequest(candidate, ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
+                                       budget, seed=0, **limits))
+
+    adalora = Candidate("adalora", "attn_qv", (1, 1), 1e-3, (("init_r", 4), ("lora_alpha", 8), ("target_r", 2)))
+    assert run(adalora).ok
+    sparse = Candidate("lora", "attn_qv", (8, 8), 1e-3, (("lora_alpha", 16), ("lora_dropout", 0.0)),
+                       sparsity=0.5, sparsity_init="gradient")
+    dense = Candidate("lora", "attn_qv", (8, 8), 1e-3, (("lora_alpha", 16), ("lora_dropout", 0.0)))
+    sparse_result, dense_result = run(sparse), run(dense)
+    assert sparse_result.ok and dense_result.ok
+    adapters = 4 * (8 * 32 * 2)
+    assert dense_result.trainable_params - sparse_result.trainable_params == adapters // 2
+    over = run(dense, max_trainable_params=100)
+    assert not over.ok and "over budget" in (over.failure or "") and "max_trainable_params 100" in (over.failure or "")
+    heavy = run(dense, max_peak_memory=1000)
+    assert not heavy.ok and "max_peak_memory" in (heavy.failure or "")
