@@ -97,13 +97,13 @@ def test_trial_runner_reports_objectives_and_failures(tiny_bert_dir: Path, sst2_
 def test_runner_trains_adalora_sparse_lora_and_enforces_budgets(tiny_bert_dir: Path, sst2_small: Path) -> None:
     from autopeft.models import resolve_model
     from autopeft.spec import BudgetSpec
-    from autopeft.trial import TrialRequest, TrialRunner
+    from autopeft.trial import TrialRequest, TrialResult, TrialRunner
 
     ref = resolve_model(str(tiny_bert_dir))
     runner = TrialRunner(threads=1)
     budget = BudgetSpec(max_steps=6, batch_size=8, max_length=32, eval_subset=40)
 
-    def run(candidate: Candidate, **limits: int):  # noqa: ANN202
+    def run(candidate: Candidate, **limits: int) -> TrialResult:
         return runner.run(TrialRequest(candidate, ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
                                        budget, seed=0, **limits))
 
