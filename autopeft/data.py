@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autopeft.errors import TaskError
+from autopeft.errors import TaskError, first_line
 from autopeft.tasks import Column, Task
 
 if TYPE_CHECKING:
@@ -77,8 +77,7 @@ def _check_hub(task: Task) -> None:
         if is_offline():
             reason = "the Hugging Face hub cannot be reached and the data set is not in the local cache"
         else:
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            reason = f"the Hugging Face hub could not serve it: {first}"
+            reason = f"the Hugging Face hub could not serve it: {first_line(exc, 160)}"
         raise TaskError(
             f"no data directory given for {task.name}, and {reason}; pass --data-dir DIR (GLUE layout, "
             f"DIR/{task.glue_dir}/train.tsv) or set {DATA_DIR_ENV}, or connect to the internet"

@@ -41,3 +41,9 @@ class TrialFailed(AutopeftError, RuntimeError):
 
     It is recorded as a failed trial with this message; the search goes on.
     """
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A library exception's first line, for a one-line message (its type name when it has no text)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

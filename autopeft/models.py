@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.architectures import Architecture, ModuleLayout, architecture_for, num_layers_of, resolve_layout
-from autopeft.errors import ModelError
+from autopeft.errors import ModelError, first_line
 
 EMBEDDED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _EMBEDDED_ALIASES = {EMBEDDED_MODEL_ID, "all-MiniLM-L6-v2", "minilm"}
@@ -50,8 +50,7 @@ def load_config(ref: ModelRef) -> Any:
     try:
         return AutoConfig.from_pretrained(ref.location)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load model {ref.name!r}: {first}; give a local model folder, a reachable hub id, "
+        raise ModelError(f"cannot load model {ref.name!r}: {first_line(exc)}; give a local model folder, a reachable hub id, "
                          f"or leave --model out for the embedded {EMBEDDED_MODEL_ID}") from None
 
 
