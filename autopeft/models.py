@@ -50,8 +50,8 @@ def load_config(ref: ModelRef) -> Any:
     try:
         return AutoConfig.from_pretrained(ref.location)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
-        raise ModelError(f"cannot load model {ref.name!r}: {first_line(exc)}; give a local model folder, a reachable hub id, "
-                         f"or leave --model out for the embedded {EMBEDDED_MODEL_ID}") from None
+        raise ModelError(f"cannot load model {ref.name!r}: {first_line(exc)}; give a local model folder, a reachable "
+                         f"hub id, or leave --model out for the embedded {EMBEDDED_MODEL_ID}") from None
 
 
 def load_tokenizer(ref: ModelRef) -> Any:
