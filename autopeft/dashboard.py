@@ -15,7 +15,7 @@ import re
 import shlex
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,7 @@ class RunInput:
     title: str = ""
     run_ref: str = "RUN"  # how export commands name the run directory
     baselines: pd.DataFrame | None = None
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
 
 # --- texts --------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def _baselines(frame: pd.DataFrame | None) -> Baselines | None:
 
 # --- parallel coordinates -----------------------------------------------------------------------------
 
-# Columns of the results table that are outcomes or bookkeeping rather than search dimensions.
+# Method parameters are the results table's `<method>.<name>` columns (`metric.*` are outcomes).
 _METHOD_PARAM = re.compile(r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
 
 
@@ -409,7 +409,7 @@ def dashboard_runs(runs: Sequence[RunInput], title: str) -> DashboardData:
     plots = tuple(run_plot(r, bounds, label_runs=len(runs) > 1) for r in runs)
     message = None
     if not any(p.completed for p in plots):
-        message = " ".join(note for p in plots for note in p.notes) or "No completed trial yet."
+        message = "\n".join(note for p in plots for note in p.notes) or "No completed trial yet."
     return DashboardData(title, plots, bounds, message)
 
 

@@ -1,0 +1,14 @@
+"""Thin entry point: `python dashboards/serve.py RUN [RUN ...] [--port N]` is `autopeft dashboard ...`.
+
+Everything lives in the package (autopeft.dashboard: plot data; dashboard_figures: plotly;
+dashboard_page: the HTML; dashboard_server: the live server), so that a plain `pip install` has it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from autopeft.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["dashboard", *sys.argv[1:]]))
