@@ -6,6 +6,7 @@ import optuna
 import pandas as pd
 
 from autopeft.dashboard import MIB, dashboard_data, render_html
+from autopeft.dashboard_source import BASELINES_FILE, read_baselines
 from autopeft.pareto import pareto_front, pareto_mask
 from autopeft.settings import SearchSettings
 from autopeft.storage import RunDir, results_table, write_table
@@ -18,7 +19,9 @@ def refresh_run_files(run: RunDir, study: optuna.Study, settings: SearchSettings
     write_table(table, run.results_file)
     write_table(pareto_front(table), run.pareto_file)
     title = f"autopeft: {settings.task}, {settings.model_name}, sampler {settings.sampler} ({run.path.name})"
-    render_html(dashboard_data(table, title), run.dashboard_file)
+    baselines, _ = read_baselines(run.path / BASELINES_FILE, run.path.name)
+    render_html(dashboard_data(table, title, name=run.path.name, run_ref=str(run.path), baselines=baselines),
+                run.dashboard_file)
     return table
 
 
