@@ -274,15 +274,19 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _execute(run: Any, settings: Any, spec: Any, layout: Any) -> int:
+    import signal
+    import threading
+
     from tqdm import tqdm
 
-    from autopeft.executors import ExecutorSettings, make_executor
+    from autopeft.executors import ClusterError, ExecutorSettings, make_executor
     from autopeft.logs import log_to_file
     from autopeft.pareto import pareto_front
     from autopeft.report import front_text, refresh_run_files
     from autopeft.search import run_search
 
     log_to_file(run.log_file)
+    run.create_study(sampler=None)  # before any worker starts, so that even a search that never ran resumes
     bar = tqdm(total=settings.trials, unit="trial", desc="trials", file=sys.stderr, dynamic_ncols=True)
     bar.set_postfix_str("starting workers")
 
@@ -294,20 +298,45 @@ def _execute(run: Any, settings: Any, spec: Any, layout: Any) -> int:
         failed = int(table["status"].eq("fail").sum())
         bar.set_postfix_str(f"best acc {best}, front {len(pareto_front(table))}, failed {failed}")
 
-    executor = make_executor(settings.executor, ExecutorSettings(
-        workers=settings.workers, cpus_per_trial=settings.cpus_per_trial,
-        gpus_per_trial=settings.gpus_per_trial, ray_address=settings.ray_address))
+    def stop_once(signum: int, frame: Any) -> None:
+        # The first Ctrl-C (or SIGTERM) stops the search; another would cut short the cleanup that records it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals can be set only there
+    previous = signal.signal(signal.SIGINT, stop_once) if in_main_thread else None
+    previous_term = signal.getsignal(signal.SIGTERM)
+    executor = None
+    interrupted = False
     try:
-        study = run_search(run, settings, spec, layout, executor, on_progress)
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"autopeft: interrupted; completed trials are kept. Continue with: autopeft search --resume {run.path}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        try:
+            executor = make_executor(settings.executor, ExecutorSettings(
+                workers=settings.workers, cpus_per_trial=settings.cpus_per_trial,
+                gpus_per_trial=settings.gpus_per_trial, ray_address=settings.ray_address, log_dir=str(run.path)))
+            if in_main_thread:  # after Ray's start, whose own SIGTERM handler dies without recording anything
+                signal.signal(signal.SIGTERM, stop_once)
+            study = run_search(run, settings, spec, layout, executor, on_progress)
+            bar.n = settings.trials
+        except KeyboardInterrupt:
+            interrupted = True
+        except ClusterError as exc:
+            raise ClusterError(f"{exc}; then continue with: autopeft search --resume {run.path}") from None
+        finally:
+            bar.close()
+            if executor is not None:
+                executor.close()  # kills the workers (and the local Ray): nothing keeps running after the command
+        if interrupted:
+            table = refresh_run_files(run, run.load_study(), settings)
+            done = int(table["status"].eq("complete").sum()) if not table.empty else 0
+            print(f"autopeft: interrupted; {done} of {settings.trials} trials completed and kept, trials that were "
+                  f"running are recorded as interrupted. Continue with: autopeft search --resume {run.path}",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
     finally:
-        executor.close()
-    bar.n = settings.trials
-    bar.close()
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
     table = refresh_run_files(run, study, settings)
     print(front_text(table))
     print(f"\nrun directory: {run.path}  (results.csv, pareto.csv, dashboard.html, study.db, search.log)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import optuna
 
@@ -48,7 +49,12 @@ def _counts(study: optuna.Study) -> tuple[int, int]:
 
 def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: ModuleLayout,
                executor: Executor, on_progress: Callable[[optuna.Study], None]) -> optuna.Study:
-    """Run until `settings.trials` trials have completed; failed trials are recorded and replaced."""
+    """Run until `settings.trials` trials have completed; failed trials are recorded and replaced.
+
+    Up to `executor.slots` trials run at once. As soon as one finishes it is told to the study and the
+    sampler is asked for the next configuration, with the trials still running known to it (they are
+    RUNNING trials of the study); the run's files are refreshed after that, while the workers train.
+    """
     probe = run.create_study(sampler=None)
     existing = len(probe.trials)
     # A resumed search must not replay the random proposals of its first part.
@@ -56,42 +62,84 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     study = run.create_study(sampler)
     if recover_interrupted(study):
         on_progress(study)
-    completed, failed = _counts(study)
-    max_failures = max(5, settings.trials)
-    pending: dict[int, optuna.Trial] = {}
+    loop = _Loop(study, settings, spec, layout, executor)
     try:
-        while completed < settings.trials:
-            while len(pending) < executor.slots and completed + len(pending) < settings.trials:
-                trial = study.ask()
-                candidate = suggest_candidate(trial, spec, settings.num_layers)
-                trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
-                trial.set_user_attr(ATTR_DESCRIPTION, candidate.describe())
-                try:
-                    adapter_plan(candidate, layout)  # cheap: catches empty configurations before a worker does
-                except TrialFailed as exc:
-                    _record(study, trial, TrialResult(status="failed", failure=str(exc)))
-                    failed += 1
-                    if failed >= max_failures:
-                        raise TooManyFailures(_failure_summary(study, failed)) from None
-                    continue
-                executor.submit(trial.number, _request(settings, candidate))
-                pending[trial.number] = trial
-            if failed >= max_failures:
-                raise TooManyFailures(_failure_summary(study, failed))
-            for number, result in executor.wait_any():
-                _record(study, pending.pop(number), result)
-                completed, failed = _counts(study)
-                on_progress(study)
+        loop.fill()
+        while loop.completed < settings.trials:
+            loop.collect()
+            loop.fill()
+            on_progress(study)
     except BaseException:
         # Ctrl-C, or an error in the driver: leave no trial "running" in the database.
-        for trial in pending.values():
-            trial.set_user_attr(ATTR_FAILURE, INTERRUPTED)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        loop.interrupt()
         raise
     return study
 
 
-def _request(settings: SearchSettings, candidate: Candidate) -> TrialRequest:
+@dataclass
+class _Loop:
+    """The state of one ask/run/tell loop: the trials in flight and the study's counts."""
+
+    study: optuna.Study
+    settings: SearchSettings
+    spec: SearchSpec
+    layout: ModuleLayout
+    executor: Executor
+    pending: dict[int, optuna.Trial] = field(default_factory=dict)
+    completed: int = 0
+    failed: int = 0
+
+    def __post_init__(self) -> None:
+        self.completed, self.failed = _counts(self.study)
+
+    @property
+    def max_failures(self) -> int:
+        return max(5, self.settings.trials)
+
+    def fill(self) -> None:
+        """Ask for a configuration for every free worker, until enough trials are done or under way."""
+        while len(self.pending) < self.executor.slots and self.completed + len(self.pending) < self.settings.trials:
+            trial = self.study.ask()
+            candidate = suggest_candidate(trial, self.spec, self.settings.num_layers)
+            trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
+            trial.set_user_attr(ATTR_DESCRIPTION, candidate.describe())
+            try:
+                adapter_plan(candidate, self.layout)  # cheap: catches empty configurations before a worker does
+            except TrialFailed as exc:
+                self._record(trial, TrialResult(status="failed", failure=str(exc)))
+                continue
+            self.executor.submit(trial.number, _request(self.settings, self.spec, candidate))
+            self.pending[trial.number] = trial
+
+    def collect(self) -> None:
+        """Wait for at least one trial in flight to finish; record every one that has."""
+        finished = self.executor.wait_any()
+        if not finished and not self.executor.in_flight():
+            raise RuntimeError("the executor has no trial in flight and returned none")  # a bug, not a user error
+        for number, result in finished:
+            self._record(self.pending.pop(number), result)
+
+    def _record(self, trial: optuna.Trial, result: TrialResult) -> None:
+        _record(self.study, trial, result)
+        if result.ok:
+            self.completed += 1
+            return
+        self.failed += 1
+        if self.failed >= self.max_failures:
+            raise TooManyFailures(_failure_summary(self.study, self.failed))
+
+    def interrupt(self) -> None:
+        """Trials in flight are recorded as failed (interrupted): the database holds nothing half-told."""
+        for trial in self.pending.values():
+            try:
+                trial.set_user_attr(ATTR_FAILURE, INTERRUPTED)
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except Exception as exc:  # e.g. a second Ctrl-C mid-tell; recover_interrupted catches it on resume
+                log.warning("trial %d left running: %s", trial.number, exc)
+        self.pending.clear()
+
+
+def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate) -> TrialRequest:
     # Every trial uses the search seed (same data order, same head initialisation), so that
     # differences between trials come from their configurations rather than from luck.
     return TrialRequest(
@@ -102,6 +150,9 @@ def _request(settings: SearchSettings, candidate: Candidate) -> TrialRequest:
         data_folder=settings.data_folder,
         budget=settings.budget,
         seed=settings.seed,
+        architecture=spec.architecture,
+        max_trainable_params=spec.constraints.max_trainable_params,
+        max_peak_memory=spec.constraints.max_peak_memory,
     )
 
 

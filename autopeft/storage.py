@@ -132,6 +132,9 @@ def results_table(study: optuna.Study, base_params: int) -> pd.DataFrame:
         row["train_seconds"] = result.get("train_seconds")
         row["eval_seconds"] = result.get("eval_seconds")
         row["host"] = result.get("host")
+        row["node"] = result.get("node") or None  # the Ray node id; empty when the trial ran outside Ray
+        row["worker_pid"] = result.get("pid")
+        row["overhead_seconds"] = _overhead(result)
         row["started"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None
         row["finished"] = t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None
         rows.append(row)
@@ -142,6 +145,13 @@ def results_table(study: optuna.Study, base_params: int) -> pd.DataFrame:
     if table.empty:
         table = pd.DataFrame(columns=["trial", "status", *OBJECTIVES, "trainable_pct", "configuration"])
     return table
+
+
+def _overhead(result: dict[str, Any]) -> float | None:
+    """A worker's seconds outside training and evaluation: model loading, adapters, the memory measurement."""
+    if result.get("status") != "complete" or not result.get("wall_seconds"):
+        return None
+    return float(result["wall_seconds"]) - float(result["train_seconds"]) - float(result["eval_seconds"])
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

@@ -12,7 +12,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class TrialResult:
     host: str = ""
     pid: int = 0
     device: str = ""
+    node: str = ""  # the Ray node id when the trial ran in a Ray worker
+    started_at: float = 0.0  # when the worker began the trial (Unix time): the driver's dispatch delay shows
 
     @property
     def ok(self) -> bool:
@@ -95,18 +97,18 @@ class TrialRunner:
         return self._encoded[key]
 
     def run(self, request: TrialRequest) -> TrialResult:
-        start = time.perf_counter()
+        started_at, start = time.time(), time.perf_counter()
         try:
             result = self._run(request, start)
         except TrialFailed as exc:
-            return self._failed(str(exc), start)
+            result = self._failed(str(exc), start)
         except Exception as exc:  # a trial's crash must not end the search: record it
             last = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
             if "out of memory" in str(exc).lower():
                 reason = f"out of memory: {exc}"
-            return self._failed(reason, start)
-        return result
+            result = self._failed(reason, start)
+        return replace(result, started_at=started_at)
 
     @staticmethod
     def _failed(reason: str, start: float) -> TrialResult:

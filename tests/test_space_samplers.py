@@ -31,7 +31,9 @@ def draw(sampler_name: str, seed: int, n: int = 12) -> list[Candidate]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", SAMPLERS)
+# optuna-integration's BoTorchSampler needs 5 to 20 s per suggestion here: too slow for 12-trial studies on
+# the whole default space; tests/test_samplers_contract.py holds it to the same contract on a smaller study.
+@pytest.mark.parametrize("name", [s for s in SAMPLERS if s != "botorch"])
 def test_samplers_stay_in_the_space_and_are_seeded(name: str) -> None:
     spec = load_spec("default")
     first = draw(name, seed=3)

@@ -1,0 +1,202 @@
+"""Synthetic multi-objective problems for the sampler benchmark, posed through Optuna trials.
+
+- `dtlz2` and `zdt1`: BoTorch's test functions with known fronts, made mixed: beside continuous inputs,
+  some are integers (11 levels) and some unordered categoricals (5 labels standing for 5 levels in a
+  fixed, shuffled order, so a sampler cannot exploit the order). Every Pareto-optimal input stays
+  reachable, so the known maximal hypervolume still holds.
+- `peft`: a PEFT search space in autopeft's language (method, target modules, 12 per-layer ranks, learning rate,
+  method-specific alpha: conditional), with made-up but plausible objectives for a BERT-base-sized model:
+  an accuracy landscape, an exact trainable-parameter count and a memory model where backward stops at
+  the lowest adapted layer. Its front is not known; its hypervolume is reported raw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from botorch.test_functions.multi_objective import DTLZ2, ZDT1
+from botorch.utils.multi_objective.hypervolume import Hypervolume
+from botorch.utils.multi_objective.pareto import is_non_dominated
+
+from autopeft.space import Candidate, suggest_candidate
+from autopeft.spec import parse_spec
+
+LABELS = ("a", "b", "c", "d", "e")
+LEVELS = np.linspace(0.0, 1.0, len(LABELS))
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    description: str
+    directions: tuple[str, ...]
+    objectives: tuple[str, ...]  # names, which tell autopeft's `bo` what each objective is
+    evaluate: Callable[[optuna.Trial], tuple[float, ...]]  # suggests its parameters and returns the objectives
+    to_loss: Callable[[np.ndarray], np.ndarray]  # objectives (n, M) -> the space hypervolume is measured in (min)
+    ref_point: tuple[float, ...]  # in loss space
+    max_hv: float | None  # known maximal hypervolume (None: unknown)
+
+    def hypervolume_curve(self, values: np.ndarray) -> list[float]:
+        """Hypervolume of the first t trials' front, for t = 1..n; normalised by `max_hv` when known."""
+        loss = torch.from_numpy(self.to_loss(values))
+        hv = Hypervolume(ref_point=-torch.tensor(self.ref_point, dtype=torch.float64))
+        out = []
+        for t in range(1, loss.shape[0] + 1):
+            y = -loss[:t]
+            front = y[is_non_dominated(y)]
+            value = hv.compute(front) if front.shape[0] else 0.0
+            out.append(value / self.max_hv if self.max_hv else value)
+        return out
+
+
+def _mixed_types(dim: int, continuous_first: int) -> tuple[str, ...]:
+    """Input kinds: the first `continuous_first` continuous, then integer, categorical, continuous in turn."""
+    cycle = ("int", "cat", "float")
+    return tuple("float" if i < continuous_first else cycle[(i - continuous_first) % 3] for i in range(dim))
+
+
+def _label_levels(name: str, i: int) -> dict[str, float]:
+    """A fixed shuffle of the levels behind the labels of categorical input `i`."""
+    seed = int.from_bytes(hashlib.sha256(f"{name}/{i}".encode()).digest()[:4], "little")
+    order = np.random.default_rng(seed).permutation(len(LABELS))
+    return {label: float(LEVELS[j]) for label, j in zip(LABELS, order, strict=True)}
+
+
+def _suggest_mixed(trial: optuna.Trial, name: str, types: Sequence[str]) -> torch.Tensor:
+    x = []
+    for i, kind in enumerate(types):
+        if kind == "float":
+            x.append(trial.suggest_float(f"x{i:02d}", 0.0, 1.0))
+        elif kind == "int":
+            x.append(trial.suggest_int(f"x{i:02d}", 0, 10) / 10)
+        else:
+            x.append(_label_levels(name, i)[trial.suggest_categorical(f"x{i:02d}", list(LABELS))])
+    return torch.tensor([x], dtype=torch.float64)
+
+
+def _botorch_problem(name: str, function: Any, continuous_first: int, ref: Sequence[float], max_hv: float,
+                     description: str) -> Problem:
+    types = _mixed_types(function.dim, continuous_first)
+
+    def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
+        return tuple(float(v) for v in function(_suggest_mixed(trial, name, types))[0])
+
+    kinds = {k: types.count(k) for k in ("float", "int", "cat")}
+    return Problem(name=name, description=f"{description}; {function.dim} inputs: {kinds['float']} continuous, "
+                   f"{kinds['int']} integer, {kinds['cat']} categorical",
+                   directions=("minimize",) * function.num_objectives,
+                   objectives=tuple(f"f{j + 1}" for j in range(function.num_objectives)), evaluate=evaluate,
+                   to_loss=lambda v: v, ref_point=tuple(ref), max_hv=max_hv)
+
+
+def _zdt1_max_hv(ref: Sequence[float]) -> float:
+    """Hypervolume of ZDT1's front f2 = 1 - sqrt(f1), f1 in [0, 1], against `ref`, by fine quadrature."""
+    f1 = np.linspace(0.0, 1.0, 200_001)
+    area = np.trapezoid(ref[1] - (1 - np.sqrt(f1)), f1)
+    return float(area + (ref[0] - 1.0) * ref[1])
+
+
+# --- a PEFT-like problem on autopeft's own search space ---------------------------------------------
+HIDDEN, FFN, LAYERS = 768, 3072, 12
+SHAPES = {"q": (HIDDEN, HIDDEN), "k": (HIDDEN, HIDDEN), "v": (HIDDEN, HIDDEN), "o": (HIDDEN, HIDDEN),
+          "up": (HIDDEN, FFN), "down": (FFN, HIDDEN)}
+ROLES = {"attn_qv": ("q", "v"), "attn_all": ("q", "k", "v", "o"), "ffn": ("up", "down"),
+         "all_linear": ("q", "k", "v", "o", "up", "down")}
+HEAD = HIDDEN * HIDDEN + HIDDEN + 2 * HIDDEN + 2
+BASE_BYTES = 110e6 * 4  # frozen fp32 weights
+LAYER_ACTIVATION_BYTES = 55e6  # saved for backward per layer at batch 32 x 128 tokens
+
+
+def peft_params(c: Candidate) -> int:
+    """Trainable parameters: adapters (LoRA r(i+o), LoHa twice that, IA3 one vector) plus the classifier head."""
+    total = HEAD
+    for rank in c.layer_ranks:
+        if rank <= 0:
+            continue
+        for role in ROLES[c.target_modules]:
+            d_in, d_out = SHAPES[role]
+            if c.method == "ia3":
+                total += d_in if role == "down" else d_out
+            else:
+                total += (2 if c.method == "loha" else 1) * rank * (d_in + d_out)
+    return total
+
+
+def peft_memory(c: Candidate, params: int) -> float:
+    """Peak bytes: weights, 16 bytes per trainable entry, activations from the lowest adapted layer up."""
+    lowest = min(c.active_layers)
+    per_layer = LAYER_ACTIVATION_BYTES * (0.6 if c.method == "ia3" else 1.0) * (
+        1.0 + 0.15 * len(ROLES[c.target_modules]) / 6)
+    return BASE_BYTES + 16.0 * params + per_layer * (LAYERS - lowest)
+
+
+def peft_accuracy(c: Candidate, params: int) -> float:
+    """A smooth, made-up accuracy landscape with the usual shape: capacity helps with diminishing returns,
+    upper layers matter more, each method has its best learning rate, LoRA wants alpha near 2 r."""
+    capacity = math.log10(max(params - HEAD, 1))
+    weights = np.array([0.4 + 0.6 * i / (LAYERS - 1) for i in range(LAYERS)])
+    coverage = float(weights[list(c.active_layers)].sum() / weights.sum())
+    acc = 0.80 + 0.07 / (1 + math.exp(-2.0 * (capacity - 4.8))) + 0.035 * coverage ** 0.7
+    acc += {"lora": 0.0, "loha": -0.004, "ia3": -0.012}[c.method]
+    acc += {"attn_qv": 0.0, "attn_all": 0.003, "ffn": 0.005, "all_linear": 0.008}[c.target_modules]
+    best_lr = {"lora": 1.2e-3, "loha": 8e-4, "ia3": 2.8e-3}[c.method]
+    acc -= 0.04 * math.log10(c.learning_rate / best_lr) ** 2
+    params_by_name = dict(c.method_params)
+    alpha = params_by_name.get("lora_alpha", params_by_name.get("alpha"))
+    ranks = [r for r in c.layer_ranks if r > 0]
+    if alpha is not None and c.method != "ia3":
+        acc -= 0.006 * math.log2(float(alpha) / (2 * float(np.mean(ranks)))) ** 2
+    jitter = int.from_bytes(hashlib.sha256(repr(c).encode()).digest()[:4], "little") / 2**32 - 0.5
+    return float(min(0.95, max(0.5, acc + 0.004 * jitter)))  # a fixed seed's run-to-run wobble
+
+
+# The space is written out here, not read from search_spaces/, so the benchmark stays fixed as those evolve.
+PEFT_SPACE = """
+method: {choices: [lora, loha, ia3]}
+target_modules: {choices: [attn_qv, attn_all, ffn, all_linear]}
+layer_rank: {choices: [0, 4, 8, 16]}
+learning_rate: {low: 3.0e-4, high: 3.0e-3, log: true}
+method_params:
+  lora: {lora_alpha: {choices: [8, 16, 32]}}
+  loha: {alpha: {choices: [8, 16, 32]}}
+"""
+
+
+def _peft_problem() -> Problem:
+    spec = parse_spec(PEFT_SPACE, source="benchmark peft space")
+
+    def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
+        c = suggest_candidate(trial, spec, LAYERS)
+        params = peft_params(c)
+        return peft_accuracy(c, params), float(params), peft_memory(c, params)
+
+    def to_loss(v: np.ndarray) -> np.ndarray:
+        return np.stack([-v[:, 0], np.log10(v[:, 1]), np.log10(v[:, 2])], axis=1)
+
+    return Problem(name="peft", description="a PEFT space at 12 layers: lora, loha, ia3 (17 parameters, 2 conditional; "
+                   "3 categorical, 12 ordinal, 1 log-continuous), accuracy max, params and memory min; "
+                   "hypervolume of (-accuracy, log10 params, log10 bytes) against (-0.8, 7, 9.5)",
+                   directions=("maximize", "minimize", "minimize"),
+                   objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate, to_loss=to_loss,
+                   ref_point=(-0.8, 7.0, 9.5), max_hv=None)
+
+
+def problems() -> dict[str, Problem]:
+    zdt_ref = (1.1, 6.0)  # f2 of random inputs lies in 2..6 at 30 inputs
+    return {
+        # BoTorch's usual reference point (1.1, 1.1, 1.1) leaves every sampler at 0 for 60 trials at 12 inputs.
+        "dtlz2": _botorch_problem("dtlz2", DTLZ2(dim=12, num_objectives=3), 2, (1.5, 1.5, 1.5),
+                                  1.5**3 - math.pi / 6,  # the cube minus the unit sphere's octant the front bounds
+                                  "DTLZ2, 3 objectives, spherical front; normalised hypervolume against "
+                                  "(1.5, 1.5, 1.5)"),
+        "zdt1": _botorch_problem("zdt1", ZDT1(dim=30), 1, zdt_ref, _zdt1_max_hv(zdt_ref),
+                                 "ZDT1, 2 objectives, convex front; normalised hypervolume against (1.1, 6)"),
+        "peft": _peft_problem(),
+    }

@@ -1,0 +1,173 @@
+"""Sampler benchmark: hypervolume against trials and seconds per suggestion, for every autopeft sampler.
+
+    nice -n 10 python experiments/sampler-benchmark/run.py                       # everything (hours on 2 cores)
+    python experiments/sampler-benchmark/run.py --samplers bo random --problems dtlz2 --trials 30 --seeds 2
+    python experiments/sampler-benchmark/run.py --report-only                     # tables and figures only
+
+Results merge into `results.json` beside this script (a re-run replaces only the runs it repeats), and
+`README.md` and the `hv-*.svg` figures are rewritten from all results. `botorch` (optuna-integration's
+BoTorchSampler) takes tens of seconds per suggestion here, so it runs `--botorch-trials` trials on
+`--botorch-seeds` seeds only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from problems import Problem, problems  # noqa: E402
+from report import write_report  # noqa: E402
+
+from autopeft.samplers import SAMPLERS, make_sampler  # noqa: E402
+
+STARTUP_TRIALS = 10
+TIMING_AT = (10, 30, 100)
+
+
+def run_study(problem: Problem, sampler_name: str, seed: int, trials: int) -> dict[str, Any]:
+    """One optimisation run: the hypervolume after every trial and the time the sampler took."""
+    sampler = make_sampler(sampler_name, seed, STARTUP_TRIALS, objectives=problem.objectives)
+    study = optuna.create_study(directions=list(problem.directions), sampler=sampler)
+    values, ask_seconds = [], []
+    for _ in range(trials):
+        start = time.perf_counter()
+        trial = study.ask()
+        result = problem.evaluate(trial)  # suggesting is where samplers do their work
+        ask_seconds.append(time.perf_counter() - start)
+        study.tell(trial, list(result))
+        values.append(result)
+    return {"hv": problem.hypervolume_curve(np.array(values)), "seconds": ask_seconds}
+
+
+def time_suggestions(problem: Problem, sampler_name: str, completed: int, seed: int) -> dict[str, float]:
+    """Seconds for one suggestion after `completed` random trials (`first`), and for the next one (`next`).
+
+    Every sampler sees the same history. `first` includes whatever a sampler builds from scratch (`bo` fits
+    its GP cold); `next` is the steady state of a running search (`bo` warm-starts from the previous fit).
+    """
+    history = optuna.create_study(directions=list(problem.directions), sampler=optuna.samplers.RandomSampler(seed))
+    history.optimize(lambda t: problem.evaluate(t), n_trials=completed)
+    study = optuna.create_study(directions=list(problem.directions),
+                                sampler=make_sampler(sampler_name, seed, STARTUP_TRIALS, objectives=problem.objectives))
+    study.add_trials(history.get_trials(deepcopy=False))
+    out = {}
+    for label in ("first", "next"):
+        start = time.perf_counter()
+        trial = study.ask()
+        result = problem.evaluate(trial)
+        out[label] = time.perf_counter() - start
+        study.tell(trial, list(result))
+    return out
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu}, {os.cpu_count()} cores, no GPU; torch {torch.__version__}, optuna {optuna.__version__}; "
+            f"load average {load:.1f} when the run ended (another job shared the machine)")
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=HERE, check=False).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def main() -> int:
+    all_problems = problems()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--problems", nargs="+", default=list(all_problems), choices=list(all_problems))
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
+    parser.add_argument("--botorch-trials", type=int, default=30, help="cap for the slow `botorch` sampler")
+    parser.add_argument("--botorch-seeds", type=int, default=3, help="cap for the slow `botorch` sampler")
+    parser.add_argument("--timing", nargs="*", default=["peft"], choices=list(all_problems),
+                        help="problems to time suggestions on at 10, 30 and 100 completed trials (none: skip)")
+    parser.add_argument("--no-runs", action="store_true", help="skip the optimisation runs")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite README.md and figures")
+    parser.add_argument("--results", default=str(HERE / "results.json"))
+    args = parser.parse_args()
+
+    warnings.filterwarnings("ignore")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)  # the same for every sampler; on this shared two-core machine faster for all
+    path = Path(args.results)
+    new: dict[str, dict[str, Any]] = {"runs": {}, "timing": {}}
+
+    def save() -> dict[str, Any]:
+        """Merge this invocation's results into the file; a lock lets two slices run side by side."""
+        with open(Path(tempfile.gettempdir()) / "autopeft-sampler-benchmark.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+            for section in ("runs", "timing"):
+                results.setdefault(section, {}).update(new[section])
+            results["hardware"] = hardware()
+            results["commit"] = git_commit()
+            path.write_text(json.dumps(_rounded(results)) + "\n")
+        return results
+
+    if not args.report_only:
+        for name in args.timing:
+            for sampler in args.samplers:
+                for completed in TIMING_AT:
+                    seconds = time_suggestions(all_problems[name], sampler, completed, seed=0)
+                    new["timing"][f"{name}/{sampler}/{completed}"] = seconds
+                    print(f"timing {name} {sampler} @{completed}: {seconds}", flush=True)
+                    save()
+        for name in [] if args.no_runs else args.problems:
+            for sampler in args.samplers:
+                slow = sampler == "botorch"
+                trials = min(args.trials, args.botorch_trials) if slow else args.trials
+                for seed in range(min(args.seeds, args.botorch_seeds) if slow else args.seeds):
+                    start = time.perf_counter()
+                    run = run_study(all_problems[name], sampler, seed, trials)
+                    new["runs"][f"{name}/{sampler}/{seed}"] = run
+                    print(f"{name} {sampler} seed {seed}: hv {run['hv'][-1]:.4f} after {trials} trials, "
+                          f"{time.perf_counter() - start:.0f} s", flush=True)
+                    save()
+    results = save()
+    write_report(results, all_problems, HERE)
+    path.write_text(json.dumps(_rounded(results)) + "\n")  # now with the summary the report computed
+    return 0
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 5 significant digits, so results.json stays small."""
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
