@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-steps", type=_positive_int, help="with --retrain: training steps (default: one epoch)")
     e.add_argument("--data-dir", help="with --seeds or --retrain: where the task data is now (default: where the "
                    "search read it)")
+    e.add_argument("--threads", type=_positive_int, help="with --seeds or --retrain: torch threads (default: all "
+                   "cores)")
     e.add_argument("--force", action="store_true", help="replace --out if it exists")
     e.set_defaults(handler=cmd_export)
 
@@ -129,8 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="folder to write (default: trained/<config>-<task>)")
     t.add_argument("--max-steps", type=_positive_int, help="training steps (default: one epoch)")
     t.add_argument("--seed", type=int, help="training seed (default: the configuration's)")
+    t.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
     t.add_argument("--force", action="store_true", help="replace --out if it exists")
     t.set_defaults(handler=cmd_train)
+
+    bl = sub.add_parser("baselines", help="train hand-designed configurations at a run's budget, as reference points",
+                        description="Train each configuration of a baselines file at the run's own budget with "
+                        "several seeds (those export --seeds uses), write RUN/baselines.csv (mean and std over "
+                        "seeds) and draw them on the run's dashboard. Finished seeds are kept: run the command "
+                        "again to continue after an interruption or to retry failed ones.")
+    bl.add_argument("run", help="run directory written by autopeft search")
+    bl.add_argument("--file", default="standard", help="baselines file: a shipped name or a YAML file (default: "
+                    "standard: LoRA r=8 q,v; LoRA r=16 all linear; IA3; VeRA; prefix tuning; full fine-tuning)")
+    bl.add_argument("--seeds", type=_positive_int, default=3, help="seeds per baseline (default 3)")
+    bl.add_argument("--only", action="append", metavar="LABEL", help="train only the baseline with this label "
+                    "(repeatable)")
+    bl.add_argument("--data-dir", help="where the task data is now (default: where the search read it)")
+    bl.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+    bl.set_defaults(handler=cmd_baselines)
 
     sp = sub.add_parser("space", help="show a search space, or sample candidates and their costs",
                         description="Inspect a search space without training anything.")
@@ -364,7 +382,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     name = f"{run.path.name}-front" if pick.whole_front else f"{run.path.name}-trial{int(rows[0]['trial'])}"
     out = Path(args.out) if args.out else Path("exports") / name
     check_out_dir(out, args.force)
-    runner, data = _training_setup(settings.task, args.data_dir or settings.data_folder, args.seeds or args.retrain)
+    runner, data = _training_setup(settings.task, args.data_dir or settings.data_folder, args.seeds or args.retrain,
+                                   args.threads)
     targets = [(row, out / f"trial-{int(row['trial'])}" if pick.whole_front else out) for row in rows]
     if pick.whole_front and out.exists():
         import shutil
@@ -377,7 +396,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_setup(task_name: str, data_dir: str | None, needed: Any) -> tuple[Any, Any]:
+def _training_setup(task_name: str, data_dir: str | None, needed: Any, threads: int | None = None) -> tuple[Any, Any]:
     """A TrialRunner and the data's place, when a command must train; (None, None) otherwise."""
     if not needed:
         return None, None
@@ -393,7 +412,7 @@ def _training_setup(task_name: str, data_dir: str | None, needed: Any) -> tuple[
         use_offline_mode_unless_reachable()
     source = resolve_source(get_task(task_name), data_dir)
     folder = str(source.folder.resolve()) if source.folder else None
-    return TrialRunner(threads=os.cpu_count()), DataPlace(get_task(task_name).name, folder)
+    return TrialRunner(threads=threads or os.cpu_count()), DataPlace(get_task(task_name).name, folder)
 
 
 def _export_one(run: Any, settings: Any, row: Any, pick: Any, folder: Path, args: argparse.Namespace,
@@ -455,7 +474,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     info = inspect_model(ref, task.num_labels, source.architecture)
     out = Path(args.out) if args.out else Path("trained") / f"{config.resolve().name}-{task.name}"
     check_out_dir(out, args.force)
-    runner, data = _training_setup(task.name, args.data_dir, True)
+    runner, data = _training_setup(task.name, args.data_dir, True, args.threads)
     provenance = dc.replace(source, task=task.name, model_name=ref.name, trial=None, objectives={},
                             seed=source.seed if args.seed is None else args.seed,
                             chosen_by=f"autopeft train --config {config} --task {task.name}")
@@ -469,6 +488,64 @@ def cmd_train(args: argparse.Namespace) -> int:
         write_config_folder(out, provenance, ref, {"retrained": r}, adapter_files=Path(weights))
     print(f"trained {source.candidate.describe()} on {task.name} for {r['max_steps']} steps: "
           f"{task.metric} {r['accuracy_after_loading']:.4f} after loading; written to {out}")
+    return 0
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from autopeft.baselines import TRIALS_FILE, plan_jobs, run_baselines, summarise, write_summary
+    from autopeft.export import model_ref_for
+    from autopeft.logs import log_to_file
+    from autopeft.report import refresh_run_files
+    from autopeft.spec import load_baselines, parse_spec
+    from autopeft.storage import RunDir
+
+    run = RunDir.open(Path(args.run))
+    settings = run.settings()
+    spec = parse_spec(run.space_file.read_text(encoding="utf-8"), source=str(run.space_file))
+    baselines = load_baselines(args.file)
+    if args.only:
+        unknown = sorted(set(args.only) - {b.label for b in baselines})
+        if unknown:
+            raise UsageError(f"--only {', '.join(map(repr, unknown))}: no such label; the file has: "
+                             f"{', '.join(repr(b.label) for b in baselines)}")
+        baselines = tuple(b for b in baselines if b.label in args.only)
+    jobs = plan_jobs(baselines, settings, args.seeds)
+    runner, data = _training_setup(settings.task, args.data_dir or settings.data_folder, True, args.threads)
+    ref = model_ref_for(settings.model_name, settings.model_location)
+    settings = dataclasses.replace(settings, data_folder=data.folder, model_location=ref.location)
+    log_to_file(run.path / "baselines.log")
+    print(f"autopeft: {len(baselines)} baselines x {args.seeds} seeds at the run's budget "
+          f"({settings.budget.max_steps} steps of {settings.budget.batch_size}); results go to "
+          f"{run.path / TRIALS_FILE}", file=sys.stderr)
+
+    def on_result(job: Any, result: Any) -> None:
+        if result is None:
+            print(f"  {job.label}, seed {job.seed}: done before, kept", file=sys.stderr)
+        elif result.ok:
+            print(f"  {job.label}, seed {job.seed}: accuracy {result.accuracy:.4f}, "
+                  f"{result.trainable_params:,} trainable parameters, {result.wall_seconds:.0f} s", file=sys.stderr)
+        else:
+            print(f"  {job.label}, seed {job.seed}: failed: {result.failure}", file=sys.stderr)
+
+    try:
+        table = run_baselines(run, settings, spec, jobs, runner, on_result)
+    except KeyboardInterrupt:
+        print(f"autopeft: interrupted; finished seeds are kept in {run.path / TRIALS_FILE}. Continue with the same "
+              f"command.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = summarise(table, jobs, settings.base_params)
+    write_summary(run, summary)
+    refresh_run_files(run, run.load_study(), settings)
+    for row in summary.itertuples():
+        print(f"{row.label}: accuracy {row.accuracy:.4f} ± {row.accuracy_std:.4f} (seeds {row.seeds}), "
+              f"{row.trainable_params:,} trainable parameters ({row.trainable_percent:.3g}%), "
+              f"peak memory {row.peak_memory / 2**20:,.0f} MiB")
+    missing = sorted({job.label for job in jobs} - set(summary["label"] if not summary.empty else []))
+    if missing:
+        print(f"autopeft: {len(missing)} baseline(s) without a result for every seed: {', '.join(missing)}; see "
+              f"{run.path / TRIALS_FILE}, then run the same command again to retry", file=sys.stderr)
+        return 1
+    print(f"\nwritten: {run.path / 'baselines.csv'}; the run's dashboard.html shows them as reference markers")
     return 0
 
 

@@ -275,10 +275,18 @@ def _baselines(frame: pd.DataFrame | None) -> Baselines | None:
         accuracy=tuple(float(r["accuracy"]) for r in records),
         trainable_params=tuple(int(r["trainable_params"]) for r in records),
         peak_memory_mib=tuple(float(r["peak_memory"]) / MIB for r in records),
-        hover=tuple(f"baseline: {html.escape(str(r['label']))}<br>accuracy {float(r['accuracy']):.4f}"
+        hover=tuple(f"baseline: {html.escape(str(r['label']))}<br>accuracy {float(r['accuracy']):.4f}{_spread(r)}"
                     f"<br>trainable params {int(r['trainable_params']):,}"
                     f"<br>peak memory {float(r['peak_memory']) / MIB:.1f} MiB" for r in records),
     )
+
+
+def _spread(record: dict[str, Any]) -> str:
+    """` ± std over seeds S`, when the baselines file holds them (autopeft baselines writes both)."""
+    std, seeds = record.get("accuracy_std"), record.get("seeds")
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return ""
+    return f" ± {float(std):.4f}" + ("" if seeds is None or seeds != seeds else f" (seeds {html.escape(str(seeds))})")
 
 
 # --- parallel coordinates -----------------------------------------------------------------------------

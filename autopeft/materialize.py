@@ -57,11 +57,16 @@ def build_peft_config(candidate: Candidate, layout: ModuleLayout, total_steps: i
 
 
 def materialize(candidate: Candidate, base_model: torch.nn.Module, total_steps: int = 1,
-                architecture: Architecture | None = None) -> PeftModel:
+                architecture: Architecture | None = None) -> PeftModel | torch.nn.Module:
     """Wrap `base_model` (modified in place) with the candidate's adapters (no sparsity masks yet:
-    see `autopeft.sparsity`)."""
+    see `autopeft.sparsity`). Full fine-tuning, a reference point, returns the base model with every
+    weight trainable."""
     from peft import get_peft_model
 
+    if not get_method(candidate.method).adapter:
+        for weight in base_model.parameters():
+            weight.requires_grad_(True)
+        return base_model
     config = build_peft_config(candidate, layout_of(base_model, architecture), total_steps)
     try:
         return get_peft_model(base_model, config)

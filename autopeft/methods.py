@@ -49,6 +49,7 @@ class Method:
     adapts_conv1d: bool = True  # GPT-2 style transposed Conv1D projections
     sparsity: bool = False  # whether fixed sparsity masks apply to its adapter weights
     model_types: frozenset[str] | None = None  # None: every supported architecture
+    adapter: bool = True  # False: a reference point (full fine-tuning), not a peft method to search or export
 
     @property
     def uses_rank(self) -> bool:
@@ -143,6 +144,10 @@ def _build_prompt(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftCo
                               modules_to_save=list(plan.head_modules))
 
 
+def _no_peft_config(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
+    raise ValueError("full fine-tuning trains the model itself: it has no peft config")
+
+
 # Prompt and prefix tuning need peft to read the hidden size and head count from the model config,
 # which it cannot for DistilBERT's names (dim, n_heads); tested on each of these.
 _PROMPTABLE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "gpt2", "llama", "qwen2", "qwen3", "mistral"})
@@ -169,8 +174,13 @@ METHODS: dict[str, Method] = {
                {"num_virtual_tokens": 10}, _build_prefix, model_types=_PROMPTABLE),
         Method("prompt", "trained soft-prompt embeddings before the input (prompt tuning)", NONE,
                {"num_virtual_tokens": 10}, _build_prompt, model_types=_PROMPTABLE),
+        Method("full", "every weight of the model trained (full fine-tuning), as a reference point", NONE, {},
+               _no_peft_config, adapter=False),
     )
 }
+
+# The methods a search space may name: reference points are for baselines files only.
+ADAPTER_METHODS: dict[str, Method] = {name: m for name, m in METHODS.items() if m.adapter}
 
 
 def get_method(name: str) -> Method:

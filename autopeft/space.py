@@ -49,6 +49,8 @@ class Candidate:
     def describe(self) -> str:
         """The configuration in words, for tables, hover texts and exports."""
         method = get_method(self.method)
+        if not method.adapter:
+            return f"{self.method}: every weight trained, lr={self.learning_rate:.2g}"
         if method.layers == RANK:
             where = "r=[" + ",".join(str(r) for r in self.layer_ranks) + "]"
             if self.ffn_ranks is not None and {"up", "gate", "down"} & set(PRESETS[self.target_modules]):

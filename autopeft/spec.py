@@ -17,7 +17,7 @@ import yaml
 
 from autopeft.architectures import PRESETS, ROLES, Architecture
 from autopeft.errors import SpecError
-from autopeft.methods import METHODS
+from autopeft.methods import ADAPTER_METHODS, METHODS
 from autopeft.units import parse_size
 
 Scalar = int | float | str | bool
@@ -206,7 +206,11 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
                         f"'rank_profile' (shape, total_rank, first_layer)")
 
     method = _dimension(raw["method"], source, "method")
-    _check_values(method, METHODS, source, "method", "methods")
+    for name in dimension_values(method) or ():
+        if name in METHODS and name not in ADAPTER_METHODS:
+            raise SpecError(f"{source}: key 'method': {name!r} is a reference point, not a method to search; put it "
+                            f"in a baselines file (autopeft baselines RUN --file FILE)")
+    _check_values(method, ADAPTER_METHODS, source, "method", "methods")
     target = _dimension(raw["target_modules"], source, "target_modules")
     _check_values(target, PRESETS, source, "target_modules", "target-module presets")
     rank = ffn_rank = profile = None
@@ -440,3 +444,117 @@ def _budget(raw: Any, source: str) -> BudgetSpec:
             allowed = "a whole number > 0" + (" or null for all" if optional else "")
             raise SpecError(f"{source}: key 'budget.{key}' must be {allowed}, got {value!r}")
     return BudgetSpec(**raw)
+
+
+# --- baselines files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """One hand-designed configuration, trained like a search trial to give a reference point.
+
+    `rank` is every layer's rank, or one rank per layer; `layers` restricts it to those layers.
+    """
+
+    label: str
+    method: str
+    learning_rate: float
+    target_modules: str = "attn_qv"
+    rank: int | tuple[int, ...] = 8
+    ffn_rank: int | tuple[int, ...] | None = None
+    layers: tuple[int, ...] | None = None
+    params: tuple[tuple[str, Scalar], ...] = ()
+
+
+_BASELINE_KEYS = ("label", "method", "learning_rate", "target_modules", "rank", "ffn_rank", "layers", "params")
+
+
+def builtin_baselines_names() -> list[str]:
+    folder = resources.files("autopeft.search_spaces") / "baselines"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_baselines_path(name_or_file: str) -> Path:
+    """A shipped baselines file's name (`standard`) or a path to a YAML file."""
+    given = Path(name_or_file)
+    if given.suffix in (".yaml", ".yml") or given.exists():
+        if not given.is_file():
+            raise SpecError(f"baselines file {name_or_file} does not exist; give a YAML file or one of the shipped "
+                            f"baselines files: {', '.join(builtin_baselines_names())}")
+        return given
+    shipped = resources.files("autopeft.search_spaces") / "baselines" / f"{name_or_file}.yaml"
+    if not shipped.is_file():
+        raise SpecError(f"unknown baselines file {name_or_file!r}; use one of the shipped ones "
+                        f"({', '.join(builtin_baselines_names())}) or a path to a YAML file")
+    return Path(str(shipped))
+
+
+def load_baselines(name_or_file: str) -> tuple[BaselineSpec, ...]:
+    path = resolve_baselines_path(name_or_file)
+    return parse_baselines(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_baselines(text: str, source: str = "<string>") -> tuple[BaselineSpec, ...]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("baselines"), list) or not raw["baselines"]:
+        raise SpecError(f"{source}: a baselines file is a mapping with a non-empty list 'baselines:' of "
+                        f"configurations (label, method, learning_rate, ...)")
+    _reject_unknown(raw, ("baselines",), source, "")
+    found = tuple(_baseline(entry, source, i) for i, entry in enumerate(raw["baselines"]))
+    labels = [b.label for b in found]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise SpecError(f"{source}: baseline labels must differ; repeated: {', '.join(repeated)}")
+    return found
+
+
+def _baseline(entry: Any, source: str, index: int) -> BaselineSpec:
+    where = f"baselines[{index}]"
+    if not isinstance(entry, dict):
+        raise SpecError(f"{source}: {where} must be a mapping with keys {', '.join(_BASELINE_KEYS)}")
+    _reject_unknown(entry, _BASELINE_KEYS, source, f"{where}.")
+    for required in ("label", "method", "learning_rate"):
+        if required not in entry:
+            raise SpecError(f"{source}: {where}: key '{required}' is missing; every baseline sets label, method "
+                            f"and learning_rate")
+    method = entry["method"]
+    if method not in METHODS:
+        raise SpecError(f"{source}: {where}.method: unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    lr = entry["learning_rate"]
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
+        raise SpecError(f"{source}: {where}.learning_rate must be a number > 0 (e.g. 1.0e-3), got {lr!r}")
+    target = entry.get("target_modules", "attn_qv")
+    if target not in PRESETS:
+        raise SpecError(f"{source}: {where}.target_modules: unknown preset {target!r}; allowed: {', '.join(PRESETS)}")
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise SpecError(f"{source}: {where}.params must map parameter names to values")
+    _reject_unknown(params, tuple(METHODS[method].params), source, f"{where}.params.", what=f"parameter of {method}",
+                    none_text="(it has no tunable parameters)")
+    for key, value in params.items():
+        if not isinstance(value, int | float | str | bool):
+            raise SpecError(f"{source}: {where}.params.{key} must be a single value, got {value!r}")
+    return BaselineSpec(
+        label=str(entry["label"]), method=method, learning_rate=float(lr), target_modules=target,
+        rank=_baseline_rank(entry.get("rank", 8), source, f"{where}.rank"),
+        ffn_rank=None if entry.get("ffn_rank") is None else _baseline_rank(entry["ffn_rank"], source,
+                                                                            f"{where}.ffn_rank"),
+        layers=_layers(entry.get("layers"), f"{source}: {where}"),
+        params=tuple(sorted(params.items())))
+
+
+def _baseline_rank(value: Any, source: str, key: str) -> int | tuple[int, ...]:
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if whole(value):
+        return int(value)
+    if isinstance(value, list) and value and all(whole(v) for v in value):
+        return tuple(int(v) for v in value)
+    raise SpecError(f"{source}: key '{key}' must be a whole number >= 0 or a list of them, one per layer; "
+                    f"got {value!r}")

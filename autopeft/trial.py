@@ -133,7 +133,7 @@ class TrialRunner:
         torch.manual_seed(request.seed)
         base = self._base_model(request)
         base_params = count_parameters(base)
-        model = materialize(request.candidate, base, budget.max_steps, request.architecture).to(device)
+        model: Any = materialize(request.candidate, base, budget.max_steps, request.architecture).to(device)
         masks = self._sparsify(model, request, train_data, regression, device)
         trainable = count_trainable(model, masks.masked_entries if masks else 0)
         _check_budget("trainable parameters", trainable, request.max_trainable_params, "max_trainable_params")
@@ -149,6 +149,8 @@ class TrialRunner:
             memory = type(memory)(int(torch.cuda.max_memory_allocated(device)), memory.method)
 
         if request.save_adapter_to:
+            if not hasattr(model, "peft_config"):
+                raise TrialFailed(f"{request.candidate.method} trains the model itself: there is no adapter to save")
             model.peft_config["default"].base_model_name_or_path = request.model_name
             model.save_pretrained(request.save_adapter_to)
 

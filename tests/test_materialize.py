@@ -10,7 +10,7 @@ import torch
 from autopeft.architectures import PRESETS
 from autopeft.errors import ModelError, TrialFailed
 from autopeft.materialize import adapter_plan, count_trainable, layout_of, materialize
-from autopeft.methods import METHODS, method_params_with_defaults
+from autopeft.methods import ADAPTER_METHODS, METHODS, method_params_with_defaults
 from autopeft.models import inspect_model, resolve_model
 from autopeft.space import Candidate
 from tests.conftest import tiny_model
@@ -41,7 +41,7 @@ def supported(arch: str, method: str) -> bool:
     return (arch != "gpt2" or m.adapts_conv1d) and (m.model_types is None or arch in m.model_types)
 
 
-CASES = [(a, m, p) for a in ARCHITECTURES for m in sorted(METHODS) for p in sorted(PRESETS) if supported(a, m)]
+CASES = [(a, m, p) for a in ARCHITECTURES for m in sorted(ADAPTER_METHODS) for p in sorted(PRESETS) if supported(a, m)]
 
 
 @pytest.mark.parametrize(("arch", "method", "preset"), CASES)
