@@ -21,6 +21,7 @@ from autopeft.errors import UsageError
 from autopeft.settings import OBJECTIVES
 
 SAMPLERS = ("bo", "random", "tpe", "nsga2", "gp", "botorch")
+BUDGET_AWARE = ("bo",)  # the samplers that use `Budgets` (and their cost model); the others ignore them
 
 # Parameter counts and memory are positive and spread over orders of magnitude: `bo` models their logs.
 LOG_OBJECTIVES = ("trainable_params", "peak_memory")

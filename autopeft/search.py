@@ -16,7 +16,7 @@ from autopeft.architectures import ModuleLayout
 from autopeft.errors import AutopeftError, TrialFailed
 from autopeft.executors import Executor
 from autopeft.materialize import adapter_plan
-from autopeft.samplers import make_sampler
+from autopeft.samplers import BUDGET_AWARE, Budgets, make_sampler
 from autopeft.settings import SearchSettings
 from autopeft.space import Candidate, suggest_candidate
 from autopeft.spec import SearchSpec
@@ -58,7 +58,8 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     probe = run.create_study(sampler=None)
     existing = len(probe.trials)
     # A resumed search must not replay the random proposals of its first part.
-    sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials)
+    sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
+                           search_budgets(settings, spec))
     study = run.create_study(sampler)
     if recover_interrupted(study):
         on_progress(study)
@@ -74,6 +75,28 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
         loop.interrupt()
         raise
     return study
+
+
+def search_budgets(settings: SearchSettings, spec: SearchSpec) -> Budgets:
+    """The space's hard budgets for the sampler, with the exact parameter count as a cost model for the
+    samplers that use one (building it reads the model's config and builds it on the meta device)."""
+    constraints = spec.constraints
+    cost_model = None
+    if settings.sampler in BUDGET_AWARE:
+        try:
+            from autopeft.cost_model import ParameterCounter, TrainableParamsModel
+            from autopeft.models import ModelRef
+            from autopeft.tasks import get_task
+
+            counter = ParameterCounter.for_model(ModelRef(settings.model_name, settings.model_location),
+                                                 get_task(settings.task).num_labels, spec.architecture,
+                                                 settings.budget.max_steps)
+            cost_model = TrainableParamsModel(counter, spec)
+        except Exception as exc:  # the search can go on: the sampler then predicts the count, workers enforce it
+            log.warning("no exact parameter counts for the sampler (%s: %s); it predicts them instead",
+                        type(exc).__name__, exc)
+    return Budgets(max_trainable_params=constraints.max_trainable_params,
+                   max_peak_memory=constraints.max_peak_memory, cost_model=cost_model)
 
 
 @dataclass
