@@ -5,7 +5,7 @@ Every figure comes from the product's own commands; this script only runs them i
     python experiments/sst2-minilm/run.py all --data-dir ../shared/data/glue
 
 Stages (each resumable; run one alone with its name):
-    search     autopeft search with the default sampler (bo) and with random search, same budget
+    search     autopeft search of the lora space with the default sampler (bo) and with random search
     baselines  autopeft baselines on the bo run: the shipped `standard` set, 3 seeds each
     confirm    autopeft export --trial K --seeds 3 for every Pareto trial of the bo run
     report     tables, JSON and the dashboard (HTML and PNG) from the files the stages wrote
@@ -45,8 +45,10 @@ def search_command(sampler: str, args: argparse.Namespace, cpus: int) -> list[st
     run = run_dir(sampler)
     if (run / "settings.json").exists():
         return ["autopeft", "search", "--resume", str(run), "--trials", str(args.trials), "--cpus-per-trial", str(cpus)]
-    return ["autopeft", "search", "--task", "sst2", "--data-dir", args.data_dir, "--trials", str(args.trials),
-            "--max-steps", str(args.max_steps), "--sampler", sampler, "--seed", str(args.seed),
+    # The random control gets the next seed: with the same one its trials would repeat bo's random start-up.
+    seed = args.seed + SAMPLERS.index(sampler)
+    return ["autopeft", "search", "--task", "sst2", "--data-dir", args.data_dir, "--space", args.space, "--trials",
+            str(args.trials), "--max-steps", str(args.max_steps), "--sampler", sampler, "--seed", str(seed),
             "--cpus-per-trial", str(cpus), "--out", str(run)]
 
 
@@ -226,7 +228,8 @@ def main() -> int:
     parser.add_argument("--data-dir", default=os.environ.get("AUTOPEFT_DATA_DIR", "../shared/data/glue"))
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--max-steps", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="bo's seed; random search gets seed + 1")
+    parser.add_argument("--space", default="lora", help="search space (default lora: see README.md for why)")
     parser.add_argument("--parallel", action="store_true", help="two processes at once, one core each")
     args = parser.parse_args()
     start = time.perf_counter()
