@@ -68,9 +68,8 @@ class TrialResult:
 
 
 def _release_memory() -> None:
-    """Hand the heap freed by the trial back to the system. glibc keeps it otherwise: MiniLM workers grew from
-    1.5 GB to about 5 GB resident after a few trials, three of them filled this 24 GB machine and Ray's memory
-    monitor killed workers; `malloc_trim` on such a process gave 2 GB back at once."""
+    """Hand the heap freed by the trial back to the system, which glibc otherwise keeps: `malloc_trim` on a
+    MiniLM worker that had run a few trials gave 2 GB back at once."""
     import contextlib
     import ctypes
     import gc
