@@ -8,6 +8,9 @@
   method-specific alpha: conditional), with made-up but plausible objectives for a BERT-base-sized model:
   an accuracy landscape, an exact trainable-parameter count and a memory model where backward stops at
   the lowest adapted layer. Its front is not known; its hypervolume is reported raw.
+- `peft-surrogate`: autopeft's shipped lora space on MiniLM (6 layers) with objectives from real SST-2 trials: a
+  surrogate benchmark fitted on `peft-trials.csv` (see `peft_surrogate.py` and `record_peft.py`). The table is
+  read, and the surrogate fitted, at the problem's first trial, so the other problems work without it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class Problem:
     to_loss: Callable[[np.ndarray], np.ndarray]  # objectives (n, M) -> the space hypervolume is measured in (min)
     ref_point: tuple[float, ...]  # in loss space
     max_hv: float | None  # known maximal hypervolume (None: unknown)
+    unavailable: str | None = None  # why the problem cannot run now (its data is missing); None: it can
+    data: str | None = None  # the version of the data behind the objectives, stored with every run
 
     def hypervolume_curve(self, values: np.ndarray) -> list[float]:
         """Hypervolume of the first t trials' front, for t = 1..n; normalised by `max_hv` when known."""
@@ -188,6 +193,23 @@ def _peft_problem() -> Problem:
                    ref_point=(-0.8, 7.0, 9.5), max_hv=None)
 
 
+def _peft_surrogate_problem() -> Problem:
+    import peft_surrogate  # beside this file; it imports nothing heavy until the benchmark is loaded
+
+    loaded: list[peft_surrogate.Benchmark] = []
+
+    def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
+        if not loaded:
+            loaded.append(peft_surrogate.Benchmark.load())
+        return loaded[0].evaluate(trial)
+
+    return Problem(name="peft-surrogate", description=peft_surrogate.describe(),
+                   directions=("maximize", "minimize", "minimize"),
+                   objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate,
+                   to_loss=peft_surrogate.to_loss, ref_point=peft_surrogate.REF_POINT, max_hv=None,
+                   unavailable=peft_surrogate.unavailable(), data=peft_surrogate.fingerprint())
+
+
 def problems() -> dict[str, Problem]:
     zdt_ref = (1.1, 6.0)  # f2 of random inputs lies in 2..6 at 30 inputs
     return {
@@ -199,4 +221,5 @@ def problems() -> dict[str, Problem]:
         "zdt1": _botorch_problem("zdt1", ZDT1(dim=30), 1, zdt_ref, _zdt1_max_hv(zdt_ref),
                                  "ZDT1, 2 objectives, convex front; normalised hypervolume against (1.1, 6)"),
         "peft": _peft_problem(),
+        "peft-surrogate": _peft_surrogate_problem(),
     }

@@ -3,6 +3,8 @@
     nice -n 10 python experiments/sampler-benchmark/run.py                       # everything (hours on 2 cores)
     python experiments/sampler-benchmark/run.py --samplers bo random --problems dtlz2 --trials 30 --seeds 2
     python experiments/sampler-benchmark/run.py --report-only                     # tables and figures only
+    python experiments/sampler-benchmark/run.py --problems peft-surrogate --samplers bo random --trials 12 \\
+        --seeds 1 --timing --results /tmp/bench/results.json --report-dir /tmp/bench   # a smoke run elsewhere
 
 Results merge into `results.json` beside this script (a re-run replaces only the runs it repeats), and
 `README.md` and the `hv-*.svg` figures are rewritten from all results. `botorch` (optuna-integration's
@@ -53,7 +55,10 @@ def run_study(problem: Problem, sampler_name: str, seed: int, trials: int) -> di
         ask_seconds.append(time.perf_counter() - start)
         study.tell(trial, list(result))
         values.append(result)
-    return {"hv": problem.hypervolume_curve(np.array(values)), "seconds": ask_seconds}
+    run: dict[str, Any] = {"hv": problem.hypervolume_curve(np.array(values)), "seconds": ask_seconds}
+    if problem.data:
+        run["data"] = problem.data  # peft-surrogate: the table it replayed against (re-run every sampler on a new one)
+    return run
 
 
 def time_suggestions(problem: Problem, sampler_name: str, completed: int, seed: int) -> dict[str, float]:
@@ -103,7 +108,9 @@ def main() -> int:
     all_problems = problems()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
-    parser.add_argument("--problems", nargs="+", default=list(all_problems), choices=list(all_problems))
+    ready = [name for name, p in all_problems.items() if p.unavailable is None]
+    parser.add_argument("--problems", nargs="+", default=ready, choices=list(all_problems),
+                        help=f"default: those that can run now ({', '.join(ready)})")
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
     parser.add_argument("--botorch-trials", type=int, default=30, help="cap for the slow `botorch` sampler")
@@ -113,7 +120,12 @@ def main() -> int:
     parser.add_argument("--no-runs", action="store_true", help="skip the optimisation runs")
     parser.add_argument("--report-only", action="store_true", help="only rewrite README.md and figures")
     parser.add_argument("--results", default=str(HERE / "results.json"))
+    parser.add_argument("--report-dir", default=str(HERE), help="where README.md and the figures go (a smoke run: "
+                        "a scratch folder, with --results there too, leaves the committed report alone)")
     args = parser.parse_args()
+    for name in {*args.problems, *args.timing}:
+        if all_problems[name].unavailable:
+            parser.error(f"problem {name}: {all_problems[name].unavailable}")
 
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -123,6 +135,7 @@ def main() -> int:
 
     def save() -> dict[str, Any]:
         """Merge this invocation's results into the file; a lock lets two slices run side by side."""
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(Path(tempfile.gettempdir()) / "autopeft-sampler-benchmark.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
@@ -153,7 +166,9 @@ def main() -> int:
                           f"{time.perf_counter() - start:.0f} s", flush=True)
                     save()
     results = save()
-    write_report(results, all_problems, HERE)
+    report_dir = Path(args.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_report(results, all_problems, report_dir)
     path.write_text(json.dumps(_rounded(results)) + "\n")  # now with the summary the report computed
     return 0
 
