@@ -135,6 +135,19 @@ def dominance(front: pd.DataFrame, baseline: pd.Series) -> list[dict[str, Any]]:
     return found
 
 
+def search_dominance(baseline: pd.Series) -> dict[str, list[int]]:
+    """Per search, the completed trials whose single-seed search accuracy is at least the baseline's mean with no
+    more parameters and no more memory: a first look before confirmation over seeds."""
+    found = {}
+    for s in SAMPLERS:
+        t = pd.read_csv(run_dir(s) / "results.csv")
+        t = t[t["status"] == "complete"]
+        hit = t[(t["accuracy"] >= baseline["accuracy"]) & (t["trainable_params"] <= baseline["trainable_params"])
+                & (t["peak_memory"] <= baseline["peak_memory"])]
+        found[s] = [int(x) for x in hit["trial"]]
+    return found
+
+
 def hypervolumes() -> dict[str, list[float]]:
     from autopeft.pareto import ObjectiveBounds, hypervolume_history
 
@@ -161,7 +174,10 @@ def stage_report(args: argparse.Namespace) -> int:
             "pareto_trials": [int(t) for t in table[table["pareto"].astype(bool)]["trial"]],
         }
     front = confirmed_front()
-    baselines = pd.read_csv(run_dir("bo") / "baselines.csv")
+    summary_file = run_dir("bo") / "baselines.csv"
+    baselines = pd.read_csv(summary_file) if summary_file.exists() else pd.DataFrame(
+        columns=["label", "accuracy", "accuracy_std", "trainable_params", "trainable_percent", "peak_memory",
+                 "configuration"])
     hv = hypervolumes()
     base_params = json.loads((run_dir("bo") / "settings.json").read_text())["base_params"]
     result = {
@@ -173,6 +189,7 @@ def stage_report(args: argparse.Namespace) -> int:
             ["trial", "accuracy", "confirmed_accuracy", "confirmed_std", "confirmed_seeds", "trainable_params",
              "trainable_pct", "peak_memory", "configuration"]].to_dict("records")],
         "dominance": {str(b["label"]): dominance(front, b) for _, b in baselines.iterrows()},
+        "search_dominance": {str(b["label"]): search_dominance(b) for _, b in baselines.iterrows()},
         "base_params": base_params,
     }
     (HERE / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -207,6 +224,11 @@ def results_markdown(r: dict[str, Any]) -> str:
                      else f"{p['confirmed_accuracy']:.4f} ± {p['confirmed_std']:.4f}")
         lines.append(f"| {p['trial']} | {p['accuracy']:.4f} | {confirmed} | {int(p['trainable_params']):,} "
                      f"({p['trainable_pct']:.3g}%) | {p['peak_memory'] / MIB:,.0f} | {p['configuration']} |")
+    lines += ["", "## Search trials (one seed) at least as accurate as a baseline's mean, with no more parameters "
+              "and no more memory", ""]
+    for label, found in r["search_dominance"].items():
+        per_search = [f"{s}: {', '.join(map(str, t)) or 'none'}" for s, t in found.items()]
+        lines.append(f"- **{label}**: " + "; ".join(per_search))
     lines += ["", "## Which Pareto trials dominate each baseline (confirmed means)", ""]
     for label, found in r["dominance"].items():
         if not found:
