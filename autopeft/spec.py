@@ -187,13 +187,17 @@ def load_spec(name_or_file: str) -> SearchSpec:
     return parse_spec(path.read_text(encoding="utf-8"), source=str(path))
 
 
-def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
+def _load_yaml(text: str, source: str) -> Any:
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+
+
+def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
+    raw = _load_yaml(text, source)
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: a search space is a mapping with keys {', '.join(_TOP_KEYS)}")
     _reject_unknown(raw, _TOP_KEYS, source, "")
@@ -495,12 +499,7 @@ def load_baselines(name_or_file: str) -> tuple[BaselineSpec, ...]:
 
 
 def parse_baselines(text: str, source: str = "<string>") -> tuple[BaselineSpec, ...]:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = _load_yaml(text, source)
     if not isinstance(raw, dict) or not isinstance(raw.get("baselines"), list) or not raw["baselines"]:
         raise SpecError(f"{source}: a baselines file is a mapping with a non-empty list 'baselines:' of "
                         f"configurations (label, method, learning_rate, ...)")
