@@ -141,8 +141,9 @@ def main() -> int:
             results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
             for section in ("runs", "timing"):
                 results.setdefault(section, {}).update(new[section])
-            results["hardware"] = hardware()
-            results["commit"] = git_commit()
+            if not args.report_only:  # the machine and code the figures came from, not those of a redraw
+                results["hardware"] = hardware()
+                results["commit"] = git_commit()
             path.write_text(json.dumps(_rounded(results)) + "\n")
         return results
 
