@@ -64,10 +64,16 @@ def load_tokenizer(ref: ModelRef) -> Any:
 
 
 def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None) -> Any:
-    """The pretrained model with a fresh classification head (its init follows torch's seed)."""
+    """The pretrained model with a fresh classification head (its init follows torch's seed), in float32.
+
+    float32 whatever the checkpoint's dtype: transformers otherwise keeps a half-precision checkpoint in
+    half precision, where AdamW's updates underflow and the loss turns NaN within a few steps on CPU.
+    """
+    import torch
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(ref.location, num_labels=num_labels)
+    model = AutoModelForSequenceClassification.from_pretrained(ref.location, num_labels=num_labels,
+                                                               dtype=torch.float32)
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model

@@ -135,3 +135,24 @@ def test_runner_trains_adalora_sparse_lora_and_enforces_budgets(tiny_bert_dir: P
     assert not over.ok and "over budget" in (over.failure or "") and "max_trainable_params 100" in (over.failure or "")
     heavy = run(dense, max_peak_memory=1000)
     assert not heavy.ok and "max_peak_memory" in (heavy.failure or "")
+
+
+def test_a_half_precision_checkpoint_trains_in_float32(tiny_bert_dir: Path, sst2_small: Path, tmp_path: Path) -> None:
+    """A float16 copy of a model (the light way to carry one to another machine) must train like the original:
+    kept in float16, AdamW's updates underflow and MiniLM's loss was NaN by step 2."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from autopeft.models import load_classifier, resolve_model
+    from autopeft.spec import BudgetSpec
+    from autopeft.trial import TrialRequest, TrialRunner
+
+    half = tmp_path / "half"
+    AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir).half().save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(half)
+    ref = resolve_model(str(half))
+    assert {p.dtype for p in load_classifier(ref, 2, None).parameters()} == {torch.float32}
+    budget = BudgetSpec(max_steps=3, batch_size=8, max_length=32, eval_subset=40)
+    result = TrialRunner(threads=1).run(TrialRequest(lora((4, 4)), ref.name, ref.location, "sst2",
+                                                     str(sst2_small / "SST-2"), budget, seed=0))
+    assert result.ok, result.failure
+    assert result.peak_memory and result.peak_memory > 4 * result.base_params  # float32 bytes per parameter
