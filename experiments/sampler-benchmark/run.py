@@ -93,7 +93,7 @@ def hardware() -> str:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu}, {os.cpu_count()} cores, no GPU; torch {torch.__version__}, optuna {optuna.__version__}; "
-            f"load average {load:.1f} when the run ended (another job shared the machine)")
+            f"load average {load:.1f} when the run ended")
 
 
 def git_commit() -> str:
