@@ -22,11 +22,14 @@ COLOURS = {"bo": "#d62728", "gp": "#1f77b4", "botorch": "#9467bd", "tpe": "#2ca0
 NOTES = """\
 ## Where `bo` loses: `dtlz2`
 
-On `dtlz2` every GP-based sampler struggles and `bo` is the worst sampler here, below random search: TPE and
-NSGA-II win. DTLZ2's objectives are (1 + g) times a point on the unit sphere set by the first two inputs, with
+On `dtlz2` the GP-based samplers struggle and `bo` is the worst sampler here, below random search: TPE and
+NSGA-II win. Optuna's `gp` ends below random search too; `botorch`'s five seeds end anywhere from 0.06 to 0.31
+at 25 trials, so its mean is well above `bo`'s but very uncertain.
+
+DTLZ2's objectives are (1 + g) times a point on the unit sphere set by the first two inputs, with
 g = sum of (x - 0.5)^2 over the ten others, so every front point has those ten at 0.5 and the cube's corners
-are worst. With tens of trials the GP gives the ten distance inputs long lengthscales (3 to 8 on the unit
-cube, against about 0.6 for the two position inputs): their effect is small beside the position inputs'
+are worst. With tens of trials the fitted GP gives the ten distance inputs lengthscales far longer than the
+cube and the two position inputs short ones: the distance inputs' effect is small beside the position inputs'
 trade-off, so the model does not see the bowl, predicts no gain from the middle, and its uncertainty is
 largest at the corners, where expected hypervolume improvement then sends it. `bo`'s proposals move the
 distance inputs *away* from 0.5, and g grows (`python experiments/sampler-benchmark/diagnose_dtlz2.py`,
@@ -53,11 +56,9 @@ weak per-input effects from few trials, or an acquisition that explores less whe
   search, so its accuracy landscape is most faithful where `bo` searches. `peft` is a synthetic stand-in on
   autopeft's own search-space code, with made-up objectives: a check of the mixed/conditional machinery, not
   evidence about real fine-tuning.
-- **`botorch` is capped.** optuna-integration's BoTorchSampler took 5 to 30 minutes per 25-trial run here
-  (next to the other jobs), so it ran 25 trials on 1 or 2 seeds per problem (the `seeds` column); its rows
-  stop at 20 trials, and comparisons at later checkpoints leave it out. Its rows average only seeds 0 (and
-  1), so even its 10-trial figure, the random start-up every sampler shares seed by seed, differs from the
-  five-seed rows.
+- **`botorch` is capped.** optuna-integration's BoTorchSampler took 1 to 29 minutes per 25-trial run here
+  (the long ones beside other jobs, on `dtlz2`), so it ran 25 trials a run, on fewer seeds where time ran out
+  (the `seeds` column); its rows stop at 20 trials, and comparisons at later checkpoints leave it out.
 - **Machine load.** The optimisation runs shared the two cores with other jobs (the reference experiment's
   retraining, other benchmark slices): 3 to 5 processes on 2 cores, so the `seconds` stored with each run are
   upper bounds; the hypervolumes do not depend on it. The timing table was measured afterwards with one

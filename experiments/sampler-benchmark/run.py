@@ -112,7 +112,8 @@ def main() -> int:
     parser.add_argument("--problems", nargs="+", default=ready, choices=list(all_problems),
                         help=f"default: those that can run now ({', '.join(ready)})")
     parser.add_argument("--trials", type=int, default=60)
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds FIRST .. FIRST+N-1")
+    parser.add_argument("--first-seed", type=int, default=0, help="add seeds to runs made before (default 0)")
     parser.add_argument("--botorch-trials", type=int, default=30, help="cap for the slow `botorch` sampler")
     parser.add_argument("--botorch-seeds", type=int, default=3, help="cap for the slow `botorch` sampler")
     parser.add_argument("--timing", nargs="*", default=["peft"], choices=list(all_problems),
@@ -159,7 +160,8 @@ def main() -> int:
             for sampler in args.samplers:
                 slow = sampler == "botorch"
                 trials = min(args.trials, args.botorch_trials) if slow else args.trials
-                for seed in range(min(args.seeds, args.botorch_seeds) if slow else args.seeds):
+                count = min(args.seeds, args.botorch_seeds) if slow else args.seeds
+                for seed in range(args.first_seed, args.first_seed + count):
                     start = time.perf_counter()
                     run = run_study(all_problems[name], sampler, seed, trials)
                     new["runs"][f"{name}/{sampler}/{seed}"] = run
