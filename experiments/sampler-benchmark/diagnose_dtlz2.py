@@ -24,7 +24,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from problems import LABELS, _label_levels, problems  # noqa: E402
+from problems import input_level, problems  # noqa: E402
 
 from autopeft.samplers import SAMPLERS, make_sampler  # noqa: E402
 
@@ -34,16 +34,7 @@ DIM = 12
 
 def inputs(trial: optuna.trial.FrozenTrial) -> np.ndarray:
     """The trial's inputs as the levels DTLZ2 sees, in [0, 1]."""
-    out = []
-    for i in range(DIM):
-        value = trial.params[f"x{i:02d}"]
-        if isinstance(value, str):
-            out.append(_label_levels("dtlz2", i)[value])
-        elif isinstance(value, int):
-            out.append(value / 10)
-        else:
-            out.append(value)
-    return np.array(out)
+    return np.array([input_level("dtlz2", i, trial.params[f"x{i:02d}"]) for i in range(DIM)])
 
 
 def main() -> int:
@@ -56,7 +47,6 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
     problem = problems()["dtlz2"]
-    assert len(LABELS) == 5
     print("sampler | trials | mean abs(x - 0.5), start-up -> model-based | mean g, start-up -> model-based")
     for name in args.samplers:
         early, late, g_early, g_late = [], [], [], []

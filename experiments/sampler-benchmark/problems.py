@@ -74,15 +74,23 @@ def _label_levels(name: str, i: int) -> dict[str, float]:
     return {label: float(LEVELS[j]) for label, j in zip(LABELS, order, strict=True)}
 
 
+def input_level(name: str, i: int, value: float | int | str) -> float:
+    """Input `i` of problem `name` as the function sees it, in [0, 1]: a float as is, an integer over 10, a
+    label through its problem's shuffled levels."""
+    if isinstance(value, str):
+        return _label_levels(name, i)[value]
+    if isinstance(value, int):
+        return value / 10
+    return float(value)
+
+
 def _suggest_mixed(trial: optuna.Trial, name: str, types: Sequence[str]) -> torch.Tensor:
     x = []
     for i, kind in enumerate(types):
-        if kind == "float":
-            x.append(trial.suggest_float(f"x{i:02d}", 0.0, 1.0))
-        elif kind == "int":
-            x.append(trial.suggest_int(f"x{i:02d}", 0, 10) / 10)
-        else:
-            x.append(_label_levels(name, i)[trial.suggest_categorical(f"x{i:02d}", list(LABELS))])
+        key = f"x{i:02d}"
+        value = (trial.suggest_float(key, 0.0, 1.0) if kind == "float" else trial.suggest_int(key, 0, 10)
+                 if kind == "int" else trial.suggest_categorical(key, list(LABELS)))
+        x.append(input_level(name, i, value))
     return torch.tensor([x], dtype=torch.float64)
 
 
