@@ -76,7 +76,8 @@ RANDOM_CONFIRM_FLOOR = 0.79
 def pareto_trials(sampler: str, min_accuracy: float = 0.0) -> list[int]:
     table = pd.read_csv(run_dir(sampler) / "results.csv")
     front = table[table["pareto"].astype(bool) & (table["accuracy"] >= min_accuracy)]
-    return [int(t) for t in front.sort_values("accuracy", ascending=False)["trial"]]  # a cut-short run: the best
+    # most accurate first, so a confirmation stage cut short has retrained the trials that matter most
+    return [int(t) for t in front.sort_values("accuracy", ascending=False)["trial"]]
 
 
 def export_dir(sampler: str, trial: int) -> Path:
@@ -204,8 +205,8 @@ def stage_report(args: argparse.Namespace) -> int:
         **{f"pareto_{s}": [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in front[
             ["trial", "accuracy", "confirmed_accuracy", "confirmed_std", "confirmed_seeds", "trainable_params",
              "trainable_pct", "peak_memory", "configuration"]].to_dict("records")] for s, front in fronts.items()},
-        "dominance": {str(b["label"]): dominance(fronts["bo"], b) for _, b in baselines.iterrows()},
-        "dominance_random": {str(b["label"]): dominance(fronts["random"], b) for _, b in baselines.iterrows()},
+        **{f"dominance_{s}": {str(b["label"]): dominance(front, b) for _, b in baselines.iterrows()}
+           for s, front in fronts.items()},
         "search_dominance": {str(b["label"]): search_dominance(b) for _, b in baselines.iterrows()},
         "base_params": base_params,
     }
@@ -247,9 +248,9 @@ def results_markdown(r: dict[str, Any]) -> str:
     for label, found in r["search_dominance"].items():
         per_search = [f"{s}: {', '.join(map(str, t)) or 'none'}" for s, t in found.items()]
         lines.append(f"- **{label}**: " + "; ".join(per_search))
-    for s, key in (("bo", "dominance"), ("random", "dominance_random")):
+    for s in SAMPLERS:
         lines += ["", f"## Which Pareto trials of the {s} search dominate each baseline (confirmed means)", ""]
-        for label, found in r[key].items():
+        for label, found in r[f"dominance_{s}"].items():
             if not found:
                 lines.append(f"- **{label}**: not dominated by any confirmed Pareto trial.")
                 continue
