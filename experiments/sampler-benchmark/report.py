@@ -162,15 +162,17 @@ def _hv_table(table: dict[str, Any]) -> list[str]:
 def _timing_table(timing: dict[str, Any]) -> list[str]:
     lines = []
     for problem, per_sampler in timing.items():
-        lines += [f"Problem `{problem}`: seconds for one suggestion after N completed trials, `first` (the sampler "
-                  f"meets the history cold) / `next` (one more suggestion after that one completed).", "",
-                  "| sampler | 10 trials | 30 trials | 100 trials |", "|---|---|---|---|"]
+        lines += [f"Problem `{problem}`: seconds for one suggestion after N completed random trials, `first` (the "
+                  f"sampler meets the history cold) / `next` (one more suggestion after that one completed); the "
+                  f"median over the `histories` (seeds), after one discarded warm-up suggestion.", "",
+                  "| sampler | histories | 10 trials | 30 trials | 100 trials |", "|---|---|---|---|---|"]
         for sampler in ORDER:
             if sampler not in per_sampler:
                 continue
             row = per_sampler[sampler]
+            repeats = sorted({row[n].get("repeats", 1) for n in row})
             cells = [f"{row[n]['first']:.2f} / {row[n]['next']:.2f}" if n in row else "" for n in ("10", "30", "100")]
-            lines.append(f"| {sampler} | " + " | ".join(cells) + " |")
+            lines.append(f"| {sampler} | {'/'.join(map(str, repeats))} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
