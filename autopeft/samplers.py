@@ -69,24 +69,32 @@ def default_startup_trials(total_trials: int) -> int:
     return max(4, min(10, total_trials // 4))
 
 
-def bo_options(startup_trials: int, budgets: Budgets | None = None,
-               objectives: Sequence[str] = OBJECTIVES) -> BoOptions:
+def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: Sequence[str] = OBJECTIVES,
+               reference_point: Mapping[str, float] | None = None) -> BoOptions:
     """`BoSampler` options for a study whose objectives are named `objectives` (in the study's order)."""
     budgets = budgets or Budgets()
+    given = dict(reference_point or {})
+    unknown = sorted(set(given) - set(objectives))
+    if unknown:
+        raise UsageError(f"the reference point names {', '.join(unknown)}, which are not among the objectives "
+                         f"({', '.join(objectives)})")
     return BoOptions(startup_trials=startup_trials,
                      log_objectives=tuple(j for j, name in enumerate(objectives) if name in LOG_OBJECTIVES),
+                     reference_point=tuple(given.get(name) for name in objectives) if given else None,
                      limits=budgets.limits(objectives), cost_model=budgets.indexed_cost_model(objectives))
 
 
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,
-                 objectives: Sequence[str] = OBJECTIVES) -> optuna.samplers.BaseSampler:
+                 objectives: Sequence[str] = OBJECTIVES,
+                 reference_point: Mapping[str, float] | None = None) -> optuna.samplers.BaseSampler:
     """A sampler by name. `objectives` names the study's objectives in order (autopeft's by default); `bo`
-    models `trainable_params` and `peak_memory` on a log scale and applies `budgets` to them."""
+    models `trainable_params` and `peak_memory` on a log scale, applies `budgets` to them and measures
+    improvement from `reference_point` (by objective name; the rest inferred). The others ignore both."""
     objectives = tuple(objectives)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "bo":
-            return BoSampler(bo_options(startup_trials, budgets, objectives), seed=seed)
+            return BoSampler(bo_options(startup_trials, budgets, objectives, reference_point), seed=seed)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "tpe":

@@ -59,7 +59,7 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     existing = len(probe.trials)
     # A resumed search must not replay the random proposals of its first part.
     sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
-                           search_budgets(settings, spec))
+                           search_budgets(settings, spec), reference_point=spec.reference_point.by_objective())
     study = run.create_study(sampler)
     if recover_interrupted(study):
         on_progress(study)

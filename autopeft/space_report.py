@@ -100,7 +100,9 @@ def show_text(spec: SearchSpec, num_layers: int, model_name: str) -> str:
             where += ", and a non-zero sparsity.fraction"
         count = f"{len(group)} dimensions" if len(group) > 1 else "1 dimension"
         rows.append((key, d.kind, d.values, count, where))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    if not rows:
+        lines.append("  no dimensions: every value is fixed")
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
     total, discrete = count_configurations(spec, num_layers)
@@ -120,6 +122,11 @@ def show_text(spec: SearchSpec, num_layers: int, model_name: str) -> str:
     if c.max_trainable_params or c.max_peak_memory:
         lines += [f"hard budgets: max_trainable_params {c.max_trainable_params or '-'}, "
                   f"max_peak_memory {c.max_peak_memory or '-'} bytes"]
+    given = spec.reference_point.by_objective()
+    if given:
+        shown = {k: f"{v / 2**20:,.0f} MiB" if k == "peak_memory" else f"{v:,g}" for k, v in given.items()}
+        lines += ["reference point (bo): " + ", ".join(f"{k} {v}" for k, v in shown.items())
+                  + "; the other objectives' inferred from the data"]
     return "\n".join(lines)
 
 

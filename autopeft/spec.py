@@ -114,6 +114,23 @@ class Constraints:
 
 
 @dataclass(frozen=True)
+class ReferencePoint:
+    """The worst objective values still worth anything: `bo` measures hypervolume improvement from here.
+
+    Unset entries are inferred from the data. Unlike constraints, nothing fails for lying beyond it.
+    """
+
+    accuracy: float | None = None
+    trainable_params: int | None = None
+    peak_memory: int | None = None  # bytes
+
+    def by_objective(self) -> dict[str, float]:
+        """The entries that are set, by objective name."""
+        given = {"accuracy": self.accuracy, "trainable_params": self.trainable_params, "peak_memory": self.peak_memory}
+        return {name: float(value) for name, value in given.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     source: str
     method: Dimension
@@ -127,6 +144,7 @@ class SearchSpec:
     method_params: Mapping[str, Mapping[str, Dimension]] = field(default_factory=dict)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
     constraints: Constraints = field(default_factory=Constraints)
+    reference_point: ReferencePoint = field(default_factory=ReferencePoint)
     architecture: Architecture | None = None  # module naming for a model family without presets
 
     def methods(self) -> tuple[str, ...]:
@@ -158,7 +176,7 @@ def check_spec_for_model(spec: SearchSpec, model_type: str, conv1d: bool, num_la
 
 
 _TOP_KEYS = ("method", "target_modules", "learning_rate", "layer_rank", "ffn_rank", "rank_profile", "layers",
-             "sparsity", "method_params", "budget", "constraints", "architecture")
+             "sparsity", "method_params", "budget", "constraints", "reference_point", "architecture")
 _RANGE_KEYS = ("low", "high", "log", "step")
 
 
@@ -253,6 +271,7 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
                       ffn_rank=ffn_rank, rank_profile=profile, layers=_layers(raw.get("layers"), source),
                       sparsity=_sparsity(raw.get("sparsity"), source), method_params=params, budget=budget,
                       constraints=_constraints(raw.get("constraints"), source),
+                      reference_point=_reference_point(raw.get("reference_point"), source),
                       architecture=_architecture(raw.get("architecture"), source))
 
 
@@ -306,17 +325,38 @@ def _constraints(raw: Any, source: str) -> Constraints:
     if raw is None:
         return Constraints()
     raw = _mapping(raw, source, "constraints", ("max_trainable_params", "max_peak_memory"))
-    params = raw.get("max_trainable_params")
-    if params is not None and (isinstance(params, bool) or not isinstance(params, int) or params <= 0):
-        raise SpecError(f"{source}: key 'constraints.max_trainable_params' must be a whole number > 0, got {params!r}")
-    memory = raw.get("max_peak_memory")
-    if memory is not None:
-        size = memory if isinstance(memory, int) and not isinstance(memory, bool) else parse_size(str(memory))
-        if size is None or size <= 0:
-            raise SpecError(f"{source}: key 'constraints.max_peak_memory' must be a size such as 512MiB or 1.5GB "
-                            f"or a number of bytes, got {memory!r}")
-        memory = size
-    return Constraints(params, memory)
+    return Constraints(_count(raw.get("max_trainable_params"), source, "constraints.max_trainable_params"),
+                       _bytes(raw.get("max_peak_memory"), source, "constraints.max_peak_memory"))
+
+
+def _reference_point(raw: Any, source: str) -> ReferencePoint:
+    if raw is None:
+        return ReferencePoint()
+    raw = _mapping(raw, source, "reference_point", ("accuracy", "trainable_params", "peak_memory"))
+    accuracy = raw.get("accuracy")
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, int | float)
+                                 or not 0 <= accuracy < 1):
+        raise SpecError(f"{source}: key 'reference_point.accuracy' must be a number in [0, 1), the least accuracy "
+                        f"worth anything, got {accuracy!r}")
+    return ReferencePoint(None if accuracy is None else float(accuracy),
+                          _count(raw.get("trainable_params"), source, "reference_point.trainable_params"),
+                          _bytes(raw.get("peak_memory"), source, "reference_point.peak_memory"))
+
+
+def _count(value: Any, source: str, key: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise SpecError(f"{source}: key '{key}' must be a whole number > 0, got {value!r}")
+    return value
+
+
+def _bytes(value: Any, source: str, key: str) -> int | None:
+    if value is None:
+        return None
+    size = value if isinstance(value, int) and not isinstance(value, bool) else parse_size(str(value))
+    if size is None or size <= 0:
+        raise SpecError(f"{source}: key '{key}' must be a size such as 512MiB or 1.5GB or a number of bytes, "
+                        f"got {value!r}")
+    return size
 
 
 def _architecture(raw: Any, source: str) -> Architecture | None:

@@ -23,7 +23,7 @@ from autopeft.search import run_search, search_budgets
 from autopeft.settings import SearchSettings
 from autopeft.space import Candidate, suggest_candidate
 from autopeft.sparsity import create_masks
-from autopeft.spec import Constraints, SearchSpec, load_spec
+from autopeft.spec import Constraints, ReferencePoint, SearchSpec, load_spec
 from autopeft.storage import RunDir
 from autopeft.trial import TrialRequest, TrialResult
 from tests.conftest import tiny_config, tiny_model
@@ -168,6 +168,7 @@ def test_bo_proposes_only_configurations_inside_the_budget(tmp_path: Path, tiny_
     budget = 1000
     run, settings, spec = search_setup(tmp_path, tiny_bert_dir, "bo", budget, trials=9)
     settings = dataclasses.replace(settings, seed=1)
+    spec = dataclasses.replace(spec, reference_point=ReferencePoint(accuracy=0.5))
     counter = ParameterCounter.for_model(resolve_model(str(tiny_bert_dir)), 2, total_steps=settings.budget.max_steps)
     executor = CountingExecutor(counter)
     with warnings.catch_warnings():
@@ -175,6 +176,7 @@ def test_bo_proposes_only_configurations_inside_the_budget(tmp_path: Path, tiny_
         study = run_search(run, settings, spec, counter.layout, executor, lambda s: None)
     options = study.sampler.options  # type: ignore[attr-defined]
     assert options.limits == (None, budget, None) and options.cost_model is not None  # run_search passed them
+    assert options.reference_point == (0.5, None, None)
     startup = [count for completed, count in executor.submitted if completed < settings.startup_trials]
     model_based = [count for completed, count in executor.submitted if completed >= settings.startup_trials]
     assert len(model_based) == 5 and all(c <= budget for c in model_based), model_based

@@ -217,3 +217,20 @@ def test_budgets_map_to_objective_indices() -> None:
     assert options.cost_model is not None and options.cost_model({}) == {1: 42.0}
     with pytest.raises(UsageError, match="must be > 0"):
         bo_options(6, Budgets(max_peak_memory=0))
+
+
+def test_a_named_reference_point_maps_to_objective_order() -> None:
+    options = bo_options(6, reference_point={"peak_memory": 2e9, "accuracy": 0.6})
+    assert options.reference_point == (0.6, None, 2e9)
+    assert bo_options(6, reference_point={}).reference_point is None  # all inferred
+    with pytest.raises(UsageError, match="names f1, which are not among the objectives"):
+        bo_options(6, reference_point={"f1": 0.5})
+
+
+def test_a_reference_point_better_than_every_trial_still_gets_proposals() -> None:
+    """Nothing observed dominates it yet: every candidate's improvement is measured from the point alone."""
+    sampler = BoSampler(BoOptions(startup_trials=4, log_objectives=(1,), reference_point=(10.0, 1e-3),
+                                  search=FAST.search), seed=0)
+    study = study_with(sampler, 6)
+    assert sampler.last_report is not None and math.isfinite(sampler.last_report.log_ehvi)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6

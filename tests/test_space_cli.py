@@ -37,3 +37,16 @@ def test_space_for_a_model_it_does_not_fit(capsys: pytest.CaptureFixture[str], t
     deep.write_text("method: lora\ntarget_modules: attn_qv\nlayer_rank: 4\nlearning_rate: 1.0e-3\nlayers: [0, 9]\n")
     assert main(["space", "show", str(deep), "--model", str(tiny_bert_dir)]) == 2
     assert "layer 9 is beyond the model's depth; it has 2 layers" in capsys.readouterr().err
+
+
+def test_space_show_names_budgets_and_reference_point(capsys: pytest.CaptureFixture[str], tiny_bert_dir: Path,
+                                                      tmp_path: Path) -> None:
+    space = tmp_path / "ref.yaml"
+    space.write_text("method: lora\ntarget_modules: attn_qv\nlayer_rank: 4\nlearning_rate: 1.0e-3\n"
+                     "constraints: {max_trainable_params: 5000}\n"
+                     "reference_point: {accuracy: 0.6, trainable_params: 20000}\n")
+    assert main(["space", "show", str(space), "--model", str(tiny_bert_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no dimensions: every value is fixed" in out and "configurations: 1\n" in out
+    assert "hard budgets: max_trainable_params 5000, max_peak_memory - bytes" in out
+    assert "reference point (bo): accuracy 0.6, trainable_params 20,000;" in out

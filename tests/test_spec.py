@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from autopeft.errors import SpecError
-from autopeft.spec import Choice, FloatRange, IntRange, builtin_space_names, load_spec, parse_spec
+from autopeft.spec import (
+    Choice,
+    FloatRange,
+    IntRange,
+    ReferencePoint,
+    builtin_space_names,
+    load_spec,
+    parse_spec,
+)
 
 VALID = """
 method: {choices: [lora, ia3]}
@@ -90,6 +98,12 @@ MORE_BAD = [
     ("sparsity key", VALID + "sparsity: {share: 0.5}\n", "unknown key 'sparsity.share'"),
     ("constraint value", VALID + "constraints: {max_trainable_params: -5}\n", "must be a whole number > 0"),
     ("constraint size", VALID + "constraints: {max_peak_memory: lots}\n", "must be a size such as 512MiB"),
+    ("reference accuracy", VALID + "reference_point: {accuracy: 70}\n", "'reference_point.accuracy' must be a "
+     "number in [0, 1)"),
+    ("reference params", VALID + "reference_point: {trainable_params: 1.5}\n", "must be a whole number > 0"),
+    ("reference size", VALID + "reference_point: {peak_memory: 0MiB}\n", "'reference_point.peak_memory' must be a "
+     "size"),
+    ("reference key", VALID + "reference_point: {f1: 0.5}\n", "unknown key 'reference_point.f1'"),
     ("layers list", VALID + "layers: [a, b]\n", "must be a non-empty list of layer indices"),
     ("architecture role", VALID + "architecture: {layers: h, roles: {query: [q]}}\n",
      "unknown role 'architecture.roles.query'"),
@@ -110,3 +124,9 @@ def test_optional_sections_parse() -> None:
     assert spec.ffn_rank == Choice((0, 2)) and spec.layers == (3, 5)
     assert spec.constraints.max_trainable_params == 5000
     assert spec.constraints.max_peak_memory == int(1.5 * 1024**3)
+    assert spec.reference_point == ReferencePoint() and spec.reference_point.by_objective() == {}
+
+
+def test_reference_point_parses_by_objective() -> None:
+    spec = parse_spec(VALID + "reference_point: {accuracy: 0.6, peak_memory: 2GiB}\n", "ok.yaml")
+    assert spec.reference_point.by_objective() == {"accuracy": 0.6, "peak_memory": 2.0 * 1024**3}
