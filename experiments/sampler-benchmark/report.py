@@ -32,22 +32,35 @@ are worst. With tens of trials the fitted GP gives the ten distance inputs lengt
 cube and the two position inputs short ones: the distance inputs' effect is small beside the position inputs'
 trade-off, so the model does not see the bowl, predicts no gain from the middle, and its uncertainty is
 largest at the corners, where expected hypervolume improvement then sends it. `bo`'s proposals move the
-distance inputs *away* from 0.5, and g grows (`python experiments/sampler-benchmark/diagnose_dtlz2.py`,
-40 trials, seeds 0-4; uniform draws give 0.277 and 1.03):
+distance inputs *away* from 0.5, and g grows (`python experiments/sampler-benchmark/diagnose_dtlz2.py
+--variants`, 40 trials, seeds 0-4; uniform draws give 0.277 and 1.03):
 
-| sampler | mean abs(x - 0.5), start-up -> model-based | mean g, start-up -> model-based |
-|---|---|---|
-| tpe | 0.277 -> 0.232 | 1.02 -> 0.79 |
-| nsga2 | 0.277 -> 0.265 | 1.02 -> 0.97 |
-| random | 0.277 -> 0.276 | 1.02 -> 1.04 |
-| bo | 0.277 -> 0.348 | 1.02 -> 1.54 |
+| sampler | mean abs(x - 0.5), start-up -> model-based | mean g, start-up -> model-based | hypervolume after 40 |
+|---|---|---|---|
+| tpe | 0.277 -> 0.232 | 1.02 -> 0.79 | 0.254 ± 0.072 |
+| random | 0.277 -> 0.276 | 1.02 -> 1.04 | 0.142 ± 0.022 |
+| bo | 0.277 -> 0.348 | 1.02 -> 1.54 | 0.073 ± 0.007 |
+| bo, no gradient refinement | 0.277 -> 0.262 | 1.02 -> 0.98 | 0.149 ± 0.101 |
+| bo, no local search | 0.277 -> 0.364 | 1.02 -> 1.64 | 0.073 ± 0.007 |
+| bo, given the benchmark's reference point | 0.277 -> 0.338 | 1.02 -> 1.48 | 0.087 ± 0.035 |
+
+The corners come from the acquisition optimiser's gradient step: on inputs the model thinks nearly
+irrelevant, the acquisition is almost flat with a slight slope outward, and L-BFGS-B inside the unit box
+follows a nearly linear function to its bounds. Without that step `bo` stays at uniform distances and reaches
+random search's level, not TPE's. The step stays in because it is what wins elsewhere: on `zdt1`
+(`diagnose_dtlz2.py --problem zdt1 --samplers bo --variants --seeds 3`, 40 trials) `bo` reaches
+0.716 ± 0.103 with it and 0.584 ± 0.055 without. Neither the inferred reference point nor the local search is
+the cause on `dtlz2`. With tens of trials the model sees a faint linear trend in each such input, and
+cannot tell `zdt1`'s (real: its optimum lies on the bounds) from `dtlz2`'s (an artefact of a bowl whose
+optimum is in the middle). (Given the benchmark's reference point, as a search space's `reference_point` now
+allows, `bo` reaches 0.805 ± 0.084 on `zdt1` instead of 0.716.)
 
 TPE samples near the values of its good trials in each input separately, which is exactly this problem's
-structure. Changes to `bo` tried on two seeds, none of which lifted it above random search, so none is in the
-code: candidate search without its uniform pool, without gradient refinement, or without both (the last came
-closest, to about random search's level); and a first-order additive kernel beside the full one (the marginal
-likelihood set its weight to zero, so the proposals stayed in the corners). A fix would need a model that finds
-weak per-input effects from few trials, or an acquisition that explores less where the model knows little.
+structure. Earlier changes to `bo` tried on two seeds, none of which lifted it above random search, so none is
+in the code: candidate search without its uniform pool, or without it and gradient refinement (about random
+search's level); and a first-order additive kernel beside the full one (the marginal likelihood set its
+weight to zero, so the proposals stayed in the corners). A fix would need a model that finds weak per-input
+effects from few trials, or an acquisition that explores less where the model knows little.
 
 ## What this does not show
 
@@ -61,8 +74,9 @@ weak per-input effects from few trials, or an acquisition that explores less whe
   (the `seeds` column); its rows stop at 20 trials, and comparisons at later checkpoints leave it out.
 - **Machine load.** The optimisation runs shared the two cores with other jobs (the reference experiment's
   retraining, other benchmark slices): 3 to 5 processes on 2 cores, so the `seconds` stored with each run are
-  upper bounds; the hypervolumes do not depend on it. The timing table was measured afterwards with one
-  other job (a one-thread training) on the second core, every sampler with torch on one thread.
+  upper bounds; the hypervolumes do not depend on it. The timing table was measured afterwards beside two
+  one-thread recordings of real trials (`record_peft.py`) at the lowest scheduling priority, so the timed
+  process had a core nearly to itself; every sampler with torch on one thread.
 - Optuna's GPSampler warns that the `greenlet` package is missing and falls back to sequential
   L-BFGS-B; that is how it runs in autopeft's environment, so it is timed that way.
 - All samplers ran with torch on one thread (`bo` sets this itself during a suggestion; on this shared
