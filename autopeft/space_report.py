@@ -120,8 +120,8 @@ def show_text(spec: SearchSpec, num_layers: int, model_name: str) -> str:
               f"train subset {b.train_subset or 'all'}, eval subset {b.eval_subset or 'all'}"]
     c = spec.constraints
     if c.max_trainable_params or c.max_peak_memory:
-        lines += [f"hard budgets: max_trainable_params {c.max_trainable_params or '-'}, "
-                  f"max_peak_memory {c.max_peak_memory or '-'} bytes"]
+        memory = f"{c.max_peak_memory / 2**20:,.0f} MiB" if c.max_peak_memory else "-"
+        lines += [f"hard budgets: max_trainable_params {c.max_trainable_params or '-'}, max_peak_memory {memory}"]
     given = spec.reference_point.by_objective()
     if given:
         shown = {k: f"{v / 2**20:,.0f} MiB" if k == "peak_memory" else f"{v:,g}" for k, v in given.items()}

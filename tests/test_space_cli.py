@@ -43,10 +43,10 @@ def test_space_show_names_budgets_and_reference_point(capsys: pytest.CaptureFixt
                                                       tmp_path: Path) -> None:
     space = tmp_path / "ref.yaml"
     space.write_text("method: lora\ntarget_modules: attn_qv\nlayer_rank: 4\nlearning_rate: 1.0e-3\n"
-                     "constraints: {max_trainable_params: 5000}\n"
+                     "constraints: {max_trainable_params: 5000, max_peak_memory: 1.5GiB}\n"
                      "reference_point: {accuracy: 0.6, trainable_params: 20000}\n")
     assert main(["space", "show", str(space), "--model", str(tiny_bert_dir)]) == 0
     out = capsys.readouterr().out
     assert "no dimensions: every value is fixed" in out and "configurations: 1\n" in out
-    assert "hard budgets: max_trainable_params 5000, max_peak_memory - bytes" in out
+    assert "hard budgets: max_trainable_params 5000, max_peak_memory 1,536 MiB" in out
     assert "reference point (bo): accuracy 0.6, trainable_params 20,000;" in out
