@@ -157,7 +157,8 @@ def main() -> int:
     table = gather(args.runs or list(DEFAULT_ROOTS), args.table)
     if args.check:
         result = check(table, args.folds)
-        note = {"command": "python experiments/sampler-benchmark/record_peft.py --check"}
+        note = {"command": "python experiments/sampler-benchmark/record_peft.py --check",
+                "trials_by_run": {str(k): int(v) for k, v in table["run"].value_counts().sort_index().items()}}
         CHECK_FILE.write_text(json.dumps({**note, **result}, indent=1) + "\n")
     return 0
 
