@@ -67,9 +67,9 @@ effects from few trials, or an acquisition that explores less where the model kn
 {surrogate_caveat}
 - `peft` is a synthetic stand-in on autopeft's own search-space code, with made-up objectives: a check of the
   mixed/conditional machinery, not evidence about real fine-tuning.
-- **`botorch` is capped.** optuna-integration's BoTorchSampler took 1 to 29 minutes per 25-trial run here
-  (the long ones beside other jobs, on `dtlz2`), so it ran 25 trials a run, on fewer seeds where time ran out
-  (the `seeds` column); its rows stop at 20 trials, and comparisons at later checkpoints leave it out.
+- **`botorch` is capped.** optuna-integration's BoTorchSampler takes 16 s to 3 minutes per suggestion at 100
+  completed trials here (timing table), so it ran 25 trials a run (30 on `peft-surrogate`), on 5 seeds; its
+  rows stop at the last checkpoint it reached, and comparisons at later checkpoints leave it out.
 - **Machine load.** The optimisation runs shared the two cores with other jobs (the reference experiment's
   retraining, other benchmark slices): 3 to 5 processes on 2 cores, so the `seconds` stored with each run are
   upper bounds; the hypervolumes do not depend on it. The timing table was measured afterwards beside two
@@ -346,6 +346,13 @@ def write_report(results: dict[str, Any], problems: dict[str, Any], folder: Path
         unit = "normalised: 1 is the known front" if problems[name].max_hv else "raw"
         lines += [f"### `{name}` ({unit})", "", f"![hypervolume on {name}](hv-{name}.svg)", ""]
         lines += [*_hv_table(table), ""]
+        runs = [v for k, v in results["runs"].items() if k.startswith(f"{name}/")]
+        tables = sorted({str(v["data"]) for v in runs if "data" in v})
+        if len(tables) > 1:  # a table grew and not every sampler was re-run against it
+            lines += [f"**Not comparable yet:** these runs replayed against different tables ({'; '.join(tables)}); "
+                      f"re-run every sampler on `{name}`.", ""]
+        elif tables:
+            lines += [f"Every run replayed against the same table: {tables[0]}.", ""]
         match = summary["trials_for_bo_to_match"].get(name, {})
         if match:
             lines.append("Trials `bo` needs (mean curve) to reach each sampler's final mean hypervolume: " + ", ".join(
