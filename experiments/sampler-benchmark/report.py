@@ -67,7 +67,7 @@ effects from few trials, or an acquisition that explores less where the model kn
 {surrogate_caveat}
 - `peft` is a synthetic stand-in on autopeft's own search-space code, with made-up objectives: a check of the
   mixed/conditional machinery, not evidence about real fine-tuning.
-- **`botorch` is capped.** optuna-integration's BoTorchSampler takes 16 s to 3 minutes per suggestion at 100
+- **`botorch` is capped.** optuna-integration's BoTorchSampler takes 8 s to over 3 minutes per suggestion at 100
   completed trials here (timing table), so it ran 25 trials a run (30 on `peft-surrogate`), on 5 seeds; its
   rows stop at the last checkpoint it reached, and comparisons at later checkpoints leave it out.
 - **Machine load.** The optimisation runs shared the two cores with other jobs (the reference experiment's
