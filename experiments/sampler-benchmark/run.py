@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5, help="seeds FIRST .. FIRST+N-1")
     parser.add_argument("--first-seed", type=int, default=0, help="add seeds to runs made before (default 0)")
     parser.add_argument("--botorch-trials", type=int, default=30, help="cap for the slow `botorch` sampler")
-    parser.add_argument("--botorch-seeds", type=int, default=3, help="cap for the slow `botorch` sampler")
+    parser.add_argument("--botorch-seeds", type=int, default=5, help="cap for the slow `botorch` sampler")
     parser.add_argument("--timing", nargs="*", default=["peft"], choices=list(all_problems),
                         help="problems to time suggestions on at 10, 30 and 100 completed trials (none: skip)")
     parser.add_argument("--timing-repeats", type=int, default=3, help="histories (seeds) per timing; the median "
