@@ -82,6 +82,10 @@ def count_configurations(spec: SearchSpec, num_layers: int) -> tuple[float, floa
     return total, discrete
 
 
+def _mib(size: float) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
 def show_text(spec: SearchSpec, num_layers: int, model_name: str) -> str:
     dims = dimensions(spec, num_layers)
     all_methods = set(spec.methods())
@@ -120,11 +124,11 @@ def show_text(spec: SearchSpec, num_layers: int, model_name: str) -> str:
               f"train subset {b.train_subset or 'all'}, eval subset {b.eval_subset or 'all'}"]
     c = spec.constraints
     if c.max_trainable_params or c.max_peak_memory:
-        memory = f"{c.max_peak_memory / 2**20:,.0f} MiB" if c.max_peak_memory else "-"
+        memory = _mib(c.max_peak_memory) if c.max_peak_memory else "-"
         lines += [f"hard budgets: max_trainable_params {c.max_trainable_params or '-'}, max_peak_memory {memory}"]
     given = spec.reference_point.by_objective()
     if given:
-        shown = {k: f"{v / 2**20:,.0f} MiB" if k == "peak_memory" else f"{v:,g}" for k, v in given.items()}
+        shown = {k: _mib(v) if k == "peak_memory" else f"{v:,g}" for k, v in given.items()}
         lines += ["reference point (bo): " + ", ".join(f"{k} {v}" for k, v in shown.items())
                   + "; the other objectives' inferred from the data"]
     return "\n".join(lines)
@@ -179,6 +183,6 @@ def sample_text(samples: Sequence[SampledCandidate], base_params: int) -> str:
     rows = [("#", "trainable params", "% of model", "est. peak memory", "configuration")]
     for i, s in enumerate(samples):
         rows.append((str(i), f"{s.trainable_params:,}", f"{100 * s.trainable_params / base_params:.3f}%",
-                     f"{s.peak_memory / 2**20:,.0f} MiB", s.candidate.describe()))
+                     _mib(s.peak_memory), s.candidate.describe()))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join([*(c.rjust(w) for c, w in zip(r[:4], widths, strict=True)), r[4]]) for r in rows)

@@ -8,7 +8,7 @@ allowed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -125,8 +125,8 @@ class ReferencePoint:
     peak_memory: int | None = None  # bytes
 
     def by_objective(self) -> dict[str, float]:
-        """The entries that are set, by objective name."""
-        given = {"accuracy": self.accuracy, "trainable_params": self.trainable_params, "peak_memory": self.peak_memory}
+        """The entries that are set, by objective name (the field names are the objectives')."""
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
         return {name: float(value) for name, value in given.items() if value is not None}
 
 
@@ -332,7 +332,7 @@ def _constraints(raw: Any, source: str) -> Constraints:
 def _reference_point(raw: Any, source: str) -> ReferencePoint:
     if raw is None:
         return ReferencePoint()
-    raw = _mapping(raw, source, "reference_point", ("accuracy", "trainable_params", "peak_memory"))
+    raw = _mapping(raw, source, "reference_point", tuple(f.name for f in fields(ReferencePoint)))
     accuracy = raw.get("accuracy")
     if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, int | float)
                                  or not 0 <= accuracy < 1):

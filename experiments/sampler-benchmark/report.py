@@ -247,11 +247,15 @@ SURROGATE_CHECK = Path(__file__).resolve().parent / "peft-surrogate.json"  # wri
 FEW_HUNDRED = 200  # recorded trials the issue asks for, at the least
 
 
-def surrogate_caveat(check_file: Path = SURROGATE_CHECK) -> str:
+def surrogate_check(check_file: Path = SURROGATE_CHECK) -> dict[str, Any] | None:
+    """What `record_peft.py --check` found, or None before it ran."""
+    return json.loads(check_file.read_text()) if check_file.exists() else None
+
+
+def surrogate_caveat(c: dict[str, Any] | None) -> str:
     """The "does not show" entry on the surrogate: how much real data it rests on, and from which searches."""
-    if not check_file.exists():
+    if c is None:
         return "- **The real PEFT surrogate is not cross-validated yet** (`record_peft.py --check`)."
-    c = json.loads(check_file.read_text())
     by_run: dict[str, int] = c.get("trials_by_run", {})
     bo = sum(n for run, n in by_run.items() if run.rsplit("/", 1)[-1].startswith("search-bo"))
     short = ", short of the few hundred the issue asks for" if c["trials"] < FEW_HUNDRED else ""
@@ -260,7 +264,7 @@ def surrogate_caveat(check_file: Path = SURROGATE_CHECK) -> str:
             f"denser where `bo` searched.")
 
 
-def surrogate_section(check_file: Path = SURROGATE_CHECK) -> list[str]:
+def surrogate_section(c: dict[str, Any] | None) -> list[str]:
     """The `peft-surrogate` problem: how its table is recorded and how well its surrogate predicts held-out trials."""
     lines = ["## Real PEFT trials: `peft-surrogate`", "",
              "A surrogate benchmark in the manner of Eggensperger et al. (2015) and YAHPO Gym: real SST-2 trials of "
@@ -291,9 +295,8 @@ def surrogate_section(check_file: Path = SURROGATE_CHECK) -> list[str]:
              "The surrogate is refitted from the table whenever a benchmark starts, and each run stores which table "
              "it replayed against (`data` in results.json): once the table has grown, re-run every sampler on "
              "`peft-surrogate` before comparing them.", ""]
-    if not check_file.exists():
+    if c is None:
         return [*lines, "(no cross-validation yet: run `record_peft.py --check`)", ""]
-    c = json.loads(check_file.read_text())
     a, m = c["accuracy"], c["peak_memory"]
     lo, hi = c["accuracy_range"]
     lines += [f"The table holds **{c['trials']} trials** from {c['runs']} runs (accuracy {lo:.3f} to {hi:.3f}; "
@@ -361,7 +364,8 @@ def write_report(results: dict[str, Any], problems: dict[str, Any], folder: Path
         series = {s: c for s in ORDER if (c := _curves(results, name, s)) is not None}
         (folder / f"hv-{name}.svg").write_text(svg_chart(f"{name}: hypervolume (mean ± sd over seeds)", series,
                                                          "hypervolume"))
-    lines += surrogate_section()
+    check = surrogate_check()
+    lines += surrogate_section(check)
     lines += ["## Findings (computed)", "", *_findings(summary), "",
-              NOTES.replace("{surrogate_caveat}", surrogate_caveat())]
+              NOTES.replace("{surrogate_caveat}", surrogate_caveat(check))]
     (folder / "README.md").write_text("\n".join(lines))

@@ -152,13 +152,13 @@ def main() -> int:
 
     if not args.report_only:
         for name in args.timing:
+            problem = all_problems[name]
             for sampler in args.samplers:
                 # Discarded: a process's first suggestion pays one-time costs (imports, first calls) that
                 # are not the sampler's cost per suggestion.
-                time_suggestions(all_problems[name], sampler, STARTUP_TRIALS, seed=0)
+                time_suggestions(problem, sampler, STARTUP_TRIALS, seed=0)
                 repeats = 1 if sampler == "botorch" else args.timing_repeats
                 for completed in TIMING_AT:
-                    problem = all_problems[name]
                     samples = [time_suggestions(problem, sampler, completed, seed) for seed in range(repeats)]
                     seconds = {label: float(np.median([s[label] for s in samples])) for label in ("first", "next")}
                     new["timing"][f"{name}/{sampler}/{completed}"] = {**seconds, "repeats": repeats}
