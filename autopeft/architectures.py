@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autopeft.errors import ModelError
 
@@ -119,6 +119,7 @@ class ModuleLayout:
     architecture: Architecture
     num_layers: int
     modules: tuple[Mapping[str, tuple[str, ...]], ...]
+    shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # module name -> its weight's 2-D shape
 
     def targets(self, preset: str, layers: Iterable[int]) -> dict[str, str]:
         """Full module name -> role, for the preset's roles in the given layers."""
@@ -132,8 +133,10 @@ class ModuleLayout:
         return found
 
 
-def resolve_layout(arch: Architecture, num_layers: int, module_names: Iterable[str]) -> ModuleLayout:
-    """Find each role's modules in each layer among the model's `named_modules()` names."""
+def resolve_layout(arch: Architecture, num_layers: int, module_names: Iterable[str],
+                   shapes: Mapping[str, tuple[int, int]] | None = None) -> ModuleLayout:
+    """Find each role's modules in each layer among the model's `named_modules()` names; `shapes` (the weight
+    shape by module name) lets methods check what a layer's size allows."""
     pattern = re.compile(rf"(?:^|.*\.){re.escape(arch.layers)}\.(\d+)\.(.+)$")
     per_layer: list[dict[str, list[str]]] = [{} for _ in range(num_layers)]
     suffix_roles: dict[str, list[str]] = {}
@@ -157,4 +160,15 @@ def resolve_layout(arch: Architecture, num_layers: int, module_names: Iterable[s
         architecture=arch,
         num_layers=num_layers,
         modules=tuple({role: tuple(names) for role, names in m.items()} for m in per_layer),
+        shapes=dict(shapes or {}),
     )
+
+
+def weight_shapes(named_modules: Iterable[tuple[str, object]]) -> dict[str, tuple[int, int]]:
+    """The 2-D weight shape of every module that has one (linear and GPT-2's Conv1D projections)."""
+    found: dict[str, tuple[int, int]] = {}
+    for name, module in named_modules:
+        shape = tuple(getattr(getattr(module, "weight", None), "shape", ()))
+        if len(shape) == 2:
+            found[name] = (int(shape[0]), int(shape[1]))
+    return found

@@ -70,6 +70,9 @@ class BoOptions:
     reference_quantile: float | None = 0.25
     limits: tuple[float | None, ...] | None = None
     cost_model: CostModel | None = None
+    # A configuration's parameters -> True when it must not be proposed (where trials keep failing); asked
+    # afresh at every suggestion, so it may learn as the search goes.
+    rules_out: Callable[[Mapping[str, Any]], bool] | None = None
     search: CandidateSearch = field(default_factory=CandidateSearch)
     fit: FitOptions = field(default_factory=FitOptions)
     torch_threads: int | None = 1  # None: leave torch's setting alone
@@ -180,6 +183,9 @@ class BoSampler(optuna.samplers.BaseSampler):
         def score(raw: np.ndarray) -> np.ndarray:
             mean, var = predictor(encoding.features(raw))
             mean, var, ok = self._apply_cost_model(encoding, space, raw, mean, var, floor)
+            rules_out = self._options.rules_out
+            if rules_out is not None:
+                ok &= np.array([not rules_out(encoding.decode(row)) for row in raw], dtype=bool)
             out = log_ehvi(mean, var, cells).numpy()
             return np.where(ok, out, -np.inf)
 

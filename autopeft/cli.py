@@ -210,7 +210,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from autopeft.models import inspect_model, resolve_model
     from autopeft.samplers import default_startup_trials
     from autopeft.settings import SearchSettings
-    from autopeft.spec import check_spec_for_model, load_spec, resolve_space_path
+    from autopeft.space_fit import fit_space
+    from autopeft.spec import load_spec, resolve_space_path
     from autopeft.storage import RunDir
     from autopeft.tasks import get_task
 
@@ -233,7 +234,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if data_dir is not None:
         resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
     info = inspect_model(ref, task.num_labels, spec.architecture)
-    check_spec_for_model(spec, info.model_type, info.layout.architecture.fan_in_fan_out, info.num_layers)
+    fitted = fit_space(spec, info.model_type, info.layout)
     source = resolve_source(task, data_dir)
     trials = args.trials or 24
     out = Path(args.out) if args.out else Path("runs") / f"{task.name}-{args.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -261,12 +262,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"autopeft: searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), "
           f"data from {source.describe()}; {trials} trials of {budget.max_steps} steps; run directory {run.path}",
           file=sys.stderr)
-    return _execute(run, settings, spec, info.layout)
+    _say_left_out(fitted)
+    return _execute(run, settings, fitted.spec, info.layout)
+
+
+def _say_left_out(fitted: Any) -> None:
+    if fitted.left_out:
+        print(f"autopeft: left out of the space for this model: {fitted.describe()}", file=sys.stderr)
 
 
 def _resume(args: argparse.Namespace) -> int:
     from autopeft.data import resolve_source
     from autopeft.models import ModelRef, inspect_model, resolve_model
+    from autopeft.space_fit import fit_space
     from autopeft.spec import parse_spec
     from autopeft.storage import RunDir
     from autopeft.tasks import get_task
@@ -285,10 +293,12 @@ def _resume(args: argparse.Namespace) -> int:
     if not Path(ref.location).exists():
         ref = resolve_model(settings.model_name)
     info = inspect_model(ref, task.num_labels, spec.architecture)
+    fitted = fit_space(spec, info.model_type, info.layout)
     resolve_source(task, settings.data_folder)
     settings = dataclasses.replace(settings, model_location=ref.location)
     print(f"autopeft: resuming {run.path} ({settings.trials} trials to complete)", file=sys.stderr)
-    return _execute(run, settings, spec, info.layout)
+    _say_left_out(fitted)
+    return _execute(run, settings, fitted.spec, info.layout)
 
 
 def _execute(run: Any, settings: Any, spec: Any, layout: Any) -> int:
@@ -307,14 +317,22 @@ def _execute(run: Any, settings: Any, spec: Any, layout: Any) -> int:
     run.create_study(sampler=None)  # before any worker starts, so that even a search that never ran resumes
     bar = tqdm(total=settings.trials, unit="trial", desc="trials", file=sys.stderr, dynamic_ncols=True)
     bar.set_postfix_str("starting workers")
+    shown = {"progress": "", "status": ""}
+
+    def show() -> None:
+        bar.set_postfix_str(", ".join(p for p in (shown["progress"], shown["status"]) if p))
 
     def on_progress(study: Any) -> None:
         table = refresh_run_files(run, study, settings)
         done = table[table["status"].eq("complete")]
         bar.n = min(len(done), settings.trials)
         best = f"{done['accuracy'].max():.4f}" if not done.empty else "-"
-        failed = int(table["status"].eq("fail").sum())
-        bar.set_postfix_str(f"best acc {best}, front {len(pareto_front(table))}, failed {failed}")
+        shown["progress"] = f"best acc {best}, front {len(pareto_front(table))}"
+        show()
+
+    def on_status(status: str) -> None:
+        shown["status"] = status
+        show()
 
     def stop_once(signum: int, frame: Any) -> None:
         # The first Ctrl-C (or SIGTERM) stops the search; another would cut short the cleanup that records it.
@@ -334,12 +352,16 @@ def _execute(run: Any, settings: Any, spec: Any, layout: Any) -> int:
                 gpus_per_trial=settings.gpus_per_trial, ray_address=settings.ray_address, log_dir=str(run.path)))
             if in_main_thread:  # after Ray's start, whose own SIGTERM handler dies without recording anything
                 signal.signal(signal.SIGTERM, stop_once)
-            study = run_search(run, settings, spec, layout, executor, on_progress)
+            study = run_search(run, settings, spec, layout, executor, on_progress, on_status)
             bar.n = settings.trials
         except KeyboardInterrupt:
             interrupted = True
         except ClusterError as exc:
+            _refresh_quietly(run, settings)
             raise ClusterError(f"{exc}; then continue with: autopeft search --resume {run.path}") from None
+        except AutopeftError:
+            _refresh_quietly(run, settings)  # the table shows the last trial as it ended, not as running
+            raise
         finally:
             bar.close()
             if executor is not None:
@@ -359,6 +381,16 @@ def _execute(run: Any, settings: Any, spec: Any, layout: Any) -> int:
     print(front_text(table))
     print(f"\nrun directory: {run.path}  (results.csv, pareto.csv, dashboard.html, study.db, search.log)")
     return 0
+
+
+def _refresh_quietly(run: Any, settings: Any) -> None:
+    """Rewrite the run's tables from the study as the search ends; a failure here must not hide the error."""
+    from autopeft.report import refresh_run_files
+
+    try:
+        refresh_run_files(run, run.load_study(), settings)
+    except Exception as exc:
+        logging.getLogger(__name__).warning("run files not refreshed: %s", exc)
 
 
 # --- export and dashboard ---------------------------------------------------------------------------
@@ -551,20 +583,20 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
 def _space_and_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from autopeft.models import inspect_model, resolve_model
-    from autopeft.spec import check_spec_for_model, load_spec
+    from autopeft.space_fit import fit_space
+    from autopeft.spec import load_spec
     from autopeft.tasks import get_task
 
     spec = load_spec(args.space)
     info = inspect_model(resolve_model(args.model), get_task(args.task).num_labels, spec.architecture)
-    check_spec_for_model(spec, info.model_type, info.layout.architecture.fan_in_fan_out, info.num_layers)
-    return spec, info
+    return fit_space(spec, info.model_type, info.layout), info
 
 
 def cmd_space_show(args: argparse.Namespace) -> int:
     from autopeft.space_report import show_text
 
-    spec, info = _space_and_model(args)
-    print(show_text(spec, info.num_layers, info.ref.name))
+    fitted, info = _space_and_model(args)
+    print(show_text(fitted.spec, info.num_layers, info.ref.name, fitted.left_out))
     return 0
 
 
@@ -577,7 +609,8 @@ def cmd_space_sample(args: argparse.Namespace) -> int:
     from autopeft.tasks import get_task
 
     quiet_libraries()
-    spec, info = _space_and_model(args)
+    fitted, info = _space_and_model(args)
+    spec = fitted.spec
     config = load_config(info.ref)
     config.num_labels = get_task(args.task).num_labels
     if config.pad_token_id is None:

@@ -31,7 +31,7 @@ from autopeft.architectures import Architecture, ModuleLayout
 from autopeft.errors import AutopeftError
 from autopeft.materialize import adapter_plan, layout_of
 from autopeft.methods import AdapterPlan, get_method
-from autopeft.space import Candidate, suggest_candidate
+from autopeft.space import Candidate, completions
 from autopeft.sparsity import HEAD_MARKER
 from autopeft.spec import SearchSpec
 
@@ -213,44 +213,6 @@ def _result(outcome: _Count | str) -> _Count:
     return outcome
 
 
-MAX_COMPLETIONS = 64  # ways of filling in the parameters a configuration lacks, at most
-
-
-class _Unknown(LookupError):
-    """A parameter the configuration lacks cannot be filled in by enumeration."""
-
-
-class _Completing:
-    """A `TrialLike` that answers with the given values; a parameter not given takes its value in `fill`, or
-    else its first value, and is noted in `missing` with all its values (integers and categories only)."""
-
-    def __init__(self, given: Mapping[str, Any], fill: Mapping[str, Any]) -> None:
-        self.given, self.fill = given, fill
-        self.missing: dict[str, list[Any]] = {}
-
-    def _value(self, name: str, values: Callable[[], list[Any]]) -> Any:
-        if name in self.given:
-            return self.given[name]
-        if name in self.fill:
-            return self.fill[name]
-        self.missing[name] = values()
-        return self.missing[name][0]
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        return self._value(name, lambda: list(choices))
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-        if name not in self.given and name not in self.fill and (high - low) // step >= MAX_COMPLETIONS:
-            raise _Unknown(f"{name} has too many values to try")
-        return int(self._value(name, lambda: list(range(low, high + 1, step))))
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
-                      log: bool = False) -> float:
-        if name not in self.given:
-            raise _Unknown(f"{name} is not given")
-        return float(self.given[name])
-
-
 class TrainableParamsModel:
     """A `Budgets.cost_model`: a sampler's parameters -> `{"trainable_params": exact count}`.
 
@@ -268,20 +230,7 @@ class TrainableParamsModel:
 
     def candidates(self, params: Mapping[str, Any]) -> list[Candidate]:
         """Every configuration the parameters may turn into, once the missing ones are filled in."""
-        found: list[Candidate] = []
-        todo: list[dict[str, Any]] = [{}]
-        while todo:
-            fill = todo.pop()
-            trial = _Completing(params, fill)
-            candidate = suggest_candidate(trial, self.spec, self.counter.layout.num_layers)
-            if not trial.missing:
-                found.append(candidate)
-                continue
-            name, values = next(iter(trial.missing.items()))  # others are found again on the next passes
-            todo.extend({**fill, name: v} for v in values)
-            if len(found) + len(todo) > MAX_COMPLETIONS:
-                raise _Unknown(f"too many ways to fill in {', '.join(trial.missing)}")
-        return found
+        return completions(params, self.spec, self.counter.layout.num_layers)
 
     def candidate(self, params: Mapping[str, Any]) -> Candidate:
         """The configuration of a complete set of parameters."""

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from autopeft.architectures import Architecture, ModuleLayout, architecture_for, num_layers_of, resolve_layout
+from autopeft.architectures import (
+    Architecture,
+    ModuleLayout,
+    architecture_for,
+    num_layers_of,
+    resolve_layout,
+    weight_shapes,
+)
 from autopeft.errors import TrialFailed
 from autopeft.methods import NONE, AdapterPlan, get_method
 from autopeft.space import Candidate
@@ -17,9 +25,9 @@ if TYPE_CHECKING:
 
 def layout_of(model: torch.nn.Module, architecture: Architecture | None = None) -> ModuleLayout:
     config: Any = model.config
-    names = [name for name, _ in model.named_modules()]
+    modules = list(model.named_modules())
     arch = architecture or architecture_for(config.model_type)
-    return resolve_layout(arch, num_layers_of(config), names)
+    return resolve_layout(arch, num_layers_of(config), [name for name, _ in modules], weight_shapes(modules))
 
 
 _FFN_ROLES = frozenset({"up", "gate", "down"})
@@ -48,7 +56,20 @@ def adapter_plan(candidate: Candidate, layout: ModuleLayout, total_steps: int = 
     if not module_ranks:
         raise TrialFailed(f"{candidate.describe()}: no layer has an adapter (every rank is 0, or the preset "
                           f"'{candidate.target_modules}' has no modules in the chosen layers)")
+    _check_sizes(candidate, layout, module_ranks)
     return dataclasses.replace(plan, module_ranks=module_ranks, feedforward_modules=tuple(feedforward))
+
+
+def _check_sizes(candidate: Candidate, layout: ModuleLayout, modules: Iterable[str]) -> None:
+    """What peft would reject for a layer's size is refused here, before a model is built."""
+    fits = get_method(candidate.method).fits
+    if fits is None:
+        return
+    for name in modules:
+        shape = layout.shapes.get(name)
+        why = fits(candidate.params, shape) if shape else None
+        if why:
+            raise TrialFailed(f"{candidate.describe()} cannot adapt {name}: {why}")
 
 
 def build_peft_config(candidate: Candidate, layout: ModuleLayout, total_steps: int = 1) -> PeftConfig:

@@ -50,6 +50,8 @@ class Method:
     sparsity: bool = False  # whether fixed sparsity masks apply to its adapter weights
     model_types: frozenset[str] | None = None  # None: every supported architecture
     adapter: bool = True  # False: a reference point (full fine-tuning), not a peft method to search or export
+    # Why these parameters cannot adapt a weight of this (rows, columns) shape, or None when they can.
+    fits: Callable[[Mapping[str, ParamValue], tuple[int, int]], str | None] | None = None
 
     @property
     def uses_rank(self) -> bool:
@@ -130,6 +132,14 @@ def _build_shira(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftCon
                        mask_type="random", modules_to_save=list(plan.head_modules))
 
 
+def _shira_fits(params: Mapping[str, ParamValue], shape: tuple[int, int]) -> str | None:
+    r, (rows, cols) = int(params["r"]), shape
+    if r * (rows + cols) <= rows * cols:
+        return None
+    return (f"SHiRA r={r} trains r·(rows+columns) = {r * (rows + cols):,} entries, more than the {rows}×{cols} weight "
+            f"holds; r ≤ {rows * cols // (rows + cols)} fits")
+
+
 def _build_prefix(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
     from peft import PrefixTuningConfig, TaskType
 
@@ -169,7 +179,7 @@ METHODS: dict[str, Method] = {
         Method("vera", "frozen shared random low-rank matrices with trained scaling vectors (VeRA)", PLACEMENT,
                {"r": 256, "d_initial": 0.1, "vera_dropout": 0.0}, _build_vera),
         Method("shira", "a sparse high-rank adapter: r·(m+n) trained entries per weight (SHiRA)", PLACEMENT,
-               {"r": 32}, _build_shira, adapts_conv1d=False),
+               {"r": 32}, _build_shira, adapts_conv1d=False, fits=_shira_fits),
         Method("prefix", "trained key/value prefixes in every attention layer (prefix tuning)", NONE,
                {"num_virtual_tokens": 10}, _build_prefix, model_types=_PROMPTABLE),
         Method("prompt", "trained soft-prompt embeddings before the input (prompt tuning)", NONE,

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autopeft.architectures import Architecture, ModuleLayout, architecture_for, num_layers_of, resolve_layout
+from autopeft.architectures import (
+    Architecture,
+    ModuleLayout,
+    architecture_for,
+    num_layers_of,
+    resolve_layout,
+    weight_shapes,
+)
 from autopeft.errors import ModelError, first_line
 
 EMBEDDED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -107,6 +114,6 @@ def inspect_model(ref: ModelRef, num_labels: int, architecture: Architecture | N
     arch = architecture or architecture_for(config.model_type)  # unknown ones fail before any model is built
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
-    names = [name for name, _ in model.named_modules()]
-    layout = resolve_layout(arch, num_layers_of(config), names)
+    modules = list(model.named_modules())
+    layout = resolve_layout(arch, num_layers_of(config), [name for name, _ in modules], weight_shapes(modules))
     return ModelInfo(ref, config.model_type, sum(p.numel() for p in model.parameters()), layout)

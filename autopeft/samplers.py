@@ -39,6 +39,7 @@ class Budgets:
     max_trainable_params: float | None = None
     max_peak_memory: float | None = None
     cost_model: Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None
+    rules_out: Callable[[Mapping[str, Any]], bool] | None = None  # parameters where trials keep failing
 
     def limits(self, objectives: Sequence[str]) -> tuple[float | None, ...] | None:
         """The budgets as `BoOptions.limits`: one entry per objective, None where unlimited."""
@@ -81,7 +82,8 @@ def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: 
     return BoOptions(startup_trials=startup_trials,
                      log_objectives=tuple(j for j, name in enumerate(objectives) if name in LOG_OBJECTIVES),
                      reference_point=tuple(given.get(name) for name in objectives) if given else None,
-                     limits=budgets.limits(objectives), cost_model=budgets.indexed_cost_model(objectives))
+                     limits=budgets.limits(objectives), cost_model=budgets.indexed_cost_model(objectives),
+                     rules_out=budgets.rules_out)
 
 
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,

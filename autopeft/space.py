@@ -7,12 +7,12 @@ every trial; method-specific parameters are prefixed with the method (`lora.lora
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from autopeft.architectures import PRESETS
-from autopeft.methods import PLACEMENT, RANK, ParamValue, get_method, method_params_with_defaults
+from autopeft.methods import NONE, PLACEMENT, RANK, ParamValue, get_method, method_params_with_defaults
 from autopeft.spec import Choice, Constant, Dimension, FloatRange, IntRange, SearchSpec, dimension_values
 
 
@@ -64,6 +64,20 @@ class Candidate:
         sparse = f", {self.sparsity:.0%} sparse ({self.sparsity_init})" if self.sparsity else ""
         return f"{self.method} {where}{extras}{sparse}, lr={self.learning_rate:.2g}"
 
+    def effective(self) -> Candidate:
+        """The same training with what the method does not read normalised away: placement-only methods see
+        each layer's rank as on (1) or off (0); prompt and prefix tuning read neither ranks nor target modules;
+        feed-forward ranks exist only under a preset with feed-forward modules. Two candidates with the same
+        effective configuration train the same model."""
+        method = get_method(self.method)
+        if not method.adapter or method.layers == NONE:
+            return replace(self, target_modules="-", layer_ranks=(0,) * len(self.layer_ranks), ffn_ranks=None)
+        ffn = self.ffn_ranks if {"up", "gate", "down"} & set(PRESETS[self.target_modules]) else None
+        if method.layers == PLACEMENT:
+            on = tuple(int(r > 0) for r in self.layer_ranks)
+            return replace(self, layer_ranks=on, ffn_ranks=None if ffn is None else tuple(int(r > 0) for r in ffn))
+        return replace(self, ffn_ranks=ffn)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -89,6 +103,66 @@ class Candidate:
             sparsity=float(data.get("sparsity", 0.0)),
             sparsity_init=str(data.get("sparsity_init", "random")),
         )
+
+
+MAX_COMPLETIONS = 64  # ways of filling in the parameters a configuration lacks, at most
+
+
+class IncompleteParameters(LookupError):
+    """A parameter the configuration lacks cannot be filled in by enumeration."""
+
+
+class _Completing:
+    """A `TrialLike` that answers with the given values; a parameter not given takes its value in `fill`, or
+    else its first value, and is noted in `missing` with all its values (integers and categories only)."""
+
+    def __init__(self, given: Mapping[str, Any], fill: Mapping[str, Any]) -> None:
+        self.given, self.fill = given, fill
+        self.missing: dict[str, list[Any]] = {}
+
+    def _value(self, name: str, values: Callable[[], list[Any]]) -> Any:
+        if name in self.given:
+            return self.given[name]
+        if name in self.fill:
+            return self.fill[name]
+        self.missing[name] = values()
+        return self.missing[name][0]
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self._value(name, lambda: list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        if name not in self.given and name not in self.fill and (high - low) // step >= MAX_COMPLETIONS:
+            raise IncompleteParameters(f"{name} has too many values to try")
+        return int(self._value(name, lambda: list(range(low, high + 1, step))))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        if name not in self.given:
+            raise IncompleteParameters(f"{name} is not given")
+        return float(self.given[name])
+
+
+def completions(params: Mapping[str, Any], spec: SearchSpec, num_layers: int) -> list[Candidate]:
+    """Every configuration a sampler's parameters may turn into, once the ones it lacks are filled in (a model-
+    based sampler proposes only the parameters it models; the rest are drawn later, at random).
+
+    Raises `IncompleteParameters` when a missing parameter is continuous or has too many values to enumerate.
+    """
+    found: list[Candidate] = []
+    todo: list[dict[str, Any]] = [{}]
+    while todo:
+        fill = todo.pop()
+        trial = _Completing(params, fill)
+        candidate = suggest_candidate(trial, spec, num_layers)
+        if not trial.missing:
+            found.append(candidate)
+            continue
+        name, values = next(iter(trial.missing.items()))  # others are found again on the next passes
+        todo.extend({**fill, name: v} for v in values)
+        if len(found) + len(todo) > MAX_COMPLETIONS:
+            raise IncompleteParameters(f"too many ways to fill in {', '.join(trial.missing)}")
+    return found
 
 
 def _suggest(trial: TrialLike, name: str, dim: Dimension) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 from autopeft.methods import METHODS
 from autopeft.space import Candidate, suggest_candidate
+from autopeft.space_fit import LeftOut
 from autopeft.spec import SearchSpec, dimension_values
 
 
@@ -86,10 +87,14 @@ def _mib(size: float) -> str:
     return f"{size / 2**20:,.0f} MiB"
 
 
-def show_text(spec: SearchSpec, num_layers: int, model_name: str) -> str:
+def show_text(spec: SearchSpec, num_layers: int, model_name: str, left_out: Sequence[LeftOut] = ()) -> str:
     dims = dimensions(spec, num_layers)
     all_methods = set(spec.methods())
     lines = [f"search space {spec.source}, for {model_name} ({num_layers} layers)", ""]
+    if left_out:
+        lines += ["left out for this model (never drawn):", *(f"  {x.what}: {x.why}" for x in left_out), ""]
+    else:
+        lines += ["every method and value of the space can train this model", ""]
     rows = []
     per_layer = re.compile(r"^(.*?)L(\d+)$")
     grouped: dict[str, list[DimensionInfo]] = {}

@@ -153,16 +153,9 @@ class SearchSpec:
         return tuple(str(v) for v in values)
 
 
-def check_spec_for_model(spec: SearchSpec, model_type: str, conv1d: bool, num_layers: int) -> None:
-    """Reject what this model cannot take, when the space is loaded for it."""
-    for name in spec.methods():
-        method = METHODS[name]
-        if conv1d and not method.adapts_conv1d:
-            raise SpecError(f"{spec.source}: key 'method': {name} cannot adapt the Conv1D projections of "
-                            f"{model_type} models; remove it from the space's methods for this model")
-        if method.model_types is not None and model_type not in method.model_types and spec.architecture is None:
-            raise SpecError(f"{spec.source}: key 'method': {name} does not support {model_type} models (it does: "
-                            f"{', '.join(sorted(method.model_types))}); remove it from the space's methods")
+def check_spec_for_model(spec: SearchSpec, num_layers: int) -> None:
+    """Reject layer indices beyond the model's depth. What a model cannot train is left out of the space for it
+    instead (`autopeft.space_fit`)."""
     for index in spec.layers or ():
         if index >= num_layers:
             raise SpecError(f"{spec.source}: key 'layers': layer {index} is beyond the model's depth; it has "

@@ -23,6 +23,7 @@ ATTR_CANDIDATE = "candidate"
 ATTR_DESCRIPTION = "configuration"
 ATTR_RESULT = "result"
 ATTR_FAILURE = "failure_reason"
+ATTR_SKIPPED = "skipped"  # a proposal not trained, because failed trials rule it out
 
 
 @dataclass(frozen=True)

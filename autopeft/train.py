@@ -130,10 +130,9 @@ def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, r
     saved: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        key = storage.data_ptr()
-        if key not in param_storages and key not in saved:
-            saved[key] = storage.nbytes()
+        for key, nbytes in _storages(tensor):
+            if key not in param_storages and key not in saved:
+                saved[key] = nbytes
         # Not the tensor itself: a saved tensor whose grad_fn is the node saving it is a cycle autograd never
         # frees, and every trial leaked its step's activations (about 0.5 GB on MiniLM).
         return tensor.detach()
@@ -145,3 +144,15 @@ def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, r
     static = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = sum(p.numel() * p.element_size() for p in _trainable(model))
     return MemoryReading(static + 3 * trainable + saved_bytes, "cpu-accounted")
+
+
+def _storages(tensor: torch.Tensor) -> list[tuple[int, int]]:
+    """(address, bytes) of the memory a tensor holds. A sparse COO tensor (SHiRA's delta weight) has no storage
+    of its own: it holds its indices and values."""
+    if tensor.layout == torch.sparse_coo:
+        parts = [tensor._indices(), tensor._values()]  # the uncoalesced parts: indices() would need coalescing
+        return [(p.untyped_storage().data_ptr(), p.untyped_storage().nbytes()) for p in parts]
+    if tensor.layout != torch.strided:  # other sparse layouts, which no method makes today: as dense, an upper bound
+        return [(id(tensor), tensor.element_size() * tensor.numel())]
+    storage = tensor.untyped_storage()
+    return [(storage.data_ptr(), storage.nbytes())]

@@ -13,6 +13,7 @@ from autopeft.materialize import adapter_plan, count_trainable, layout_of, mater
 from autopeft.methods import ADAPTER_METHODS, METHODS, method_params_with_defaults
 from autopeft.models import inspect_model, resolve_model
 from autopeft.space import Candidate
+from autopeft.train import measure_peak_memory
 from tests.conftest import tiny_model
 
 ARCHITECTURES = ["bert", "roberta", "distilbert", "gpt2", "llama", "qwen2"]
@@ -48,6 +49,8 @@ CASES = [(a, m, p) for a in ARCHITECTURES for m in sorted(ADAPTER_METHODS) for p
 def test_every_method_and_preset_materialises(arch: str, method: str, preset: str) -> None:
     model = materialize(candidate(method, preset, (4, 0)), tiny_model(arch))
     forward_backward(model)
+    # The memory account runs the method's own forward (SHiRA's sparse delta weight once broke it).
+    assert measure_peak_memory(model, 2, 7, False, torch.device("cpu")).bytes > 0
     total_peft, _ = model.get_nb_trainable_parameters()
     assert count_trainable(model) == total_peft
     # The classifier head is trained; the second layer (rank 0) has no adapter.
@@ -117,17 +120,35 @@ def test_inspect_model_counts_the_embedded_minilm_without_loading_weights() -> N
     assert info.base_params == 22_713_986  # BertForSequenceClassification on MiniLM-L6-H384, 2 labels
 
 
-def test_space_rejects_what_the_model_cannot_take() -> None:
+def test_space_leaves_out_what_the_model_cannot_take() -> None:
     from autopeft.errors import SpecError
-    from autopeft.spec import check_spec_for_model, load_spec, parse_spec
+    from autopeft.space_fit import fit_space
+    from autopeft.spec import load_spec, parse_spec
 
     spec = load_spec("default")
-    check_spec_for_model(spec, "bert", conv1d=False, num_layers=6)
-    with pytest.raises(SpecError, match="loha cannot adapt the Conv1D projections of gpt2"):
-        check_spec_for_model(spec, "gpt2", conv1d=True, num_layers=6)
-    with pytest.raises(SpecError, match="prefix does not support distilbert models"):
-        check_spec_for_model(spec, "distilbert", conv1d=False, num_layers=6)
+    minilm = inspect_model(resolve_model(None), 2)
+    assert fit_space(spec, "bert", minilm.layout).left_out == ()
+    gpt2 = fit_space(spec, "gpt2", layout_of(tiny_model("gpt2")))
+    assert [x.what for x in gpt2.left_out] == ["loha", "lokr", "shira"]
+    assert "cannot adapt the fused Conv1D projections of gpt2" in gpt2.left_out[0].why
+    assert set(gpt2.spec.methods()) == set(spec.methods()) - {"loha", "lokr", "shira"}
+    distil = fit_space(spec, "distilbert", layout_of(tiny_model("distilbert")))
+    assert {x.what for x in distil.left_out} == {"prefix", "prompt", "shira.r=32"}
+    # A value a layer is too small for: SHiRA's r=32 on 32x32 weights (r·(32+32) > 32·32); r=8 stays.
+    bert = fit_space(spec, "bert", layout_of(tiny_model("bert")))
+    assert [x.what for x in bert.left_out] == ["shira.r=32"] and "r ≤ 16 fits" in bert.left_out[0].why
+    assert bert.spec.method_params["shira"]["r"].choices == (8,)  # type: ignore[union-attr]
+    only_shira = parse_spec("method: shira\ntarget_modules: attn_qv\nlayer_rank: 4\nlearning_rate: 1.0e-3\n",
+                            "s.yaml")
+    with pytest.raises(SpecError, match=r"s.yaml: no method of this space can train a gpt2 model: shira: it cannot"):
+        fit_space(only_shira, "gpt2", layout_of(tiny_model("gpt2")))
     deep = parse_spec("method: lora\ntarget_modules: ffn\nlayer_rank: 4\nlearning_rate: 1.0e-3\nlayers: [1, 7]\n",
                       "deep.yaml")
     with pytest.raises(SpecError, match=r"deep.yaml: key 'layers': layer 7 is beyond the model's depth; it has 6"):
-        check_spec_for_model(deep, "bert", conv1d=False, num_layers=6)
+        fit_space(deep, "bert", minilm.layout)
+
+
+def test_a_configuration_too_large_for_a_layer_fails_before_a_model_is_built() -> None:
+    shira = Candidate("shira", "attn_qv", (0, 1), 1e-3, (("r", 32),))
+    with pytest.raises(TrialFailed, match=r"cannot adapt bert.encoder.layer.1.attention.self.query: SHiRA r=32 trains"):
+        adapter_plan(shira, layout_of(tiny_model("bert")))
