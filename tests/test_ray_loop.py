@@ -7,6 +7,7 @@ signals is in test_ray_execution.py.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
@@ -17,6 +18,7 @@ from autopeft.executors import Executor
 from autopeft.models import inspect_model, resolve_model
 from autopeft.search import INTERRUPTED, run_search
 from autopeft.settings import SearchSettings
+from autopeft.space import Candidate
 from autopeft.spec import SearchSpec, load_spec
 from autopeft.storage import RunDir
 from autopeft.trial import TrialRequest, TrialResult
@@ -101,3 +103,59 @@ def test_ctrl_c_leaves_no_trial_running(setup: Setup) -> None:
     # Resumed: completed trials kept, the interrupted ones replaced by new numbers.
     study = run_search(run, settings, spec, layout, ScriptedExecutor(run, slots=2), lambda s: None)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+
+
+class FailingMethod(ScriptedExecutor):
+    """Every trial of one method fails with the same reason; the others complete."""
+
+    def __init__(self, run: RunDir, method: str) -> None:
+        super().__init__(run, slots=1)
+        self.method = method
+        self.methods: dict[int, str] = {}
+
+    def submit(self, key: int, request: TrialRequest) -> None:
+        self.methods[key] = request.candidate.method
+        super().submit(key, request)
+
+    def wait_any(self) -> list[tuple[int, TrialResult]]:
+        key = self.queue[0]
+        if self.methods[key] == self.method:
+            self.queue.pop(0)
+            return [(key, TrialResult(status="failed", failure="NotImplementedError: scripted (at x.py:1)"))]
+        return super().wait_any()
+
+
+def test_a_failing_neighbourhood_is_ruled_out_and_not_trained_again(setup: Setup) -> None:
+    from autopeft.failures import Neighbourhood
+
+    run, settings, spec, layout = setup
+    settings = dataclasses.replace(settings, trials=12)
+    executor = FailingMethod(run, "ia3")
+    statuses: list[str] = []
+    study = run_search(run, settings, spec, layout, executor, lambda s: None, statuses.append)
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 12
+    failures: dict[Neighbourhood, int] = {}
+    for t in study.trials:
+        c = Candidate.from_dict(t.user_attrs["candidate"])
+        place = Neighbourhood.of(c)
+        if t.user_attrs.get("skipped"):
+            # Not trained, and only once two trials of its neighbourhood (or itself) had failed.
+            assert t.number not in executor.methods
+            assert failures.get(place, 0) >= 2 or "same configuration" in t.user_attrs["failure_reason"]
+        elif t.state.name == "FAIL":
+            failures[place] = failures.get(place, 0) + 1
+    assert all(n <= 2 for n in failures.values())  # a neighbourhood fails at most twice
+    trained_failures = sum(failures.values())
+    assert any(f"failed {trained_failures} (" in s for s in statuses[-1:])
+    assert any("ruled out: ia3 on" in s for s in statuses) == any(n == 2 for n in failures.values())
+
+
+def test_the_failure_limit_counts_only_this_sessions_failures(setup: Setup) -> None:
+    run, settings, spec, layout = setup
+    study = run.create_study(sampler=None)
+    for _ in range(6):  # an earlier session's failures, over the limit of max(5, trials)
+        trial = study.ask()
+        trial.set_user_attr("failure_reason", "out of memory: earlier")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    study = run_search(run, settings, spec, layout, ScriptedExecutor(run, slots=2), lambda s: None)
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == settings.trials

@@ -185,6 +185,22 @@ def test_a_cost_model_rules_out_known_over_budget_configurations() -> None:
     assert all(t.values[1] <= 9000.0 for t in study.trials[4:])
 
 
+def test_what_failures_rule_out_is_never_proposed() -> None:
+    # loha is the most accurate method of peft_like: a sampler that could, would propose it.
+    from dataclasses import replace
+
+    told: list[dict] = []
+
+    def rules_out(params: dict) -> bool:
+        told.append(params)
+        return params.get("method") == "loha"
+
+    sampler = BoSampler(replace(FAST, rules_out=rules_out), seed=0)
+    study = study_with(sampler, 4)  # the random start-up, which the loop itself guards
+    study.optimize(peft_like, n_trials=6)
+    assert told and all(t.params["method"] != "loha" for t in study.trials[4:])
+
+
 def test_user_reference_point_is_used_in_model_space() -> None:
     sampler = BoSampler(BoOptions(startup_trials=4, log_objectives=(1,), reference_point=(0.5, 1e5),
                                   search=FAST.search), seed=0)

@@ -1,0 +1,53 @@
+"""The README's main command, as the README writes it, on a tiny model: every trial completes.
+
+The command is read from the README itself, so that the test and the front door cannot drift apart; only the
+model, the budget and the data folder (a small copy of the same SST-2) are swapped for tiny ones.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+
+TINY = ["--max-steps", "3", "--train-subset", "64", "--eval-subset", "32"]
+
+
+def readme_main_command() -> list[str]:
+    for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        if line.rstrip().endswith("# the main job"):
+            return shlex.split(line.split("#")[0])
+    raise AssertionError("the README has no line ending in '# the main job'")
+
+
+def test_the_main_command_is_a_plain_search_with_the_shipped_defaults() -> None:
+    command = readme_main_command()
+    assert command[:2] == ["autopeft", "search"]
+    # Default space and default sampler: nothing chosen for the user.
+    assert not {"--space", "--sampler", "--model", "--executor"} & set(command)
+    assert "--trials" in command and "--data-dir" in command
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_readme_main_command_completes_every_trial(tmp_path: Path, sst2_small: Path, tiny_bert_dir: Path) -> None:
+    command = readme_main_command()
+    data = command.index("--data-dir") + 1
+    command[data] = str(sst2_small)
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "autopeft.cli", *command[1:], "--model", str(tiny_bert_dir), *TINY, "--out", str(run)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=280, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = int(command[command.index("--trials") + 1])
+    results = pd.read_csv(run / "results.csv")
+    assert (results["status"] == "complete").sum() == trials
+    failed = results[results["status"] != "complete"]
+    assert len(failed) <= 2, failed[["configuration", "failure_reason"]].to_string()
+    # The model-based part ran: more trials than the random start-up, from the default space's many methods.
+    assert results["method"].nunique() >= 3
