@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from urllib.parse import urlparse
 
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -41,11 +40,7 @@ def use_offline_mode_unless_reachable() -> bool:
     for name in _OFFLINE_VARS:
         os.environ[name] = "1"
     # Libraries read these variables at import time; update those already imported.
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
-    datasets_config = sys.modules.get("datasets.config")
-    if datasets_config is not None:
-        datasets_config.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
-        datasets_config.HF_DATASETS_OFFLINE = True  # type: ignore[attr-defined]
+    from autopeft.compat import force_hub_offline
+
+    force_hub_offline()
     return False

@@ -18,3 +18,8 @@ def parse_size(text: str) -> int | None:
         return int(number)
     base = 1024 if unit.endswith("i") else 1000
     return int(number * base ** ("kmgt".index(unit[0]) + 1))
+
+
+def format_mib(size: float) -> str:
+    """Bytes as whole MiB, for tables and messages."""
+    return f"{size / 2**20:,.0f} MiB"

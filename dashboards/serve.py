@@ -1,6 +1,6 @@
 """Thin entry point: `python dashboards/serve.py RUN [RUN ...] [--port N]` is `autopeft dashboard ...`.
 
-Everything lives in the package (autopeft.dashboard: plot data; dashboard_figures: plotly;
+Everything lives in the package (autopeft.dashboard.data: plot data; dashboard_figures: plotly;
 dashboard_page: the HTML; dashboard_server: the live server), so that a plain `pip install` has it.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from autopeft.cli import main
+from autopeft.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["dashboard", *sys.argv[1:]]))

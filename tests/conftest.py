@@ -45,7 +45,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random two-layer BERT with MiniLM's tokenizer, saved as a Hugging Face model folder."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from autopeft.models import embedded_model_path
+    from autopeft.adapters.models import embedded_model_path
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())

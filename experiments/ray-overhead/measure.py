@@ -97,11 +97,11 @@ def worker_pieces() -> dict[str, float]:
     """The worker-side pieces, timed in this process with one thread (as a worker with one CPU)."""
     import torch
 
+    from autopeft.adapters.materialize import materialize
+    from autopeft.adapters.models import load_classifier, resolve_model
     from autopeft.logs import quiet_libraries
-    from autopeft.materialize import materialize
-    from autopeft.models import load_classifier, resolve_model
-    from autopeft.space import Candidate
-    from autopeft.train import measure_peak_memory
+    from autopeft.space.candidate import Candidate
+    from autopeft.training.memory import measure_peak_memory
 
     quiet_libraries()
     torch.set_num_threads(1)

@@ -33,9 +33,9 @@ sys.path.insert(0, str(HERE))
 
 from problems import Problem, input_level, problems  # noqa: E402
 
-from autopeft.bo import BoOptions, BoSampler  # noqa: E402
-from autopeft.bo_search import CandidateSearch  # noqa: E402
-from autopeft.samplers import SAMPLERS, bo_options, make_sampler  # noqa: E402
+from autopeft.bo.candidates import CandidateSearch  # noqa: E402
+from autopeft.bo.sampler import BoOptions, BoSampler  # noqa: E402
+from autopeft.search.samplers import SAMPLERS, bo_options, make_sampler  # noqa: E402
 
 STARTUP_TRIALS = 10
 DIM = 12

@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autopeft.models import EMBEDDED_MODEL_ID
-from autopeft.settings import OBJECTIVES
-from autopeft.space import Candidate, suggest_candidate
-from autopeft.spec import BudgetSpec, SearchSpec, load_spec, parse_spec
+from autopeft.adapters.models import EMBEDDED_MODEL_ID
+from autopeft.run.settings import OBJECTIVES
+from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.spec import BudgetSpec, SearchSpec, load_spec, parse_spec
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -127,7 +127,7 @@ def completed_trials(run: Path) -> list[tuple[int, Candidate, tuple[float, ...]]
     """(trial number, configuration, objectives) of every completed trial, read from the run's Optuna study
     (the record everything else in a run directory is derived from; results.csv lacks the feed-forward ranks
     and the sparsity), opened read-only so that a search writing to it is not disturbed."""
-    from autopeft.storage import ATTR_CANDIDATE, STUDY_NAME
+    from autopeft.run.storage import ATTR_CANDIDATE, STUDY_NAME
 
     con = sqlite3.connect(f"file:{run / 'study.db'}?mode=ro", uri=True, timeout=30)
     try:
@@ -156,8 +156,8 @@ class ExactCounts:
     """Trainable entries (after sparsity masks) and stored trainable entries (before) of a configuration."""
 
     def __init__(self) -> None:
-        from autopeft.cost_model import ParameterCounter
-        from autopeft.models import inspect_model, resolve_model
+        from autopeft.adapters.cost_model import ParameterCounter
+        from autopeft.adapters.models import inspect_model, resolve_model
 
         ref = resolve_model(MODEL)
         self.counter = ParameterCounter.for_model(ref, NUM_LABELS, total_steps=BUDGET.max_steps)

@@ -28,8 +28,8 @@ from botorch.test_functions.multi_objective import DTLZ2, ZDT1
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
-from autopeft.space import Candidate, suggest_candidate
-from autopeft.spec import parse_spec
+from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.spec import parse_spec
 
 LABELS = ("a", "b", "c", "d", "e")
 LEVELS = np.linspace(0.0, 1.0, len(LABELS))

@@ -166,7 +166,7 @@ def search_dominance(baseline: pd.Series) -> dict[str, list[int]]:
 
 
 def hypervolumes() -> dict[str, list[float]]:
-    from autopeft.pareto import ObjectiveBounds, hypervolume_history
+    from autopeft.run.pareto import ObjectiveBounds, hypervolume_history
 
     tables = {s: pd.read_csv(run_dir(s) / "results.csv") for s in SAMPLERS if (run_dir(s) / "results.csv").exists()}
     bounds = ObjectiveBounds.of(list(tables.values()))

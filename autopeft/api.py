@@ -1,0 +1,371 @@
+"""The Python API: what the `autopeft` command does, as functions. The command line is a thin layer over it.
+
+```python
+import autopeft
+
+run = autopeft.search(task="sst2", data_dir="../shared/data/glue", trials=8)
+run.front()                               # the Pareto-optimal trials, a pandas DataFrame
+run.export(out="exports/best")            # a ready-to-use peft folder
+autopeft.load_run(run.path).results       # every trial, as results.csv has them
+```
+
+Keyword arguments are named as the command's long options (`--max-steps` is `max_steps`). Bad input raises an
+`AutopeftError` whose message is the command's one-line error; Ctrl-C raises `SearchInterrupted` once the
+trials in flight are recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autopeft.errors import AutopeftError, UsageError
+from autopeft.run.settings import SAMPLERS, SearchSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from autopeft.adapters.fit import FittedSpace
+    from autopeft.export.baselines import BaselinesOutcome
+    from autopeft.export.workflow import ExportedTrial, TrainedConfiguration
+    from autopeft.run.storage import RunDir
+
+log = logging.getLogger(__name__)
+
+Messages = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """What a running search has done so far, after each trial (and once as it starts)."""
+
+    completed: int
+    total: int
+    best_accuracy: float | None
+    front_size: int
+    failures: str  # what keeps failing and what that rules out, in words; "" when nothing does
+    starting: bool = False  # workers are still starting
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a search; completed trials are kept and those in flight recorded as interrupted."""
+
+    def __init__(self, run: Run, completed: int) -> None:
+        super().__init__(f"interrupted; {completed} of {run.settings.trials} trials completed and kept, trials that "
+                         f"were running are recorded as interrupted. Continue with: autopeft search --resume "
+                         f"{run.path}")
+        self.run = run
+        self.completed = completed
+
+
+class Run:
+    """A run directory written by a search: its settings, trials, front, and what can be made from it."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self._dir = run_dir
+        self.settings: SearchSettings = run_dir.settings()
+
+    @property
+    def path(self) -> Path:
+        return self._dir.path
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """One row per trial (the results.csv table), read from the study: configuration, every parameter,
+        objectives, `pareto` flag, status, failure reason, timings."""
+        from autopeft.run.pareto import pareto_mask
+        from autopeft.run.storage import results_table
+
+        table = results_table(self._dir.load_study().get_trials(deepcopy=False), self.settings.base_params)
+        table.insert(2, "pareto", pareto_mask(table))
+        return table
+
+    def front(self) -> pd.DataFrame:
+        """The Pareto-optimal completed trials, most accurate first."""
+        from autopeft.run.pareto import pareto_front
+
+        return pareto_front(self.results)
+
+    def export(self, out: str | Path | None = None, *, trial: int | None = None, pick: str = "best-accuracy",
+               whole_front: bool = False, max_params: int | None = None, max_memory: str | int | None = None,
+               seeds: int | None = None, retrain: bool = False, max_steps: int | None = None,
+               data_dir: str | None = None, threads: int | None = None, force: bool = False,
+               messages: Messages = _quiet) -> list[ExportedTrial]:
+        """Write the chosen trials as ready-to-use peft folders (see `autopeft export --help`); one entry per
+        trial written, with its folder and what was measured on the way (`seeds`, `retrain`)."""
+        from autopeft.export.workflow import export_run
+
+        return export_run(self._dir, out=out, trial=trial, pick=pick, whole_front=whole_front, max_params=max_params,
+                          max_memory=max_memory, seeds=seeds, retrain=retrain, max_steps=max_steps,
+                          data_dir=data_dir, threads=threads, force=force, messages=messages)
+
+    def dashboard(self, html: str | Path | None = None, png: str | Path | None = None) -> list[Path]:
+        """Write the Pareto dashboard as one self-contained HTML file and/or PNG images; the files written."""
+        return write_dashboard([self.path], html=html, png=png)
+
+
+def load_run(path: str | Path) -> Run:
+    """The run in this directory (written by `search`)."""
+    from autopeft.run.storage import RunDir
+
+    return Run(RunDir.open(Path(path)))
+
+
+def search(task: str | None = None, *, data_dir: str | None = None, model: str | None = None,
+           space: str = "default", sampler: str = "bo", trials: int | None = None, startup_trials: int | None = None,
+           seed: int = 0, max_steps: int | None = None, batch_size: int | None = None, max_length: int | None = None,
+           train_subset: int | None = None, eval_subset: int | None = None, out: str | Path | None = None,
+           resume: str | Path | None = None, executor: str = "ray", ray_address: str | None = None, workers: int = 1,
+           cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
+           progress: Callable[[SearchProgress], None] | None = None, messages: Messages = _quiet) -> Run:
+    """Run a search (or resume one with `resume=RUN`) until `trials` trials have completed; the run.
+
+    Every input is checked before anything is written. `progress` hears after every trial; `messages` gets the
+    lines the command prints (what runs where, what the model cannot take).
+    """
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if executor not in ("ray", "local"):
+        raise UsageError(f"unknown executor {executor!r}; choose ray or local")
+    if resume is not None:
+        fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
+                 "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
+                 "startup_trials": startup_trials}
+        given = [f"--{k.replace('_', '-')}" for k, v in fixed.items() if v is not None]
+        if given:
+            raise UsageError(f"--resume continues a run with its own settings; drop {', '.join(given)} "
+                             f"(only --trials and the execution options can change)")
+        run_dir, settings, fitted, layout = _resumed(Path(resume), trials, executor, ray_address, workers,
+                                                     cpus_per_trial, gpus_per_trial, messages)
+    else:
+        if task is None:
+            raise UsageError("--task is required (e.g. --task sst2), or --resume RUN to continue a search")
+        run_dir, settings, fitted, layout = _new_search(
+            task, data_dir, model, space, sampler, trials or 24, startup_trials, seed,
+            dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
+                 eval_subset=eval_subset),
+            out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages)
+    if fitted.left_out:
+        messages(f"left out of the space for this model: {fitted.describe()}")
+    _execute(run_dir, settings, fitted.spec, layout, progress)
+    return Run(run_dir)
+
+
+def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
+                startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
+                executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
+                gpus_per_trial: float, messages: Messages) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+    from autopeft.adapters.fit import fit_space
+    from autopeft.adapters.models import inspect_model, resolve_model
+    from autopeft.hub import use_offline_mode_unless_reachable
+    from autopeft.run.storage import RunDir
+    from autopeft.search.samplers import default_startup_trials
+    from autopeft.space.spec import load_spec, resolve_space_path
+    from autopeft.training.data import DATA_DIR_ENV, resolve_source
+    from autopeft.training.tasks import get_task
+
+    _check_counts(trials=trials, startup_trials=startup_trials, workers=workers, **budget_options)
+    task = get_task(task_name)
+    spec = load_spec(space)
+    budget = spec.budget.replace(**budget_options)
+    ref = resolve_model(model)
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is None or not Path(ref.location).exists():
+        use_offline_mode_unless_reachable()  # fail fast (cached files still load) instead of 30 s of retries
+    if data_dir is not None:
+        resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
+    info = inspect_model(ref, task.num_labels, spec.architecture)
+    fitted = fit_space(spec, info.model_type, info.layout)
+    source = resolve_source(task, data_dir)
+    path = Path(out) if out else Path("runs") / f"{task.name}-{sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunDir.check_new(path)
+    settings = SearchSettings(
+        task=task.name, model_name=info.ref.name, model_location=info.ref.location,
+        data_folder=str(source.folder.resolve()) if source.folder else None, space=space, sampler=sampler, seed=seed,
+        trials=trials, startup_trials=startup_trials or default_startup_trials(trials), budget=budget,
+        num_layers=info.num_layers, base_params=info.base_params, executor=executor, workers=workers,
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, ray_address=ray_address)
+    run.create(settings, resolve_space_path(space).read_text(encoding="utf-8"))
+    messages(f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
+             f"{source.describe()}; {trials} trials of {budget.max_steps} steps; run directory {run.path}")
+    return run, settings, fitted, info.layout
+
+
+def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | None, workers: int,
+             cpus_per_trial: float | None, gpus_per_trial: float,
+             messages: Messages) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+    from autopeft.adapters.fit import fit_space
+    from autopeft.adapters.models import ModelRef, inspect_model, resolve_model
+    from autopeft.run.storage import RunDir
+    from autopeft.space.spec import parse_spec
+    from autopeft.training.data import resolve_source
+    from autopeft.training.tasks import get_task
+
+    _check_counts(trials=trials, workers=workers)
+    run = RunDir.open(path)
+    settings = run.settings()
+    changes: dict[str, Any] = {"executor": executor, "workers": workers, "cpus_per_trial": cpus_per_trial,
+                               "gpus_per_trial": gpus_per_trial, "ray_address": ray_address}
+    if trials:
+        changes["trials"] = trials
+    settings = dataclasses.replace(settings, **changes)
+    spec = parse_spec(run.space_file.read_text(encoding="utf-8"), source=str(run.space_file))
+    task = get_task(settings.task)
+    ref = ModelRef(settings.model_name, settings.model_location)
+    if not Path(ref.location).exists():
+        ref = resolve_model(settings.model_name)
+    info = inspect_model(ref, task.num_labels, spec.architecture)
+    fitted = fit_space(spec, info.model_type, info.layout)
+    resolve_source(task, settings.data_folder)
+    settings = dataclasses.replace(settings, model_location=ref.location)
+    messages(f"resuming {run.path} ({settings.trials} trials to complete)")
+    return run, settings, fitted, info.layout
+
+
+def _check_counts(**counts: int | None) -> None:
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}")
+
+
+def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
+             progress: Callable[[SearchProgress], None] | None) -> None:
+    """Start the executor, run the loop, and stop everything however it ends: nothing keeps running after."""
+    from autopeft.dashboard.run_files import refresh_run_files
+    from autopeft.logs import log_to_file
+    from autopeft.run.pareto import pareto_front
+    from autopeft.search.executors import ClusterError, ExecutorSettings, make_executor
+    from autopeft.search.loop import run_search
+
+    log_to_file(run.log_file)
+    run.create_study(sampler=None)  # before any worker starts, so that even a search that never ran resumes
+    shown = {"failures": ""}
+
+    def report(study: Any) -> None:
+        table = refresh_run_files(run, study, settings)
+        done = table[table["status"].eq("complete")]
+        if progress is not None:
+            progress(SearchProgress(min(len(done), settings.trials), settings.trials,
+                                    float(done["accuracy"].max()) if not done.empty else None,
+                                    len(pareto_front(table)), shown["failures"]))
+
+    def on_status(status: str) -> None:
+        shown["failures"] = status
+
+    if progress is not None:
+        progress(SearchProgress(0, settings.trials, None, 0, "", starting=True))
+
+    def stop_once(signum: int, frame: Any) -> None:
+        # The first Ctrl-C (or SIGTERM) stops the search; another would cut short the cleanup that records it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals can be set only there
+    previous = signal.signal(signal.SIGINT, stop_once) if in_main_thread else None
+    previous_term = signal.getsignal(signal.SIGTERM)
+    executor = None
+    try:
+        try:
+            executor = make_executor(settings.executor, ExecutorSettings(
+                workers=settings.workers, cpus_per_trial=settings.cpus_per_trial,
+                gpus_per_trial=settings.gpus_per_trial, ray_address=settings.ray_address, log_dir=str(run.path)))
+            if in_main_thread:  # after Ray's start, whose own SIGTERM handler dies without recording anything
+                signal.signal(signal.SIGTERM, stop_once)
+            study = run_search(run, settings, spec, layout, executor, report, on_status)
+        except KeyboardInterrupt:
+            table = _refresh_quietly(run, settings)
+            done = int(table["status"].eq("complete").sum()) if table is not None and not table.empty else 0
+            raise SearchInterrupted(Run(run), done) from None
+        except ClusterError as exc:
+            _refresh_quietly(run, settings)
+            raise ClusterError(f"{exc}; then continue with: autopeft search --resume {run.path}") from None
+        except AutopeftError:
+            _refresh_quietly(run, settings)  # the table shows the last trial as it ended, not as running
+            raise
+        finally:
+            if executor is not None:
+                executor.close()  # kills the workers (and the local Ray): nothing keeps running after the command
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
+    refresh_run_files(run, study, settings)
+
+
+def _refresh_quietly(run: RunDir, settings: SearchSettings) -> pd.DataFrame | None:
+    """Rewrite the run's tables from the study as the search ends; a failure here must not hide the error."""
+    from autopeft.dashboard.run_files import refresh_run_files
+
+    try:
+        return refresh_run_files(run, run.load_study(), settings)
+    except Exception as exc:
+        log.warning("run files not refreshed: %s", exc)
+        return None
+
+
+def train(config: str | Path, task: str, *, data_dir: str | None = None, model: str | None = None,
+          out: str | Path | None = None, max_steps: int | None = None, seed: int | None = None,
+          threads: int | None = None, force: bool = False, messages: Messages = _quiet) -> TrainedConfiguration:
+    """Train a configuration written by `Run.export` (on its own task or another) and save its adapter, as an
+    export with `retrain=True` does; what was written and measured."""
+    from autopeft.export.workflow import train_exported
+
+    return train_exported(Path(config), task, data_dir=data_dir, model=model, out=out, max_steps=max_steps,
+                          seed=seed, threads=threads, force=force, messages=messages)
+
+
+def baselines(run: str | Path | Run, *, file: str = "standard", seeds: int = 3, only: Sequence[str] | None = None,
+              data_dir: str | None = None, threads: int | None = None, messages: Messages = _quiet,
+              on_result: Callable[[Any, Any], None] | None = None) -> BaselinesOutcome:
+    """Train the hand-designed configurations of a baselines file at the run's budget over `seeds` seeds; the
+    summary (mean and std per baseline, also written to RUN/baselines.csv) and the labels still missing a seed.
+    Finished seeds are kept. `on_result(job, result)` hears each seed (result None: done before, kept)."""
+    from autopeft.export.baselines import train_baselines
+
+    path = run.path if isinstance(run, Run) else Path(run)
+    return train_baselines(path, file=file, seeds=seeds, only=only, data_dir=data_dir, threads=threads,
+                           messages=messages, on_result=on_result)
+
+
+def write_dashboard(runs: Sequence[str | Path], html: str | Path | None = None,
+                    png: str | Path | None = None) -> list[Path]:
+    """The Pareto dashboard of one or more runs as an HTML file and/or PNG images; the files written."""
+    from autopeft.dashboard.page import write_static_html
+    from autopeft.dashboard.server import DashboardService
+    from autopeft.dashboard.source import open_runs
+
+    if html is None and png is None:
+        raise UsageError("give html=FILE or png=FILE (or serve it: autopeft dashboard RUN)")
+    for option, value in (("--html", html), ("--png", png)):
+        if value and not Path(value).resolve().parent.is_dir():
+            raise UsageError(f"cannot write {option} {value}: folder {Path(value).parent} does not exist")
+    data = DashboardService(open_runs([str(r) for r in runs])).data()
+    written: list[Path] = []
+    if html:
+        write_static_html(data, Path(html))
+        written.append(Path(html))
+    if png:
+        from autopeft.dashboard.images import write_png
+
+        written += write_png(data, Path(png))
+    return written
+
+
+__all__ = ["Run", "SearchInterrupted", "SearchProgress", "baselines", "load_run", "search", "train",
+           "write_dashboard"]

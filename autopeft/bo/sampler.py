@@ -1,0 +1,289 @@
+"""`BoSampler`: multi-objective Bayesian optimisation as an Optuna sampler, cheap enough to never be the bottleneck.
+
+Each suggestion after the start-up trials:
+
+1. encodes the completed trials (`bo_encoding`: ordinal/one-hot categoricals, integers, conditional
+   parameters found from the data) and maps objectives to model space (all maximised, parameter counts
+   and memory on a log scale: `bo_model.ObjectiveSpace`);
+2. fits one BoTorch GP per objective, warm-started from the previous suggestion and capped in cost
+   (`bo_model`); running trials join as believed observations (Kriging believer), so parallel workers
+   get different proposals;
+3. builds the front from the posterior mean, a reference point (the user's, or inferred from the front
+   and the random start-up trials' lower quartile, so degenerate extremes do not stretch it) and hard limits (a limit
+   moves the reference point up to it, so only improvement inside the budget counts), then scores
+   candidates by closed-form log expected hypervolume improvement (`bo_acquisition`);
+4. optimises the acquisition over the mixed, conditional space (`bo_search`): random configurations and
+   mutations of the front, gradient refinement of the numeric parameters on the relaxation, then
+   one-parameter local search; configurations already tried, running or failed are never proposed
+   again, and a `cost_model` (objectives known before training, like parameter counts) replaces
+   predictions with exact values and removes candidates outside the limits before they cost a trial.
+
+Everything random comes from `(seed, trial number)`, so a study is reproducible; torch runs on one thread
+during a suggestion, which on a shared two-core machine is faster than two.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from autopeft.bo.acquisition import hypercells, is_on_front, log_ehvi, pareto_front, reference_point
+from autopeft.bo.candidates import CandidateSearch, search_candidates
+from autopeft.bo.encoding import Encoding, Key
+from autopeft.bo.model import DTYPE, FitOptions, HyperState, ObjectiveSpace, Predictor, fit_gp, hyper_state
+from autopeft.errors import AutopeftError
+
+KNOWN_CACHE = 100_000  # cost-model answers kept across suggestions (configurations repeat near the front)
+
+CostModel = Callable[[Mapping[str, Any]], Mapping[int, float]]
+"""A configuration's parameters -> objectives known before training, by objective index (e.g. {1: 1.2e5})."""
+
+
+class BoOptionsError(AutopeftError, ValueError):
+    """`BoOptions` that do not fit the study (wrong number of objectives, a log objective that is not positive)."""
+
+
+@dataclass(frozen=True)
+class BoOptions:
+    """Everything `BoSampler` can be told. Objective-indexed fields follow the study's objective order.
+
+    `reference_point` and `limits` are in the objectives' own units and directions (e.g. accuracy 0.5,
+    params 1e6). A limit is the worst acceptable value of an objective (the most trainable parameters, the
+    least accuracy): a hard budget the sampler steers inside.
+    """
+
+    startup_trials: int = 10  # random trials before the model takes over
+    log_objectives: tuple[int, ...] = ()  # objectives modelled on a log scale (positive, spread over decades)
+    reference_point: tuple[float | None, ...] | None = None  # None (or a None entry): inferred from the data
+    # An inferred reference point is at least this quantile of the start-up trials' values (None: the front's
+    # nadir alone). The random start-up, not later trials: the sampler's own proposals must not move it.
+    reference_quantile: float | None = 0.25
+    limits: tuple[float | None, ...] | None = None
+    cost_model: CostModel | None = None
+    # A configuration's parameters -> True when it must not be proposed (where trials keep failing); asked
+    # afresh at every suggestion, so it may learn as the search goes.
+    rules_out: Callable[[Mapping[str, Any]], bool] | None = None
+    search: CandidateSearch = field(default_factory=CandidateSearch)
+    fit: FitOptions = field(default_factory=FitOptions)
+    torch_threads: int | None = 1  # None: leave torch's setting alone
+
+    def __post_init__(self) -> None:
+        if self.startup_trials < 1:
+            raise BoOptionsError(f"startup_trials must be >= 1, got {self.startup_trials}")
+        if self.reference_quantile is not None and not 0.0 <= self.reference_quantile < 1.0:
+            raise BoOptionsError(f"reference_quantile must be in [0, 1), got {self.reference_quantile}")
+
+    def check(self, n_objectives: int) -> None:
+        for name in ("reference_point", "limits"):
+            given = getattr(self, name)
+            if given is not None and len(given) != n_objectives:
+                raise BoOptionsError(f"{name} has {len(given)} entries but the study has {n_objectives} "
+                                     f"objectives: {given}")
+        bad = [j for j in self.log_objectives if not 0 <= j < n_objectives]
+        if bad:
+            raise BoOptionsError(f"log_objectives {bad} are not objective indices (0 to {n_objectives - 1})")
+
+
+@dataclass(frozen=True)
+class SuggestionReport:
+    """What the last model-based suggestion saw and did, for logs, tests and benchmarks."""
+
+    seconds: float
+    observed: int
+    pending: int
+    reference_point: tuple[float, ...]  # model space: maximised, log where configured
+    cells: int  # boxes of the non-dominated region
+    candidates: int  # configurations scored
+    log_ehvi: float  # of the proposal
+    refit: bool  # False when the previous fit was reused (no trial completed since)
+
+
+class BoSampler(optuna.samplers.BaseSampler):
+    """Multi-objective BO: BoTorch GPs, closed-form log EHVI, optimised over the mixed space (see the module doc)."""
+
+    def __init__(self, options: BoOptions | None = None, *, seed: int | None = None,
+                 independent_sampler: optuna.samplers.BaseSampler | None = None) -> None:
+        self._options = options or BoOptions()
+        self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
+        self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
+        self._lock = threading.Lock()
+        self._warm: HyperState | None = None
+        self._fitted: tuple[tuple[Any, ...], Any] | None = None  # (data signature, model)
+        self._known: dict[Key, dict[int, float]] = {}
+        self.last_report: SuggestionReport | None = None
+
+    @property
+    def options(self) -> BoOptions:
+        return self._options
+
+    def reseed_rng(self) -> None:
+        self._seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self._independent.reseed_rng()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        complete = _complete(study)
+        if len(complete) < self._options.startup_trials:
+            return {}
+        return Encoding.from_trials(complete).distributions
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        self._options.check(len(study.directions))
+        with self._lock, _torch_threads(self._options.torch_threads):
+            params = self._suggest(study, trial)
+        return {k: v for k, v in params.items() if k in search_space}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._independent.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._independent.after_trial(study, trial, state, values)
+
+    # --- one suggestion ---------------------------------------------------------------------------
+    def _suggest(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        start = time.perf_counter()
+        rng = np.random.default_rng([self._seed, trial.number])
+        complete = _complete(study)
+        encoding = Encoding.from_trials(complete)
+        rows, values = _observations(encoding, complete)
+        if not rows.shape[0] or encoding.dim == 0:
+            return {}
+        space = self._objective_space(study).usable_for(values)
+        X, Y = encoding.features(rows), torch.from_numpy(space.to_model(values)).to(DTYPE)
+        model, refit = self._model(encoding, complete, X, Y)
+
+        pending = _raw_rows(encoding, [t for t in _running(study) if t.number != trial.number and t.params])
+        predictor = Predictor(model, encoding.features(pending) if pending.shape[0] else None)
+        floor = self._model_space_values(space, self._options.limits, len(study.directions))
+        given = self._model_space_values(space, self._options.reference_point, len(study.directions))
+        believed, _ = predictor(torch.cat([X, encoding.features(pending)]))  # (n + k, M)
+        front = pareto_front(believed)
+        feasible = front[(torch.isnan(floor) | (front >= floor)).all(dim=-1)]
+        ref = reference_point(feasible, None if self._options.reference_point is None else given, floor,
+                              observed=Y[: self._options.startup_trials], quantile=self._options.reference_quantile)
+        cells = hypercells(feasible, ref)
+
+        def score(raw: np.ndarray) -> np.ndarray:
+            mean, var = predictor(encoding.features(raw))
+            mean, var, ok = self._apply_cost_model(encoding, space, raw, mean, var, floor)
+            rules_out = self._options.rules_out
+            if rules_out is not None:
+                ok &= np.array([not rules_out(encoding.decode(row)) for row in raw], dtype=bool)
+            out = log_ehvi(mean, var, cells).numpy()
+            return np.where(ok, out, -np.inf)
+
+        def acquisition(features: torch.Tensor) -> torch.Tensor:
+            return log_ehvi(*predictor(features, grad=True), cells)
+
+        on_front = is_on_front(believed[: rows.shape[0]])
+        exclude = {encoding.key(r) for r in _raw_rows(encoding, study.get_trials(deepcopy=False))}
+        found = search_candidates(encoding, score, acquisition, rows[on_front], exclude, rng, self._options.search)
+        if found is None:
+            return {}
+        self.last_report = SuggestionReport(
+            seconds=time.perf_counter() - start, observed=rows.shape[0], pending=pending.shape[0],
+            reference_point=tuple(float(r) for r in ref), cells=int(cells.shape[1]), candidates=found.scored,
+            log_ehvi=found.score, refit=refit)
+        return encoding.decode(found.raw)
+
+    def _objective_space(self, study: optuna.Study) -> ObjectiveSpace:
+        maximize = tuple(d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions)
+        logs = tuple(j in self._options.log_objectives for j in range(len(maximize)))
+        return ObjectiveSpace(maximize, logs)
+
+    def _model(self, encoding: Encoding, complete: Sequence[FrozenTrial], X: torch.Tensor,
+               Y: torch.Tensor) -> tuple[Any, bool]:
+        """The GP for these observations: reused while no trial completes (parallel asks), else refitted warm."""
+        signature = (encoding.names, tuple(t.number for t in complete))
+        if self._fitted is not None and self._fitted[0] == signature:
+            return self._fitted[1], False
+        model = fit_gp(X, Y, self._warm, self._options.fit)
+        self._warm = hyper_state(model)
+        self._fitted = (signature, model)
+        return model, True
+
+    @staticmethod
+    def _model_space_values(space: ObjectiveSpace, given: Sequence[float | None] | None, m: int) -> torch.Tensor:
+        """Per-objective numbers in raw units (None = unset) -> model space `(M,)`, NaN where unset."""
+        raw = np.array([[np.nan if given is None or given[j] is None else float(given[j])  # type: ignore[arg-type]
+                         for j in range(m)]])
+        for j, lg in enumerate(space.log):
+            if lg and raw[0, j] <= 0:
+                raise BoOptionsError(f"objective {j} is modelled on a log scale, so its limit or reference "
+                                     f"point must be > 0, got {raw[0, j]}")
+        return torch.from_numpy(space.to_model(raw)[0]).to(DTYPE)
+
+    def _apply_cost_model(self, encoding: Encoding, space: ObjectiveSpace, raw: np.ndarray, mean: torch.Tensor,
+                          var: torch.Tensor, floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Known objectives replace predictions `(N, M)`; rows known to break a limit are marked not ok `(N,)`."""
+        ok = np.ones(raw.shape[0], dtype=bool)
+        cost_model = self._options.cost_model
+        if cost_model is None:
+            return mean, var, ok
+        known = np.full(mean.shape, np.nan)
+        if len(self._known) > KNOWN_CACHE:
+            self._known.clear()
+        for i, row in enumerate(raw):
+            key = encoding.key(row)
+            if key not in self._known:
+                self._known[key] = {int(j): float(v) for j, v in cost_model(encoding.decode(row)).items()}
+            for j, v in self._known[key].items():
+                known[i, j] = v
+        exact = torch.from_numpy(space.to_model(known)).to(DTYPE)
+        is_known = ~torch.isnan(exact)
+        mean, var = torch.where(is_known, exact, mean), torch.where(is_known, torch.zeros_like(var), var)
+        breaks = (is_known & ~torch.isnan(floor) & (exact < floor)).any(dim=-1)
+        return mean, var, ok & ~breaks.numpy()
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t for t in trials if t.values is not None and all(np.isfinite(v) for v in t.values)]
+
+
+def _running(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def _raw_rows(encoding: Encoding, trials: Sequence[FrozenTrial]) -> np.ndarray:
+    """Raw rows `(n, k)` of the trials whose parameters the encoding can represent."""
+    rows = [r for r in (encoding.raw_of(t.params) for t in trials) if r is not None]
+    return np.stack(rows) if rows else np.zeros((0, len(encoding.params)))
+
+
+def _observations(encoding: Encoding, complete: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw rows `(n, k)` and objective values `(n, M)` of the completed trials the encoding can represent."""
+    pairs = [(r, t.values) for r, t in ((encoding.raw_of(t.params), t) for t in complete) if r is not None]
+    if not pairs:
+        return np.zeros((0, len(encoding.params))), np.zeros((0, 0))
+    return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], dtype=float)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

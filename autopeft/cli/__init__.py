@@ -1,0 +1,2 @@
+"""The `autopeft` command: a thin layer over the Python API (`autopeft.api`).
+"""

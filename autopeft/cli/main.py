@@ -1,0 +1,203 @@
+"""The `autopeft` command's parser and entry point; one module per command does the rest, through the Python
+API (`autopeft.api`).
+
+Every input is checked before anything is written; a bad one ends the command with a single line and exit
+status 2. Building the parser imports nothing heavy (no torch, optuna or Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import logging.handlers
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from autopeft.errors import AutopeftError
+from autopeft.version import __version__
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from autopeft.run.settings import SAMPLERS
+    from autopeft.training.tasks import TASKS
+
+    parser = _Parser(prog="autopeft", description="Multi-objective search over PEFT configurations: "
+                     "accuracy against trainable parameters and peak training memory.")
+    parser.add_argument("--version", action="version", version=f"autopeft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="run (or resume) a search; writes a run directory",
+                       description="Fine-tune the base model with one PEFT configuration per trial and keep the "
+                       "Pareto front of accuracy, trainable parameters and peak memory.")
+    s.add_argument("--task", help=f"task to tune for: {', '.join(TASKS)} (required unless --resume)")
+    s.add_argument("--data-dir", help="folder in GLUE layout (DIR/SST-2/train.tsv, dev.tsv); default: "
+                   "$AUTOPEFT_DATA_DIR, else the Hugging Face hub")
+    s.add_argument("--model", help="Hugging Face model id or local folder (default: the embedded "
+                   "sentence-transformers/all-MiniLM-L6-v2)")
+    s.add_argument("--space", default="default", help="search space: a shipped name or a YAML file (default: default)")
+    s.add_argument("--trials", type=_positive_int, help="completed trials to reach (default 24); failed trials "
+                   "are recorded and replaced")
+    s.add_argument("--sampler", choices=SAMPLERS, default="bo",
+                   help="bo: Bayesian (GP, log EHVI) after random start-up trials (default); random, tpe, nsga2")
+    s.add_argument("--startup-trials", type=_positive_int, help="random trials before the sampler's model "
+                   "takes over (default: a quarter of --trials, 4 to 10)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default 0)")
+    b = s.add_argument_group("budget per trial (overrides the space's budget section)")
+    b.add_argument("--max-steps", type=_positive_int, help="training steps (space default: 200)")
+    b.add_argument("--batch-size", type=_positive_int, help="training batch size (space default: 32)")
+    b.add_argument("--max-length", type=_positive_int, help="maximum sequence length in tokens (space default: 64)")
+    b.add_argument("--train-subset", type=_positive_int, help="train on a random subset of this many examples")
+    b.add_argument("--eval-subset", type=_positive_int, help="evaluate on the first N of a fixed random "
+                   "subset of the evaluation split (default: all of it)")
+    r = s.add_argument_group("execution")
+    r.add_argument("--out", help="run directory to create (default: runs/<task>-<sampler>-<time>)")
+    r.add_argument("--resume", metavar="RUN", help="continue the search in this run directory")
+    r.add_argument("--executor", choices=("ray", "local"), default="ray",
+                   help="ray: trials in Ray workers (default); local: in this process")
+    r.add_argument("--ray-address", help="existing Ray cluster (auto, host:port, ray://...); default: a local Ray")
+    r.add_argument("--workers", type=_positive_int, default=1, help="trials in flight at once (default 1)")
+    r.add_argument("--cpus-per-trial", type=_non_negative_float, help="CPUs per trial (default: all cores / workers)")
+    r.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0, help="GPUs per trial (default 0)")
+    s.set_defaults(handler="search:run")
+
+    e = sub.add_parser("export", help="write chosen configurations as peft folders (optionally retrained)",
+                       description="Choose completed trials of a run and write folders that "
+                       "peft.PeftConfig.from_pretrained loads, plus autopeft.json with their objectives. Budgets "
+                       "filter first, then --pick chooses.")
+    e.add_argument("run", help="run directory written by autopeft search")
+    e.add_argument("--out", help="folder to write (default: exports/<run>-trial<K>, or exports/<run>-front with --all)")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--pick", choices=("best-accuracy", "knee"), default="best-accuracy",
+                       help="best-accuracy: the most accurate trial, ties to fewer parameters (default); knee: the "
+                       "Pareto-optimal trial closest to the ideal point with each objective scaled to [0, 1] over the "
+                       "front (parameters and memory on a log scale)")
+    which.add_argument("--trial", type=int, help="this trial number")
+    which.add_argument("--all", dest="whole_front", action="store_true",
+                       help="every Pareto-optimal trial (within the budgets), one subfolder each")
+    e.add_argument("--max-params", type=_positive_int, help="budget: at most N trainable parameters")
+    e.add_argument("--max-memory", help="budget: at most this peak training memory (e.g. 400MiB, 1.5GB)")
+    e.add_argument("--seeds", type=_positive_int, help="confirm: retrain at the search budget with K fresh seeds and "
+                   "report mean and standard deviation")
+    e.add_argument("--retrain", action="store_true", help="train at full budget on the whole training split and save "
+                   "adapter weights that peft.PeftModel.from_pretrained loads")
+    e.add_argument("--max-steps", type=_positive_int, help="with --retrain: training steps (default: one epoch)")
+    e.add_argument("--data-dir", help="with --seeds or --retrain: where the task data is now (default: where the "
+                   "search read it)")
+    e.add_argument("--threads", type=_positive_int, help="with --seeds or --retrain: torch threads (default: all "
+                   "cores)")
+    e.add_argument("--force", action="store_true", help="replace --out if it exists")
+    e.set_defaults(handler="export:run")
+
+    t = sub.add_parser("train", help="train an exported configuration on a task and save its adapter",
+                       description="Train a configuration written by autopeft export (on its own task or another: "
+                       "configurations transfer across GLUE tasks) and save the adapter; same output as export "
+                       "--retrain.")
+    t.add_argument("--config", required=True, help="folder written by autopeft export")
+    t.add_argument("--task", required=True, help=f"task to train on: {', '.join(TASKS)}")
+    t.add_argument("--data-dir", help="folder in GLUE layout (default: $AUTOPEFT_DATA_DIR, else the hub)")
+    t.add_argument("--model", help="base model (default: the one the configuration was searched on)")
+    t.add_argument("--out", help="folder to write (default: trained/<config>-<task>)")
+    t.add_argument("--max-steps", type=_positive_int, help="training steps (default: one epoch)")
+    t.add_argument("--seed", type=int, help="training seed (default: the configuration's)")
+    t.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+    t.add_argument("--force", action="store_true", help="replace --out if it exists")
+    t.set_defaults(handler="train:run")
+
+    bl = sub.add_parser("baselines", help="train hand-designed configurations at a run's budget, as reference points",
+                        description="Train each configuration of a baselines file at the run's own budget with "
+                        "several seeds (those export --seeds uses), write RUN/baselines.csv (mean and std over "
+                        "seeds) and draw them on the run's dashboard. Finished seeds are kept: run the command "
+                        "again to continue after an interruption or to retry failed ones.")
+    bl.add_argument("run", help="run directory written by autopeft search")
+    bl.add_argument("--file", default="standard", help="baselines file: a shipped name or a YAML file (default: "
+                    "standard: LoRA r=8 q,v; LoRA r=16 all linear; IA3; VeRA; prefix tuning; full fine-tuning)")
+    bl.add_argument("--seeds", type=_positive_int, default=3, help="seeds per baseline (default 3)")
+    bl.add_argument("--only", action="append", metavar="LABEL", help="train only the baseline with this label "
+                    "(repeatable)")
+    bl.add_argument("--data-dir", help="where the task data is now (default: where the search read it)")
+    bl.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+    bl.set_defaults(handler="baselines:run")
+
+    sp = sub.add_parser("space", help="show a search space, or sample candidates and their costs",
+                        description="Inspect a search space without training anything.")
+    space_sub = sp.add_subparsers(dest="space_command", required=True, parser_class=_Parser)
+    show = space_sub.add_parser("show", help="dimensions, ranges, conditions and the number of configurations")
+    show.add_argument("space", help="a shipped space name or a YAML file")
+    show.add_argument("--model", help="base model whose depth sets the per-layer dimensions (default: embedded MiniLM)")
+    show.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
+    show.set_defaults(handler="space:show")
+    sample = space_sub.add_parser("sample", help="draw candidates and measure trainable parameters and memory")
+    sample.add_argument("space", help="a shipped space name or a YAML file")
+    sample.add_argument("-n", type=_positive_int, default=5, help="how many candidates (default 5)")
+    sample.add_argument("--model", help="base model (default: embedded MiniLM)")
+    sample.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    sample.set_defaults(handler="space:sample")
+
+    d = sub.add_parser("dashboard", help="serve the Pareto dashboard of one or more runs (live), or write it",
+                       description="Serve the Pareto dashboard of the runs on this machine; it follows a search "
+                       "that is still running. With --html or --png, write it to files instead. Several runs "
+                       "overlay their fronts. Run directories are only read.")
+    d.add_argument("runs", nargs="+", metavar="RUN", help="run directory written by autopeft search")
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    d.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765; 0: any free port)")
+    d.add_argument("--html", help="write one self-contained HTML file (opens offline) instead of serving")
+    d.add_argument("--png", help="write the plots as PNG images (FILE, FILE's stem + -<plot> for the others) "
+                   "instead of serving; needs Chrome or Chromium (apt-get install chromium)")
+    d.set_defaults(handler="dashboard:run")
+    return parser
+
+
+def _hold_library_logs() -> None:
+    """Until a run directory has a log file, library records are held in memory, not printed."""
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.handlers.MemoryHandler) for h in root.handlers):
+        root.addHandler(logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1))
+    root.setLevel(logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _hold_library_logs()
+    module, function = args.handler.split(":")
+    # Each command's module is imported only when it runs, and imports what it needs then: --help, --version
+    # and usage errors never wait for torch.
+    handler = getattr(importlib.import_module(f"autopeft.cli.{module}"), function)
+    try:
+        return int(handler(args) or 0)
+    except AutopeftError as exc:
+        print(f"autopeft: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as exc:  # a search records what was running first (autopeft.api.SearchInterrupted)
+        print(f"autopeft: {exc or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,45 @@
+"""`autopeft search`: run or resume a search, with a progress bar; print the front."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import autopeft.api as api
+    from autopeft.dashboard.run_files import front_text
+
+    bar: Any = None
+
+    def progress(p: api.SearchProgress) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total, unit="trial", desc="trials", file=sys.stderr, dynamic_ncols=True)
+        bar.n = p.completed
+        if p.starting:
+            bar.set_postfix_str("starting workers")
+            return
+        best = f"{p.best_accuracy:.4f}" if p.best_accuracy is not None else "-"
+        bar.set_postfix_str(", ".join(x for x in (f"best acc {best}, front {p.front_size}", p.failures) if x))
+
+    try:
+        result = api.search(
+            args.task, data_dir=args.data_dir, model=args.model, space=args.space, sampler=args.sampler,
+            trials=args.trials, startup_trials=args.startup_trials, seed=args.seed, max_steps=args.max_steps,
+            batch_size=args.batch_size, max_length=args.max_length, train_subset=args.train_subset,
+            eval_subset=args.eval_subset, out=args.out, resume=args.resume, executor=args.executor,
+            ray_address=args.ray_address, workers=args.workers, cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial, progress=progress,
+            messages=lambda line: print(f"autopeft: {line}", file=sys.stderr))
+        if bar is not None:
+            bar.n = result.settings.trials
+    finally:
+        if bar is not None:
+            bar.close()
+    print(front_text(result.results))
+    print(f"\nrun directory: {result.path}  (results.csv, pareto.csv, dashboard.html, study.db, search.log)")
+    return 0

@@ -1,0 +1,49 @@
+"""`autopeft space show|sample`: what a search space holds for a model, and what its candidates cost."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _space_and_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    from autopeft.adapters.fit import fit_space
+    from autopeft.adapters.models import inspect_model, resolve_model
+    from autopeft.space.spec import load_spec
+    from autopeft.training.tasks import get_task
+
+    spec = load_spec(args.space)
+    info = inspect_model(resolve_model(args.model), get_task(args.task).num_labels, spec.architecture)
+    return fit_space(spec, info.model_type, info.layout), info
+
+
+def show(args: argparse.Namespace) -> int:
+    from autopeft.space.report import show_text
+
+    fitted, info = _space_and_model(args)
+    print(show_text(fitted.spec, info.num_layers, info.ref.name, fitted.left_out))
+    return 0
+
+
+def sample(args: argparse.Namespace) -> int:
+    from transformers import AutoModelForSequenceClassification
+
+    from autopeft.adapters.models import load_config
+    from autopeft.logs import quiet_libraries
+    from autopeft.training.sample import sample_candidates, sample_text
+    from autopeft.training.tasks import get_task
+
+    quiet_libraries()
+    fitted, info = _space_and_model(args)
+    spec = fitted.spec
+    config = load_config(info.ref)
+    config.num_labels = get_task(args.task).num_labels
+    if config.pad_token_id is None:
+        config.pad_token_id = 0
+    base = AutoModelForSequenceClassification.from_config(config)  # costs do not depend on the weights
+    samples = sample_candidates(spec, base, args.n, args.seed, spec.architecture)
+    b = spec.budget
+    print(f"{args.n} candidates of {spec.source} on {info.ref.name}; memory at batch {b.batch_size}, "
+          f"length {b.max_length} ({samples[0].memory_method if samples else '-'})")
+    print(sample_text(samples, info.base_params))
+    return 0

@@ -1,0 +1,2 @@
+"""The Pareto dashboard: plot data, figures, the page, the live server, and the run files rewritten from a study.
+"""

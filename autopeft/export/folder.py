@@ -1,0 +1,199 @@
+"""Write chosen configurations as ready-to-use peft folders.
+
+A folder holds `adapter_config.json` (what `peft.PeftConfig.from_pretrained` reads), `autopeft.json`
+with what peft cannot hold (objectives, base model, task, trial, training settings, confirmation and
+retraining figures), a short README, and with `--retrain` the adapter weights
+(`peft.PeftModel.from_pretrained(base, folder)` loads them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autopeft.adapters.materialize import build_peft_config
+from autopeft.adapters.models import ModelRef, inspect_model, resolve_model
+from autopeft.errors import RunDirError
+from autopeft.export.choose import Pick
+from autopeft.run.settings import SearchSettings
+from autopeft.run.storage import ATTR_CANDIDATE, RunDir
+from autopeft.space.candidate import Candidate
+from autopeft.space.modules import Architecture
+from autopeft.space.spec import BudgetSpec, parse_spec
+from autopeft.training.tasks import get_task
+from autopeft.units import format_mib
+from autopeft.version import __version__
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a folder's configuration is and where it came from: the part of autopeft.json that
+    `autopeft train` reads back."""
+
+    candidate: Candidate
+    task: str
+    model_name: str
+    budget: BudgetSpec
+    seed: int
+    chosen_by: str
+    trial: int | None = None
+    objectives: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    architecture: Architecture | None = None  # module naming from the space, for models without presets
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise RunDirError(f"{out} already exists; choose another --out or pass --force to replace it")
+
+
+def model_ref_for(model_name: str, location: str | None = None) -> ModelRef:
+    if location and Path(location).exists():
+        return ModelRef(model_name, location)
+    return resolve_model(model_name)  # the run was made on another machine
+
+
+def write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra: dict[str, Any] | None = None,
+                        adapter_files: Path | None = None) -> None:
+    """Write the folder whole or not at all: it is built beside `out` and moved into place."""
+    task = get_task(provenance.task)
+    info = inspect_model(ref, task.num_labels, provenance.architecture)
+    peft_config = build_peft_config(provenance.candidate, info.layout, provenance.budget.max_steps)
+    peft_config.base_model_name_or_path = provenance.model_name
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    if adapter_files is not None:
+        for item in adapter_files.iterdir():
+            shutil.copy2(item, tmp / item.name)
+    peft_config.save_pretrained(str(tmp))  # after the weights' own copy: one adapter_config.json, ours
+    metadata = metadata_dict(provenance, extra or {})
+    (tmp / "autopeft.json").write_text(json.dumps(metadata, indent=2, default=_json_default) + "\n",
+                                       encoding="utf-8")
+    (tmp / "README.md").write_text(readme_text(metadata, has_weights=adapter_files is not None), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.replace(out)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
+    c = p.candidate
+    return {
+        "autopeft_version": __version__,
+        "chosen_by": p.chosen_by,
+        "trial": p.trial,
+        "configuration": p.candidate.describe(),
+        "candidate": p.candidate.to_dict(),
+        "objectives": p.objectives,
+        "task": p.task,
+        "base_model": p.model_name,
+        "training": {
+            "learning_rate": p.candidate.learning_rate,
+            "optimizer": "AdamW, linear warm-up (6%) and decay, gradient clipping at 1.0",
+            "seed": p.seed,
+            **vars(p.budget),
+        },
+        # Saved weights hold the masked zeros; this says how the mask was made, to make it again.
+        "sparsity": {"fraction": c.sparsity, "init": c.sparsity_init, "seed": p.seed,
+                     "applies_to": "every trainable adapter matrix (not the classifier head)"} if c.sparsity else None,
+        "architecture": dataclasses.asdict(p.architecture) if p.architecture else None,
+        "search": p.search,
+        **extra,
+    }
+
+
+def provenance_from_metadata(metadata: dict[str, Any]) -> Provenance:
+    training = metadata["training"]
+    budget = BudgetSpec(**{k: training[k] for k in BudgetSpec.__dataclass_fields__ if k in training})
+    return Provenance(
+        candidate=Candidate.from_dict(metadata["candidate"]),
+        task=metadata["task"],
+        model_name=metadata["base_model"],
+        budget=budget,
+        seed=int(training.get("seed", 0)),
+        chosen_by=metadata.get("chosen_by", ""),
+        trial=metadata.get("trial"),
+        objectives=metadata.get("objectives", {}),
+        search=metadata.get("search", {}),
+        architecture=_architecture(metadata.get("architecture")),
+    )
+
+
+def _architecture(data: dict[str, Any] | None) -> Architecture | None:
+    if not data:
+        return None
+    return Architecture(model_types=tuple(data["model_types"]), layers=data["layers"],
+                        roles={k: tuple(v) for k, v in data["roles"].items()}, head=tuple(data["head"]),
+                        fan_in_fan_out=bool(data.get("fan_in_fan_out", False)))
+
+
+def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
+    o = metadata["objectives"]
+    lines = [f"# {metadata['configuration']}", "",
+             f"Exported by autopeft {metadata['autopeft_version']} for task `{metadata['task']}` on "
+             f"`{metadata['base_model']}`.", ""]
+    if metadata.get("trial") is not None:
+        lines.append(f"Chosen: {metadata['chosen_by']} (trial {metadata['trial']} of the search).")
+    else:
+        lines.append(f"Origin: {metadata['chosen_by']}.")
+    if o:
+        lines += ["", "| objective | value |", "|---|---|",
+                  f"| {'accuracy at the search budget' if metadata.get('trial') is not None else 'accuracy'} | "
+                  f"{o['accuracy']:.4f} |",
+                  f"| trainable parameters | {o['trainable_params']:,} ({o['trainable_pct']:.3f}% of the model) |",
+                  f"| peak training memory | {format_mib(o['peak_memory'])} ({o.get('peak_memory_method')}) |"]
+    confirmation = metadata.get("confirmation")
+    if confirmation:
+        lines += ["", f"Confirmed over {len(confirmation['seeds'])} fresh seeds at the search budget: accuracy "
+                      f"{confirmation['mean']:.4f} ± {confirmation['std']:.4f} (search: {o['accuracy']:.4f})."]
+    retrained = metadata.get("retrained")
+    if retrained:
+        lines += ["", f"Retrained for {retrained['max_steps']} steps: accuracy "
+                      f"{retrained['accuracy_after_loading']:.4f}, measured after loading the saved adapter."]
+    lines += ["", "## Use it", "", "```python", "from peft import PeftConfig, PeftModel, get_peft_model",
+              "from transformers import AutoModelForSequenceClassification", "",
+              f"base = AutoModelForSequenceClassification.from_pretrained({metadata['base_model']!r}, num_labels=2)"]
+    if has_weights:
+        lines += ["model = PeftModel.from_pretrained(base, 'THIS_FOLDER')  # trained adapter and classifier head"]
+    else:
+        lines += ["config = PeftConfig.from_pretrained('THIS_FOLDER')",
+                  "model = get_peft_model(base, config)  # then train it, or: autopeft train --config THIS_FOLDER"]
+    lines += ["```", "", "`autopeft.json` holds the objectives, training settings and the search that chose it.", ""]
+    return "\n".join(lines)
+
+
+def provenance_for_trial(run: RunDir, settings: SearchSettings, row: pd.Series, pick: Pick) -> Provenance:
+    trial = run.load_study().trials[int(row["trial"])]
+    return Provenance(
+        candidate=Candidate.from_dict(trial.user_attrs[ATTR_CANDIDATE]),
+        task=settings.task,
+        model_name=settings.model_name,
+        budget=settings.budget,
+        seed=settings.seed,
+        chosen_by=pick.describe(),
+        trial=int(row["trial"]),
+        objectives={
+            "accuracy": float(row["accuracy"]),
+            "trainable_params": int(row["trainable_params"]),
+            "trainable_pct": float(row["trainable_pct"]),
+            "peak_memory": int(row["peak_memory"]),
+            "peak_memory_method": row.get("memory_method"),
+        },
+        search={"run": str(run.path), "sampler": settings.sampler, "space": settings.space,
+                "trials": settings.trials},
+        architecture=parse_spec(run.space_file.read_text(encoding="utf-8"), str(run.space_file)).architecture,
+    )

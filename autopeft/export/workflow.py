@@ -1,0 +1,168 @@
+"""Export and train as whole steps: choose trials of a run, confirm them over seeds, retrain them, write the
+folders; train an exported configuration on a task."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autopeft.errors import RunDirError, UsageError
+from autopeft.export.choose import Pick, choose, parse_size
+from autopeft.export.folder import (
+    check_out_dir,
+    model_ref_for,
+    provenance_for_trial,
+    provenance_from_metadata,
+    write_config_folder,
+)
+from autopeft.run.storage import RunDir, results_table
+from autopeft.units import format_mib
+
+Messages = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportedTrial:
+    """One trial written as a folder, with what was measured on the way."""
+
+    trial: int
+    folder: Path
+    configuration: str
+    accuracy: float  # in the search
+    trainable_params: int
+    confirmation: dict[str, Any] | None = None  # mean, std and seeds, with seeds=K
+    retrained: dict[str, Any] | None = None  # steps and accuracy after loading, with retrain=True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def export_run(run: RunDir, *, out: str | Path | None, trial: int | None, pick: str, whole_front: bool,
+               max_params: int | None, max_memory: str | int | None, seeds: int | None, retrain: bool,
+               max_steps: int | None, data_dir: str | None, threads: int | None, force: bool,
+               messages: Messages) -> list[ExportedTrial]:
+    """The chosen trials of `run`, written as folders under `out` (one per trial with `whole_front`)."""
+    if trial is not None and (max_params or max_memory):
+        raise UsageError("--trial names one trial; drop --max-params/--max-memory, or drop --trial")
+    if trial is not None and whole_front:
+        raise UsageError("--trial names one trial; drop --all, or drop --trial")
+    if max_steps and not retrain:
+        raise UsageError("--max-steps sets the retraining budget; add --retrain or drop it")
+    if data_dir and not (retrain or seeds):
+        raise UsageError("--data-dir is only read with --seeds or --retrain")
+    if pick not in ("best-accuracy", "knee"):
+        raise UsageError(f"unknown pick {pick!r}; choose best-accuracy or knee")
+    memory = parse_size(max_memory) if isinstance(max_memory, str) else max_memory
+    choice = Pick(strategy=pick, trial=trial, max_params=max_params, max_memory=memory, whole_front=whole_front)
+    settings = run.settings()
+    rows = choose(results_table(run.load_study().get_trials(deepcopy=False), settings.base_params), choice)
+    name = f"{run.path.name}-front" if whole_front else f"{run.path.name}-trial{int(rows[0]['trial'])}"
+    target = Path(out) if out else Path("exports") / name
+    check_out_dir(target, force)
+    runner, data = training_setup(settings.task, data_dir or settings.data_folder, bool(seeds or retrain), threads)
+    folders = [(row, target / f"trial-{int(row['trial'])}" if whole_front else target) for row in rows]
+    if whole_front and target.exists():
+        shutil.rmtree(target)  # force was given (check_out_dir)
+    done = [_export_one(run, settings, row, choice, folder, seeds, retrain, max_steps, runner, data, messages)
+            for row, folder in folders]
+    if whole_front:
+        (target / "README.md").write_text(_front_index(folders), encoding="utf-8")
+    return done
+
+
+def training_setup(task_name: str, data_dir: str | None, needed: bool, threads: int | None = None) -> tuple[Any, Any]:
+    """A TrialRunner and the data's place, when a command must train; (None, None) otherwise."""
+    if not needed:
+        return None, None
+    from autopeft.export.retrain import DataPlace
+    from autopeft.hub import use_offline_mode_unless_reachable
+    from autopeft.logs import quiet_libraries
+    from autopeft.training.data import DATA_DIR_ENV, resolve_source
+    from autopeft.training.tasks import get_task
+    from autopeft.training.trial import TrialRunner
+
+    quiet_libraries()
+    if data_dir is None and not os.environ.get(DATA_DIR_ENV):
+        use_offline_mode_unless_reachable()
+    source = resolve_source(get_task(task_name), data_dir)
+    folder = str(source.folder.resolve()) if source.folder else None
+    return TrialRunner(threads=threads or os.cpu_count()), DataPlace(get_task(task_name).name, folder)
+
+
+def _export_one(run: RunDir, settings: Any, row: Any, pick: Pick, folder: Path, seeds: int | None, retrain: bool,
+                max_steps: int | None, runner: Any, data: Any, messages: Messages) -> ExportedTrial:
+    from autopeft.export.retrain import confirm_over_seeds, retrain_full, scratch_dir
+
+    trial = int(row["trial"])
+    provenance = provenance_for_trial(run, settings, row, pick)
+    ref = model_ref_for(settings.model_name, settings.model_location)
+    extra: dict[str, Any] = {}
+    if seeds:
+        messages(f"confirming trial {trial} over {seeds} seeds at the search budget...")
+        extra["confirmation"] = confirm_over_seeds(runner, provenance, ref, data, seeds)
+    if retrain:
+        with scratch_dir() as weights:
+            messages(f"retraining trial {trial} at full budget...")
+            extra["retrained"] = retrain_full(runner, provenance, ref, data, max_steps, Path(weights))
+            write_config_folder(folder, provenance, ref, extra, adapter_files=Path(weights))
+    else:
+        write_config_folder(folder, provenance, ref, extra)
+    return ExportedTrial(trial, folder, str(row["configuration"]), float(row["accuracy"]), int(row["trainable_params"]),
+                         extra.get("confirmation"), extra.get("retrained"))
+
+
+def _front_index(targets: list[tuple[Any, Path]]) -> str:
+    lines = ["# Pareto-optimal configurations", "", "| trial | accuracy | trainable params | peak memory | "
+             "folder | configuration |", "|---|---|---|---|---|---|"]
+    for row, folder in targets:
+        lines.append(f"| {int(row['trial'])} | {row['accuracy']:.4f} | {int(row['trainable_params']):,} | "
+                     f"{format_mib(row['peak_memory'])} | {folder.name} | {row['configuration']} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class TrainedConfiguration:
+    folder: Path
+    configuration: str
+    task: str
+    metric: str
+    retrained: dict[str, Any]
+
+
+def train_exported(config: Path, task_name: str, *, data_dir: str | None, model: str | None, out: str | Path | None,
+                   max_steps: int | None, seed: int | None, threads: int | None, force: bool,
+                   messages: Messages) -> TrainedConfiguration:
+    """Train an exported configuration on a task (its own or another) and write it with its adapter weights."""
+    from autopeft.adapters.models import inspect_model, resolve_model
+    from autopeft.export.retrain import retrain_full, scratch_dir
+    from autopeft.training.tasks import get_task
+
+    meta_file = config / "autopeft.json"
+    if not meta_file.is_file():
+        raise RunDirError(f"{config} has no autopeft.json; give a folder written by autopeft export")
+    try:
+        source = provenance_from_metadata(json.loads(meta_file.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{meta_file} cannot be read ({exc}); export the configuration again") from None
+    task = get_task(task_name)
+    ref = resolve_model(model or source.model_name)
+    info = inspect_model(ref, task.num_labels, source.architecture)
+    target = Path(out) if out else Path("trained") / f"{config.resolve().name}-{task.name}"
+    check_out_dir(target, force)
+    runner, data = training_setup(task.name, data_dir, True, threads)
+    provenance = dataclasses.replace(source, task=task.name, model_name=ref.name, trial=None, objectives={},
+                                     seed=source.seed if seed is None else seed,
+                                     chosen_by=f"autopeft train --config {config} --task {task.name}")
+    with scratch_dir() as weights:
+        messages(f"training {source.candidate.describe()} on {task.name}...")
+        r = retrain_full(runner, provenance, ref, data, max_steps, Path(weights))
+        provenance = dataclasses.replace(provenance, objectives={
+            "accuracy": r["accuracy_after_loading"], "trainable_params": r["trainable_params"],
+            "trainable_pct": 100.0 * r["trainable_params"] / info.base_params, "peak_memory": r["peak_memory"],
+            "peak_memory_method": r["peak_memory_method"]})
+        write_config_folder(target, provenance, ref, {"retrained": r}, adapter_files=Path(weights))
+    return TrainedConfiguration(target, source.candidate.describe(), task.name, task.metric, r)

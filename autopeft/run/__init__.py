@@ -1,0 +1,2 @@
+"""The run directory: settings, the study database, the results table and Pareto fronts made from it.
+"""

@@ -1,0 +1,45 @@
+"""The settings of one search, as stored in its run directory (settings.json)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from autopeft.space.spec import BudgetSpec
+
+OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
+# The samplers a search can use (`autopeft.search.samplers.make_sampler` builds them).
+SAMPLERS = ("bo", "random", "tpe", "nsga2", "gp", "botorch")
+DIRECTIONS = ("maximize", "minimize", "minimize")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    task: str
+    model_name: str
+    model_location: str
+    data_folder: str | None  # the task's GLUE folder; None = Hugging Face hub
+    space: str  # the space as given (shipped name or file); its text is copied into the run
+    sampler: str
+    seed: int
+    trials: int
+    startup_trials: int
+    budget: BudgetSpec
+    num_layers: int
+    base_params: int
+    executor: str = "ray"
+    workers: int = 1
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float = 0.0
+    ray_address: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
+        values = dict(data)
+        values["budget"] = BudgetSpec(**values["budget"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,166 @@
+"""The run directory: study database, settings, space, results table and the files made from them.
+
+The Optuna study (SQLite) is the only record of a search; every other file in the directory is
+derived from it and can be written again at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial
+
+from autopeft.errors import RunDirError
+from autopeft.run.settings import DIRECTIONS, OBJECTIVES, SearchSettings
+
+STUDY_NAME = "autopeft"
+# Trial user attributes written by the search loop.
+ATTR_CANDIDATE = "candidate"
+ATTR_DESCRIPTION = "configuration"
+ATTR_RESULT = "result"
+ATTR_FAILURE = "failure_reason"
+ATTR_SKIPPED = "skipped"  # a proposal not trained, because failed trials rule it out
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def study_db(self) -> Path:
+        return self.path / "study.db"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.path / "settings.json"
+
+    @property
+    def space_file(self) -> Path:
+        return self.path / "space.yaml"
+
+    @property
+    def results_file(self) -> Path:
+        return self.path / "results.csv"
+
+    @property
+    def pareto_file(self) -> Path:
+        return self.path / "pareto.csv"
+
+    @property
+    def dashboard_file(self) -> Path:
+        return self.path / "dashboard.html"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "search.log"
+
+    @property
+    def storage_url(self) -> str:
+        return f"sqlite:///{self.study_db.resolve()}"
+
+    @classmethod
+    def check_new(cls, path: Path) -> RunDir:
+        """A run directory that can be created: refuses to touch anything that already exists."""
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            is_run = (path / "settings.json").exists()
+            hint = f"use --resume {path} to continue it" if is_run else "choose another --out"
+            raise RunDirError(f"{path} already exists and is not empty; {hint} (autopeft never overwrites a run)")
+        return cls(path)
+
+    def create(self, settings: SearchSettings, space_text: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(json.dumps(settings.to_dict(), indent=2) + "\n", encoding="utf-8")
+        self.space_file.write_text(space_text, encoding="utf-8")
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        """An existing run; raises a one-line error when the folder is not a run directory."""
+        run = cls(path)
+        if not path.is_dir():
+            raise RunDirError(f"run directory {path} does not exist; give the folder a search wrote "
+                              f"(printed at its end, by default under runs/)")
+        for needed in (run.settings_file, run.study_db):
+            if not needed.is_file():
+                raise RunDirError(f"{path} is not an autopeft run directory: {needed.name} is missing")
+        return run
+
+    def settings(self) -> SearchSettings:
+        try:
+            return SearchSettings.from_dict(json.loads(self.settings_file.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunDirError(f"{self.settings_file} cannot be read ({exc}); was it edited by hand?") from None
+
+    def create_study(self, sampler: optuna.samplers.BaseSampler | None) -> optuna.Study:
+        directions = [optuna.study.StudyDirection[d.upper()] for d in DIRECTIONS]
+        return optuna.create_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler,
+                                   directions=directions, load_if_exists=True)
+
+    def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+        try:
+            return optuna.load_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler)
+        except KeyError:
+            raise RunDirError(f"{self.study_db} holds no autopeft study") from None
+
+
+def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFrame:
+    """One row per trial (`study.get_trials(deepcopy=False)`, or trials read by other means): its configuration,
+    every objective, status, failure reason and timings."""
+    rows = []
+    for t in trials:
+        candidate: dict[str, Any] = t.user_attrs.get(ATTR_CANDIDATE, {})
+        result: dict[str, Any] = t.user_attrs.get(ATTR_RESULT, {})
+        values = t.values if t.state == optuna.trial.TrialState.COMPLETE and t.values else [None] * 3
+        row: dict[str, Any] = {"trial": t.number, "status": t.state.name.lower()}
+        row.update(dict(zip(OBJECTIVES, values, strict=True)))
+        params = row["trainable_params"]
+        row["trainable_pct"] = 100.0 * params / base_params if params is not None else None
+        row["memory_method"] = result.get("memory_method")
+        row["configuration"] = t.user_attrs.get(ATTR_DESCRIPTION, "")
+        row["method"] = candidate.get("method")
+        row["target_modules"] = candidate.get("target_modules")
+        ranks = candidate.get("layer_ranks")
+        row["layer_ranks"] = ",".join(map(str, ranks)) if ranks else None
+        row["learning_rate"] = candidate.get("learning_rate")
+        for key, value in sorted(candidate.get("method_params", {}).items()):
+            row[f"{candidate.get('method')}.{key}"] = value
+        for key, value in sorted((result.get("metrics") or {}).items()):
+            row[f"metric.{key}"] = value
+        row["failure_reason"] = t.user_attrs.get(ATTR_FAILURE)
+        row["wall_seconds"] = result.get("wall_seconds")
+        row["train_seconds"] = result.get("train_seconds")
+        row["eval_seconds"] = result.get("eval_seconds")
+        row["host"] = result.get("host")
+        row["node"] = result.get("node") or None  # the Ray node id; empty when the trial ran outside Ray
+        row["worker_pid"] = result.get("pid")
+        row["overhead_seconds"] = _overhead(result)
+        row["started"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None
+        row["finished"] = t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for column in ("trainable_params", "peak_memory"):
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    if table.empty:
+        table = pd.DataFrame(columns=["trial", "status", *OBJECTIVES, "trainable_pct", "configuration"])
+    return table
+
+
+def _overhead(result: dict[str, Any]) -> float | None:
+    """A worker's seconds outside training and evaluation: model loading, adapters, the memory measurement."""
+    if result.get("status") != "complete" or not result.get("wall_seconds"):
+        return None
+    return float(result["wall_seconds"]) - float(result["train_seconds"]) - float(result["eval_seconds"])
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Written to a temporary file first, so a reader never sees half a table."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+

@@ -1,0 +1,257 @@
+"""The search loop: ask the sampler, run on the executor, tell the study, refresh the run's files.
+
+This is the only module that knows both the sampler and the executor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from autopeft.adapters.architectures import ModuleLayout
+from autopeft.adapters.materialize import adapter_plan
+from autopeft.compat import set_running_trial_user_attr
+from autopeft.errors import AutopeftError, TrialFailed
+from autopeft.run.settings import SearchSettings
+from autopeft.run.storage import ATTR_CANDIDATE, ATTR_DESCRIPTION, ATTR_FAILURE, ATTR_RESULT, ATTR_SKIPPED, RunDir
+from autopeft.search.executors import Executor
+from autopeft.search.failures import REPEATS, FailureMemory, memory_of
+from autopeft.search.samplers import BUDGET_AWARE, Budgets, make_sampler
+from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.spec import SearchSpec
+from autopeft.training.trial import TrialRequest, TrialResult
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the search stopped before this trial finished; it is run again on --resume"
+MAX_SKIPS_IN_A_ROW = 50  # proposals in a row that failures rule out: the sampler sees nothing else
+
+
+class TooManyFailures(AutopeftError, RuntimeError):
+    """Trials keep failing; going on would only burn compute."""
+
+
+def recover_interrupted(study: optuna.Study) -> int:
+    """Trials left running by a killed driver are marked failed (and so run again as new trials)."""
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    for t in stale:
+        set_running_trial_user_attr(study, t, ATTR_FAILURE, INTERRUPTED)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+    return states[optuna.trial.TrialState.COMPLETE], states[optuna.trial.TrialState.FAIL]
+
+
+def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: ModuleLayout,
+               executor: Executor, on_progress: Callable[[optuna.Study], None],
+               on_status: Callable[[str], None] | None = None) -> optuna.Study:
+    """Run until `settings.trials` trials have completed; failed trials are recorded and replaced.
+
+    Up to `executor.slots` trials run at once. As soon as one finishes it is told to the study and the
+    sampler is asked for the next configuration, with the trials still running known to it (they are
+    RUNNING trials of the study); the run's files are refreshed after that, while the workers train.
+    `on_status` hears, after each refresh, what keeps failing and what that rules out (empty when nothing).
+    """
+    probe = run.create_study(sampler=None)
+    existing = len(probe.trials)
+    memory = memory_of(failures_of(probe))
+
+    def rules_out(params: Mapping[str, Any]) -> bool:
+        return memory.rules_out_params(params, spec, settings.num_layers)
+
+    # A resumed search must not replay the random proposals of its first part.
+    sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
+                           search_budgets(settings, spec, rules_out),
+                           reference_point=spec.reference_point.by_objective())
+    study = run.create_study(sampler)
+    if recover_interrupted(study):
+        on_progress(study)
+    loop = _Loop(study, settings, spec, layout, executor, memory)
+    try:
+        loop.fill()
+        while loop.completed < settings.trials:
+            loop.collect()
+            loop.fill()
+            on_progress(study)
+            if on_status is not None:
+                on_status(loop.status())
+    except BaseException:
+        # Ctrl-C, or an error in the driver: leave no trial "running" in the database.
+        loop.interrupt()
+        raise
+    return study
+
+
+def failures_of(study: optuna.Study) -> list[tuple[Candidate, str]]:
+    """The study's failed trials that say something about their configuration: not interrupted, not skipped."""
+    found = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        reason, candidate = t.user_attrs.get(ATTR_FAILURE), t.user_attrs.get(ATTR_CANDIDATE)
+        if candidate and reason and reason != INTERRUPTED and not t.user_attrs.get(ATTR_SKIPPED):
+            found.append((Candidate.from_dict(candidate), str(reason)))
+    return found
+
+
+def search_budgets(settings: SearchSettings, spec: SearchSpec,
+                   rules_out: Callable[[Mapping[str, Any]], bool] | None = None) -> Budgets:
+    """The space's hard budgets for the sampler, with the exact parameter count as a cost model for the
+    samplers that use one (building it reads the model's config and builds it on the meta device), and what
+    failed trials rule out."""
+    constraints = spec.constraints
+    cost_model = None
+    if settings.sampler in BUDGET_AWARE:
+        try:
+            from autopeft.adapters.cost_model import ParameterCounter, TrainableParamsModel
+            from autopeft.adapters.models import ModelRef
+            from autopeft.training.tasks import get_task
+
+            counter = ParameterCounter.for_model(ModelRef(settings.model_name, settings.model_location),
+                                                 get_task(settings.task).num_labels, spec.architecture,
+                                                 settings.budget.max_steps)
+            cost_model = TrainableParamsModel(counter, spec)
+        except Exception as exc:  # the search can go on: the sampler then predicts the count, workers enforce it
+            log.warning("no exact parameter counts for the sampler (%s: %s); it predicts them instead",
+                        type(exc).__name__, exc)
+    return Budgets(max_trainable_params=constraints.max_trainable_params,
+                   max_peak_memory=constraints.max_peak_memory, cost_model=cost_model, rules_out=rules_out)
+
+
+@dataclass
+class _Loop:
+    """The state of one ask/run/tell loop: the trials in flight and the study's counts."""
+
+    study: optuna.Study
+    settings: SearchSettings
+    spec: SearchSpec
+    layout: ModuleLayout
+    executor: Executor
+    memory: FailureMemory = field(default_factory=FailureMemory)
+    pending: dict[int, tuple[optuna.Trial, Candidate]] = field(default_factory=dict)
+    completed: int = 0
+    failed: int = 0  # this loop's own failures: a resumed search does not start with its earlier ones
+    skipped: int = 0  # proposals not trained because failures rule them out
+    reasons: Counter[str] = field(default_factory=Counter)  # this loop's failures by reason
+    _skips_in_a_row: int = 0
+
+    def __post_init__(self) -> None:
+        self.completed = _counts(self.study)[0]
+
+    @property
+    def max_failures(self) -> int:
+        return max(5, self.settings.trials)
+
+    def fill(self) -> None:
+        """Ask for a configuration for every free worker, until enough trials are done or under way."""
+        while len(self.pending) < self.executor.slots and self.completed + len(self.pending) < self.settings.trials:
+            trial = self.study.ask()
+            candidate = suggest_candidate(trial, self.spec, self.settings.num_layers)
+            trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
+            trial.set_user_attr(ATTR_DESCRIPTION, candidate.describe())
+            why = self.memory.rules_out(candidate)
+            if why is not None:
+                self._skip(trial, why)
+                continue
+            self._skips_in_a_row = 0
+            try:
+                adapter_plan(candidate, self.layout)  # cheap: catches empty configurations before a worker does
+            except TrialFailed as exc:
+                self._record(trial, candidate, TrialResult(status="failed", failure=str(exc)))
+                continue
+            self.executor.submit(trial.number, _request(self.settings, self.spec, candidate))
+            self.pending[trial.number] = (trial, candidate)
+
+    def _skip(self, trial: optuna.Trial, why: str) -> None:
+        """A proposal that failures rule out is recorded, not trained; it counts as no failure."""
+        trial.set_user_attr(ATTR_SKIPPED, True)
+        trial.set_user_attr(ATTR_FAILURE, f"not trained: {why}")
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.skipped += 1
+        self._skips_in_a_row += 1
+        if self._skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+            raise TooManyFailures(f"the sampler proposed {self._skips_in_a_row} configurations in a row where trials "
+                                  f"keep failing ({why}); remove what fails from the space")
+
+    def collect(self) -> None:
+        """Wait for at least one trial in flight to finish; record every one that has."""
+        finished = self.executor.wait_any()
+        if not finished and not self.executor.in_flight():
+            raise RuntimeError("the executor has no trial in flight and returned none")  # a bug, not a user error
+        for number, result in finished:
+            self._record(*self.pending.pop(number), result)
+
+    def _record(self, trial: optuna.Trial, candidate: Candidate, result: TrialResult) -> None:
+        _record(self.study, trial, result)
+        if result.ok:
+            self.completed += 1
+            return
+        self.failed += 1
+        self.reasons[result.failure or "unknown failure"] += 1
+        ruled_out = self.memory.add(candidate, result.failure or "unknown failure")
+        if ruled_out is not None:
+            log.warning("ruled out for the rest of the search: %s (%d failures: %s)", ruled_out.describe(), REPEATS,
+                        result.failure)
+        if self.failed >= self.max_failures:
+            raise TooManyFailures(_failure_summary(self.reasons, self.failed))
+
+    def status(self) -> str:
+        """What keeps failing, for the progress line."""
+        parts = [f"failed {self.failed}"] if self.failed else []
+        if self.failed:
+            parts[0] += f" ({self.memory.summary()})"
+        if self.memory.ruled_out:
+            parts.append("ruled out: " + "; ".join(p.describe() for p in self.memory.ruled_out))
+        if self.skipped:
+            parts.append(f"skipped {self.skipped}")
+        return ", ".join(parts)
+
+    def interrupt(self) -> None:
+        """Trials in flight are recorded as failed (interrupted): the database holds nothing half-told."""
+        for trial, _ in self.pending.values():
+            try:
+                trial.set_user_attr(ATTR_FAILURE, INTERRUPTED)
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except Exception as exc:  # e.g. a second Ctrl-C mid-tell; recover_interrupted catches it on resume
+                log.warning("trial %d left running: %s", trial.number, exc)
+        self.pending.clear()
+
+
+def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate) -> TrialRequest:
+    # Every trial uses the search seed (same data order, same head initialisation), so that
+    # differences between trials come from their configurations rather than from luck.
+    return TrialRequest(
+        candidate=candidate,
+        model_name=settings.model_name,
+        model_location=settings.model_location,
+        task=settings.task,
+        data_folder=settings.data_folder,
+        budget=settings.budget,
+        seed=settings.seed,
+        architecture=spec.architecture,
+        max_trainable_params=spec.constraints.max_trainable_params,
+        max_peak_memory=spec.constraints.max_peak_memory,
+    )
+
+
+def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult) -> None:
+    trial.set_user_attr(ATTR_RESULT, result.to_dict())
+    if result.ok:
+        assert result.accuracy is not None and result.trainable_params is not None and result.peak_memory is not None
+        study.tell(trial, [result.accuracy, float(result.trainable_params), float(result.peak_memory)])
+    else:
+        trial.set_user_attr(ATTR_FAILURE, result.failure or "unknown failure")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        log.warning("trial %d failed: %s", trial.number, result.failure)
+
+
+def _failure_summary(reasons: Counter[str], failed: int) -> str:
+    reason, count = reasons.most_common(1)[0]
+    return (f"stopped after {failed} failed trials; the most common reason ({count}x): {reason}; "
+            f"see the run's results.csv and search.log")

@@ -1,0 +1,92 @@
+"""The adapter methods autopeft can search: what a search space may say of each.
+
+Each method registers its tunable parameters (with defaults), how it reads the per-layer ranks, which
+models it can adapt and what a layer's size allows. How each becomes a `peft` config is the adapters
+stage's job (`autopeft.adapters.peft_configs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+ParamValue = int | float | str | bool
+
+# How a method reads a layer's rank dimension.
+RANK = "rank"  # the rank of that layer's adapters (0 = none)
+PLACEMENT = "placement"  # > 0 switches the layer's adapters on; the size comes from method parameters
+NONE = "none"  # the method does not work per layer (prompt and prefix tuning)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    layers: str  # RANK, PLACEMENT or NONE
+    params: Mapping[str, ParamValue]  # tunable parameter -> default
+    adapts_conv1d: bool = True  # GPT-2 style transposed Conv1D projections
+    sparsity: bool = False  # whether fixed sparsity masks apply to its adapter weights
+    model_types: frozenset[str] | None = None  # None: every supported architecture
+    adapter: bool = True  # False: a reference point (full fine-tuning), not a peft method to search or export
+    # Why these parameters cannot adapt a weight of this (rows, columns) shape, or None when they can.
+    fits: Callable[[Mapping[str, ParamValue], tuple[int, int]], str | None] | None = None
+
+    @property
+    def uses_rank(self) -> bool:
+        return self.layers == RANK
+
+
+def _shira_fits(params: Mapping[str, ParamValue], shape: tuple[int, int]) -> str | None:
+    r, (rows, cols) = int(params["r"]), shape
+    if r * (rows + cols) <= rows * cols:
+        return None
+    return (f"SHiRA r={r} trains r·(rows+columns) = {r * (rows + cols):,} entries, more than the {rows}×{cols} weight "
+            f"holds; r ≤ {rows * cols // (rows + cols)} fits")
+
+
+# Prompt and prefix tuning need peft to read the hidden size and head count from the model config,
+# which it cannot for DistilBERT's names (dim, n_heads); tested on each of these.
+_PROMPTABLE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "gpt2", "llama", "qwen2", "qwen3", "mistral"})
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("lora", "low-rank update B·A added to each target weight", RANK,
+               {"lora_alpha": 16, "lora_dropout": 0.0}, sparsity=True),
+        Method("adalora", "LoRA whose ranks are re-allocated during training by importance (AdaLoRA)", PLACEMENT,
+               {"init_r": 12, "target_r": 8, "lora_alpha": 16}),
+        Method("loha", "low-rank Hadamard product update (LyCORIS LoHa)", RANK,
+               {"alpha": 16, "rank_dropout": 0.0, "module_dropout": 0.0}, adapts_conv1d=False,
+               sparsity=True),
+        Method("lokr", "Kronecker product update (LyCORIS LoKr)", RANK,
+               {"alpha": 16, "rank_dropout": 0.0, "module_dropout": 0.0, "decompose_factor": -1},
+               adapts_conv1d=False, sparsity=True),
+        Method("ia3", "learned rescaling of activations (IA3)", PLACEMENT, {}),
+        Method("vera", "frozen shared random low-rank matrices with trained scaling vectors (VeRA)", PLACEMENT,
+               {"r": 256, "d_initial": 0.1, "vera_dropout": 0.0}),
+        Method("shira", "a sparse high-rank adapter: r·(m+n) trained entries per weight (SHiRA)", PLACEMENT,
+               {"r": 32}, adapts_conv1d=False, fits=_shira_fits),
+        Method("prefix", "trained key/value prefixes in every attention layer (prefix tuning)", NONE,
+               {"num_virtual_tokens": 10}, model_types=_PROMPTABLE),
+        Method("prompt", "trained soft-prompt embeddings before the input (prompt tuning)", NONE,
+               {"num_virtual_tokens": 10}, model_types=_PROMPTABLE),
+        Method("full", "every weight of the model trained (full fine-tuning), as a reference point", NONE, {},
+               adapter=False),
+    )
+}
+
+# The methods a search space may name: reference points are for baselines files only.
+ADAPTER_METHODS: dict[str, Method] = {name: m for name, m in METHODS.items() if m.adapter}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def method_params_with_defaults(name: str, given: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+    merged: dict[str, ParamValue] = dict(get_method(name).params)
+    merged.update(given)
+    return merged

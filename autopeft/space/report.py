@@ -1,0 +1,111 @@
+"""What a search space contains, in words (`autopeft space show`), and what was left out of it for a model."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autopeft.space.compiled import compile_space
+from autopeft.space.methods import METHODS
+from autopeft.space.spec import SearchSpec
+from autopeft.units import format_mib
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Something a space names that a model cannot train, taken out before the search starts."""
+
+    what: str  # a method ("shira") or one value of a method's parameter ("shira.r=32")
+    why: str
+
+
+@dataclass(frozen=True)
+class DimensionInfo:
+    name: str
+    kind: str  # categorical, int, float
+    values: str  # the choices or the range, in words
+    cardinality: float  # math.inf for a continuous range
+    methods: tuple[str, ...]  # the methods under which it exists
+
+
+def dimensions(spec: SearchSpec, num_layers: int) -> list[DimensionInfo]:
+    space = compile_space(spec, num_layers)
+    methods = spec.methods()
+    return [DimensionInfo(d.name, d.kind, d.describe_values(), d.cardinality,
+                          tuple(m for m in methods if d.condition.methods is None or m in d.condition.methods))
+            for d in space.dimensions]
+
+
+def count_configurations(spec: SearchSpec, num_layers: int) -> tuple[float, float]:
+    """Distinct configurations, and the same count with continuous dimensions held at one value
+    (the first is math.inf when a continuous dimension is searched)."""
+    space = compile_space(spec, num_layers)
+    total = discrete = 0.0
+    for method in spec.methods():
+        present = [d for d in space.dimensions if d.name != "method" and d.condition.holds(
+            {"method": method, **{x.name: 1 for x in space.dimensions}, **space.constants})]
+        counts = {d.name: d.cardinality for d in present}
+        for d in present:
+            if d.condition.nonzero is not None and d.condition.nonzero in counts:
+                # This dimension exists only for the parent's non-zero values.
+                parent = space.get(d.condition.nonzero)
+                values = (parent.values() if parent else None) or ()
+                nonzero = sum(1 for v in values if v)
+                counts[d.condition.nonzero] = (len(values) - nonzero) + nonzero * counts.pop(d.name)
+        total += math.prod(counts.values())
+        discrete += math.prod(1.0 if math.isinf(c) else c for c in counts.values())
+    return total, discrete
+
+
+def show_text(spec: SearchSpec, num_layers: int, model_name: str, left_out: Sequence[LeftOut] = ()) -> str:
+    dims = dimensions(spec, num_layers)
+    all_methods = set(spec.methods())
+    lines = [f"search space {spec.source}, for {model_name} ({num_layers} layers)", ""]
+    if left_out:
+        lines += ["left out for this model (never drawn):", *(f"  {x.what}: {x.why}" for x in left_out), ""]
+    else:
+        lines += ["every method and value of the space can train this model", ""]
+    rows = []
+    per_layer = re.compile(r"^(.*?)L(\d+)$")
+    grouped: dict[str, list[DimensionInfo]] = {}
+    for d in dims:
+        match = per_layer.match(d.name)
+        key = f"{match.group(1)}L0..L{num_layers - 1}" if match else d.name
+        grouped.setdefault(key, []).append(d)
+    for key, group in grouped.items():
+        d = group[0]
+        where = "always" if set(d.methods) == all_methods else "only for " + ", ".join(d.methods)
+        if d.name == "sparsity.init":
+            where += ", and a non-zero sparsity.fraction"
+        count = f"{len(group)} dimensions" if len(group) > 1 else "1 dimension"
+        rows.append((key, d.kind, d.values, count, where))
+    if not rows:
+        lines.append("  no dimensions: every value is fixed")
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
+    total, discrete = count_configurations(spec, num_layers)
+    constants = []
+    for m in spec.methods():
+        fixed = [f"{k}={v}" for k, v in METHODS[m].params.items() if k not in spec.method_params.get(m, {})]
+        if fixed:
+            constants.append(f"{m}: {', '.join(fixed)}")
+    lines += ["", "configurations: " + (f"{discrete:,.0f} discrete combinations, times continuous dimensions"
+                                        if math.isinf(total) else f"{total:,.0f}")]
+    if constants:
+        lines += ["fixed method parameters: " + "; ".join(constants)]
+    b = spec.budget
+    lines += [f"budget per trial: {b.max_steps} steps, batch {b.batch_size}, length {b.max_length}, "
+              f"train subset {b.train_subset or 'all'}, eval subset {b.eval_subset or 'all'}"]
+    c = spec.constraints
+    if c.max_trainable_params or c.max_peak_memory:
+        memory = format_mib(c.max_peak_memory) if c.max_peak_memory else "-"
+        lines += [f"hard budgets: max_trainable_params {c.max_trainable_params or '-'}, max_peak_memory {memory}"]
+    given = spec.reference_point.by_objective()
+    if given:
+        shown = {k: format_mib(v) if k == "peak_memory" else f"{v:,g}" for k, v in given.items()}
+        lines += ["reference point (bo): " + ", ".join(f"{k} {v}" for k, v in shown.items())
+                  + "; the other objectives' inferred from the data"]
+    return "\n".join(lines)

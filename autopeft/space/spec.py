@@ -1,0 +1,468 @@
+"""Search-space YAML -> a typed, validated `SearchSpec`. The only place YAML is parsed.
+
+Dimension syntax mirrors `optuna.distributions`: `{low, high, log, step}` is a range, `{choices}` a
+categorical, a bare value a constant. Every error names the file, the key, what was wrong and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from autopeft.errors import SpecError
+from autopeft.space.methods import ADAPTER_METHODS, METHODS
+from autopeft.space.modules import PRESETS, ROLES, Architecture
+from autopeft.space.yaml_input import load_yaml, reject_unknown
+from autopeft.units import parse_size
+
+Scalar = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: Scalar | None
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    choices: tuple[Scalar, ...]
+
+
+Dimension = Constant | FloatRange | IntRange | Choice
+
+
+def dimension_values(dim: Dimension) -> tuple[Any, ...] | None:
+    """Every value a discrete dimension can take; None for a continuous range."""
+    if isinstance(dim, Constant):
+        return (dim.value,)
+    if isinstance(dim, Choice):
+        return dim.choices
+    if isinstance(dim, IntRange) and not dim.log:
+        return tuple(range(dim.low, dim.high + 1, dim.step))
+    return None
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """The fidelity of every trial: how long it trains and on how much data it is judged."""
+
+    max_steps: int = 200
+    batch_size: int = 32
+    max_length: int = 64
+    train_subset: int | None = None  # sentences drawn from the training split; None = all
+    eval_subset: int | None = None  # sentences of the evaluation split; None = all
+
+    def replace(self, **changes: int | None) -> BudgetSpec:
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return BudgetSpec(**values)
+
+
+@dataclass(frozen=True)
+class RankProfile:
+    """Ranks from a few numbers instead of one dimension per layer (for deep models).
+
+    `shape` spreads `total_rank` over the layers from `first_layer` up: uniform, increasing or
+    decreasing with depth, or peaking in the middle of that range.
+    """
+
+    shape: Dimension
+    total_rank: Dimension
+    first_layer: Dimension
+
+
+PROFILE_SHAPES = ("uniform", "increasing", "decreasing", "middle")
+SPARSITY_INITS = ("random", "magnitude", "gradient")
+
+
+@dataclass(frozen=True)
+class SparsitySpec:
+    """The fraction of each adapter weight held at exactly zero by a fixed mask, and how the mask is
+    chosen at initialisation (random, by weight magnitude, or by gradient importance)."""
+
+    fraction: Dimension
+    init: Dimension
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Hard budgets: configurations above them are not trained."""
+
+    max_trainable_params: int | None = None
+    max_peak_memory: int | None = None  # bytes
+
+
+@dataclass(frozen=True)
+class ReferencePoint:
+    """The worst objective values still worth anything: `bo` measures hypervolume improvement from here.
+
+    Unset entries are inferred from the data. Unlike constraints, nothing fails for lying beyond it.
+    """
+
+    accuracy: float | None = None
+    trainable_params: int | None = None
+    peak_memory: int | None = None  # bytes
+
+    def by_objective(self) -> dict[str, float]:
+        """The entries that are set, by objective name (the field names are the objectives')."""
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: float(value) for name, value in given.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    source: str
+    method: Dimension
+    target_modules: Dimension
+    learning_rate: Dimension
+    layer_rank: Dimension | None = None  # one dimension per layer; rank 0 = no adapter in that layer
+    ffn_rank: Dimension | None = None  # a second per-layer rank, for the feed-forward modules
+    rank_profile: RankProfile | None = None  # instead of layer_rank
+    layers: tuple[int, ...] | None = None  # the only layers that may get adapters; None = all
+    sparsity: SparsitySpec | None = None
+    method_params: Mapping[str, Mapping[str, Dimension]] = field(default_factory=dict)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    constraints: Constraints = field(default_factory=Constraints)
+    reference_point: ReferencePoint = field(default_factory=ReferencePoint)
+    architecture: Architecture | None = None  # module naming for a model family without presets
+
+    def methods(self) -> tuple[str, ...]:
+        values = dimension_values(self.method)
+        assert values is not None  # validated on load
+        return tuple(str(v) for v in values)
+
+
+def check_spec_for_model(spec: SearchSpec, num_layers: int) -> None:
+    """Reject layer indices beyond the model's depth. What a model cannot train is left out of the space for it
+    instead (`autopeft.adapters.fit`)."""
+    for index in spec.layers or ():
+        if index >= num_layers:
+            raise SpecError(f"{spec.source}: key 'layers': layer {index} is beyond the model's depth; it has "
+                            f"{num_layers} layers, numbered 0 to {num_layers - 1}")
+    if spec.rank_profile is not None:
+        values = dimension_values(spec.rank_profile.first_layer) or (int(getattr(spec.rank_profile.first_layer,
+                                                                                 "high", 0)),)
+        if max(int(v) for v in values) >= num_layers:
+            raise SpecError(f"{spec.source}: key 'rank_profile.first_layer': layer {max(values)} is beyond the "
+                            f"model's depth; it has {num_layers} layers, numbered 0 to {num_layers - 1}")
+
+
+_TOP_KEYS = ("method", "target_modules", "learning_rate", "layer_rank", "ffn_rank", "rank_profile", "layers",
+             "sparsity", "method_params", "budget", "constraints", "reference_point", "architecture")
+_RANGE_KEYS = ("low", "high", "log", "step")
+
+
+def builtin_space_names() -> list[str]:
+    folder = resources.files("autopeft.search_spaces")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_space_path(name_or_file: str) -> Path:
+    """A shipped space's name (`default`) or a path to a YAML file."""
+    candidate = Path(name_or_file)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise SpecError(f"search-space file {name_or_file} does not exist; give a YAML file or one of the "
+                            f"shipped spaces: {', '.join(builtin_space_names())}")
+        return candidate
+    shipped = resources.files("autopeft.search_spaces") / f"{name_or_file}.yaml"
+    if not shipped.is_file():
+        raise SpecError(f"unknown search space {name_or_file!r}; use one of the shipped spaces "
+                        f"({', '.join(builtin_space_names())}) or a path to a YAML file")
+    return Path(str(shipped))
+
+
+def load_spec(name_or_file: str) -> SearchSpec:
+    path = resolve_space_path(name_or_file)
+    return parse_spec(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
+    raw = load_yaml(text, source)
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: a search space is a mapping with keys {', '.join(_TOP_KEYS)}")
+    reject_unknown(raw, _TOP_KEYS, source, "")
+    for required in ("method", "target_modules", "learning_rate"):
+        if required not in raw:
+            raise SpecError(f"{source}: key '{required}' is missing; every space sets method, target_modules, "
+                            f"learning_rate, and layer_rank or rank_profile")
+    if ("layer_rank" in raw) == ("rank_profile" in raw):
+        raise SpecError(f"{source}: set exactly one of 'layer_rank' (a rank dimension per layer) and "
+                        f"'rank_profile' (shape, total_rank, first_layer)")
+
+    method = _dimension(raw["method"], source, "method")
+    for name in dimension_values(method) or ():
+        if name in METHODS and name not in ADAPTER_METHODS:
+            raise SpecError(f"{source}: key 'method': {name!r} is a reference point, not a method to search; put it "
+                            f"in a baselines file (autopeft baselines RUN --file FILE)")
+    _check_values(method, ADAPTER_METHODS, source, "method", "methods")
+    target = _dimension(raw["target_modules"], source, "target_modules")
+    _check_values(target, PRESETS, source, "target_modules", "target-module presets")
+    rank = ffn_rank = profile = None
+    if "layer_rank" in raw:
+        rank = _dimension(raw["layer_rank"], source, "layer_rank")
+        _check_ranks(rank, source, "layer_rank")
+    else:
+        profile = _profile(raw["rank_profile"], source)
+    if "ffn_rank" in raw:
+        if profile is not None:
+            raise SpecError(f"{source}: key 'ffn_rank' goes with 'layer_rank', not with 'rank_profile'")
+        ffn_rank = _dimension(raw["ffn_rank"], source, "ffn_rank")
+        _check_ranks(ffn_rank, source, "ffn_rank", allow_all_zero=True)
+    lr = _dimension(raw["learning_rate"], source, "learning_rate")
+    _check_positive_number(lr, source, "learning_rate")
+
+    methods = dimension_values(method) or ()
+    raw_params = raw.get("method_params") or {}
+    if not isinstance(raw_params, dict):
+        raise SpecError(f"{source}: key 'method_params' must map method names to their parameters")
+    params: dict[str, dict[str, Dimension]] = {}
+    for name, given in raw_params.items():
+        if name not in methods:
+            raise SpecError(f"{source}: key 'method_params.{name}': {name!r} is not among the space's methods "
+                            f"({', '.join(map(str, methods))})")
+        given = given or {}
+        if not isinstance(given, dict):
+            raise SpecError(f"{source}: key 'method_params.{name}' must be a mapping of parameter to dimension")
+        allowed = tuple(METHODS[name].params)
+        reject_unknown(given, allowed, source, f"method_params.{name}.",
+                        what=f"parameter of {name}", none_text="(it has no tunable parameters)")
+        params[name] = {k: _dimension(v, source, f"method_params.{name}.{k}") for k, v in given.items()}
+
+    budget = _budget(raw.get("budget") or {}, source)
+    return SearchSpec(source=source, method=method, target_modules=target, learning_rate=lr, layer_rank=rank,
+                      ffn_rank=ffn_rank, rank_profile=profile, layers=parse_layers(raw.get("layers"), source),
+                      sparsity=_sparsity(raw.get("sparsity"), source), method_params=params, budget=budget,
+                      constraints=_constraints(raw.get("constraints"), source),
+                      reference_point=_reference_point(raw.get("reference_point"), source),
+                      architecture=_architecture(raw.get("architecture"), source))
+
+
+def _mapping(raw: Any, source: str, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: key '{key}' must be a mapping with keys {', '.join(allowed)}")
+    reject_unknown(raw, allowed, source, f"{key}.")
+    return raw
+
+
+def _profile(raw: Any, source: str) -> RankProfile:
+    keys = ("shape", "total_rank", "first_layer")
+    raw = _mapping(raw, source, "rank_profile", keys)
+    for key in keys:
+        if key not in raw:
+            raise SpecError(f"{source}: key 'rank_profile.{key}' is missing; a profile sets {', '.join(keys)}")
+    shape = _dimension(raw["shape"], source, "rank_profile.shape")
+    _check_values(shape, dict.fromkeys(PROFILE_SHAPES), source, "rank_profile.shape", "shapes")
+    total = _dimension(raw["total_rank"], source, "rank_profile.total_rank")
+    _check_ranks(total, source, "rank_profile.total_rank")
+    first = _dimension(raw["first_layer"], source, "rank_profile.first_layer")
+    values = dimension_values(first)
+    if values is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise SpecError(f"{source}: key 'rank_profile.first_layer' must be layer indices >= 0")
+    return RankProfile(shape, total, first)
+
+
+def parse_layers(raw: Any, source: str) -> tuple[int, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                      for v in raw):
+        raise SpecError(f"{source}: key 'layers' must be a non-empty list of layer indices >= 0, e.g. [3, 4, 5]")
+    return tuple(sorted(set(raw)))
+
+
+def _sparsity(raw: Any, source: str) -> SparsitySpec | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, source, "sparsity", ("fraction", "init"))
+    fraction = _dimension(raw.get("fraction", 0.0), source, "sparsity.fraction")
+    values = dimension_values(fraction) or (getattr(fraction, "low", -1), getattr(fraction, "high", -1))
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1 for v in values):
+        raise SpecError(f"{source}: key 'sparsity.fraction' must lie in [0, 1), the share of entries held at zero")
+    init = _dimension(raw.get("init", "random"), source, "sparsity.init")
+    _check_values(init, dict.fromkeys(SPARSITY_INITS), source, "sparsity.init", "mask initialisations")
+    return SparsitySpec(fraction, init)
+
+
+def _constraints(raw: Any, source: str) -> Constraints:
+    if raw is None:
+        return Constraints()
+    raw = _mapping(raw, source, "constraints", ("max_trainable_params", "max_peak_memory"))
+    return Constraints(_count(raw.get("max_trainable_params"), source, "constraints.max_trainable_params"),
+                       _bytes(raw.get("max_peak_memory"), source, "constraints.max_peak_memory"))
+
+
+def _reference_point(raw: Any, source: str) -> ReferencePoint:
+    if raw is None:
+        return ReferencePoint()
+    raw = _mapping(raw, source, "reference_point", tuple(f.name for f in fields(ReferencePoint)))
+    accuracy = raw.get("accuracy")
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, int | float)
+                                 or not 0 <= accuracy < 1):
+        raise SpecError(f"{source}: key 'reference_point.accuracy' must be a number in [0, 1), the least accuracy "
+                        f"worth anything, got {accuracy!r}")
+    return ReferencePoint(None if accuracy is None else float(accuracy),
+                          _count(raw.get("trainable_params"), source, "reference_point.trainable_params"),
+                          _bytes(raw.get("peak_memory"), source, "reference_point.peak_memory"))
+
+
+def _count(value: Any, source: str, key: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise SpecError(f"{source}: key '{key}' must be a whole number > 0, got {value!r}")
+    return value
+
+
+def _bytes(value: Any, source: str, key: str) -> int | None:
+    if value is None:
+        return None
+    size = value if isinstance(value, int) and not isinstance(value, bool) else parse_size(str(value))
+    if size is None or size <= 0:
+        raise SpecError(f"{source}: key '{key}' must be a size such as 512MiB or 1.5GB or a number of bytes, "
+                        f"got {value!r}")
+    return size
+
+
+def _architecture(raw: Any, source: str) -> Architecture | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, source, "architecture", ("layers", "roles", "head", "fan_in_fan_out"))
+    layers, roles, head = raw.get("layers"), raw.get("roles"), raw.get("head", [])
+    if not isinstance(layers, str) or not layers:
+        raise SpecError(f"{source}: key 'architecture.layers' must be the dotted path of the block list, "
+                        f"e.g. encoder.block")
+    if not isinstance(roles, dict) or not roles:
+        raise SpecError(f"{source}: key 'architecture.roles' must map roles ({', '.join(ROLES)}) to module "
+                        f"names inside one block")
+    for role, names in roles.items():
+        if role not in ROLES:
+            raise SpecError(f"{source}: unknown role 'architecture.roles.{role}'; allowed: {', '.join(ROLES)}")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SpecError(f"{source}: key 'architecture.roles.{role}' must be a list of module names")
+    if not isinstance(head, list) or not all(isinstance(n, str) for n in head):
+        raise SpecError(f"{source}: key 'architecture.head' must be a list of classifier-head module names")
+    return Architecture(model_types=("custom",), layers=layers,
+                        roles={role: tuple(names) for role, names in roles.items()}, head=tuple(head),
+                        fan_in_fan_out=bool(raw.get("fan_in_fan_out", False)))
+
+
+def _dimension(value: Any, source: str, key: str) -> Dimension:
+    where = f"{source}: key '{key}'"
+    if isinstance(value, dict):
+        if "choices" in value:
+            if set(value) != {"choices"}:
+                raise SpecError(f"{where}: 'choices' cannot be combined with {sorted(set(value) - {'choices'})}")
+            choices = value["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise SpecError(f"{where}: 'choices' must be a non-empty list")
+            for c in choices:
+                if isinstance(c, dict | list):
+                    raise SpecError(f"{where}: choices must be plain values (numbers, strings, booleans)")
+                _check_not_float_string(c, where)
+            if len(set(choices)) != len(choices):
+                raise SpecError(f"{where}: 'choices' lists a value twice: {choices}")
+            return Choice(tuple(choices))
+        unknown = set(value) - set(_RANGE_KEYS)
+        if unknown:
+            raise SpecError(f"{where}: unknown field(s) {sorted(unknown)}; a dimension is either "
+                            f"{{choices: [...]}} or a range with {', '.join(_RANGE_KEYS)}")
+        if "low" not in value or "high" not in value:
+            raise SpecError(f"{where}: a range needs both 'low' and 'high'")
+        low, high = value["low"], value["high"]
+        for bound in (low, high):
+            _check_not_float_string(bound, where)
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                raise SpecError(f"{where}: 'low' and 'high' must be numbers, got {low!r} and {high!r}")
+        if low > high:
+            raise SpecError(f"{where}: low ({low}) must not exceed high ({high})")
+        log = value.get("log", False)
+        if not isinstance(log, bool):
+            raise SpecError(f"{where}: 'log' must be true or false, got {log!r}")
+        step = value.get("step")
+        if log and low <= 0:
+            raise SpecError(f"{where}: a log range needs low > 0, got low={low}")
+        if log and step is not None:
+            raise SpecError(f"{where}: 'step' cannot be combined with 'log: true'")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
+            raise SpecError(f"{where}: 'step' must be a positive number, got {step!r}")
+        if isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int)):
+            return IntRange(low, high, log, step or 1)
+        return FloatRange(float(low), float(high), log, None if step is None else float(step))
+    if isinstance(value, list):
+        raise SpecError(f"{where}: a bare list is ambiguous; write {{choices: {value}}}")
+    _check_not_float_string(value, where)
+    return Constant(value)
+
+
+def _check_not_float_string(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return
+        raise SpecError(f"{where}: {value!r} was read as a string; write numbers with a dot, e.g. 1.0e-3")
+
+
+def _check_values(dim: Dimension, allowed: Mapping[str, Any], source: str, key: str, what: str) -> None:
+    values = dimension_values(dim)
+    if values is None:
+        raise SpecError(f"{source}: key '{key}' must be a name or {{choices: [...]}} of names")
+    for v in values:
+        if v not in allowed:
+            raise SpecError(f"{source}: key '{key}': unknown value {v!r}; allowed {what}: {', '.join(allowed)}")
+
+
+def _check_ranks(dim: Dimension, source: str, key: str, allow_all_zero: bool = False) -> None:
+    values = dimension_values(dim)
+    if values is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise SpecError(f"{source}: key '{key}' must be whole numbers >= 0 (0 = no adapter in that layer), "
+                        f"as a constant, {{choices: [...]}} or an integer range")
+    if all(v == 0 for v in values) and not allow_all_zero:
+        raise SpecError(f"{source}: key '{key}' allows only 0, so no layer could ever get an adapter")
+
+
+def _check_positive_number(dim: Dimension, source: str, key: str) -> None:
+    values = dimension_values(dim)
+    bounds = values if values is not None else (dim.low, dim.high)  # type: ignore[union-attr]
+    for v in bounds:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            raise SpecError(f"{source}: key '{key}' must be positive numbers, got {v!r}")
+
+
+_BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset")
+
+
+def _budget(raw: Any, source: str) -> BudgetSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: key 'budget' must be a mapping with keys {', '.join(_BUDGET_KEYS)}")
+    reject_unknown(raw, _BUDGET_KEYS, source, "budget.")
+    for key, value in raw.items():
+        optional = key in ("train_subset", "eval_subset")
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            allowed = "a whole number > 0" + (" or null for all" if optional else "")
+            raise SpecError(f"{source}: key 'budget.{key}' must be {allowed}, got {value!r}")
+    return BudgetSpec(**raw)
+
+
+# --- baselines files ------------------------------------------------------------------------------------

@@ -1,0 +1,196 @@
+"""Task data: find it (a GLUE-layout directory, else the Hugging Face hub), read it, tokenise it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autopeft.errors import TaskError, first_line
+from autopeft.training.tasks import Column, Task
+
+if TYPE_CHECKING:
+    import torch
+
+DATA_DIR_ENV = "AUTOPEFT_DATA_DIR"
+HUB_DATASET = "nyu-mll/glue"
+
+
+@dataclass(frozen=True)
+class Examples:
+    """One split: texts (a second list for sentence-pair tasks) and labels."""
+
+    text_a: tuple[str, ...]
+    text_b: tuple[str, ...] | None
+    labels: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a task's data comes from: a GLUE task folder, or the hub when `folder` is None."""
+
+    task: Task
+    folder: Path | None
+
+    def describe(self) -> str:
+        return str(self.folder) if self.folder else f"Hugging Face hub ({HUB_DATASET}/{self.task.hub_config})"
+
+
+def resolve_source(task: Task, data_dir: str | None) -> DataSource:
+    """Check that the data can be read, without reading it all; the data dir may name the task folder."""
+    given = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if given is None:
+        _check_hub(task)
+        return DataSource(task, None)
+    root = Path(given).expanduser()
+    if not root.is_dir():
+        raise TaskError(f"data directory {root} does not exist; pass --data-dir (or set {DATA_DIR_ENV}) to a "
+                        f"folder in GLUE layout, e.g. DIR/{task.glue_dir}/train.tsv")
+    folder = root if (root / "train.tsv").is_file() and root.name == task.glue_dir else root / task.glue_dir
+    for name in ("train.tsv", task.eval_file):
+        path = folder / name
+        if not path.is_file():
+            raise TaskError(f"{path} not found: the data directory is not in GLUE layout for {task.name}; "
+                            f"expected {root}/{task.glue_dir}/train.tsv and {task.eval_file}")
+        if task.has_header:
+            with path.open(encoding="utf-8") as f:
+                header = f.readline().rstrip("\n").split("\t")
+            missing = [c for c in (*task.tsv_text, task.tsv_label) if isinstance(c, str) and c not in header]
+            if missing:
+                raise TaskError(f"{path}: header lacks column(s) {missing} that {task.name} needs "
+                                f"(found {header[:8]})")
+    return DataSource(task, folder)
+
+
+def _check_hub(task: Task) -> None:
+    from autopeft.hub import is_offline
+
+    try:
+        _load_hub_split(task, "train[:1]")
+    except Exception as exc:  # the datasets library raises many kinds for "no network"
+        if is_offline():
+            reason = "the Hugging Face hub cannot be reached and the data set is not in the local cache"
+        else:
+            reason = f"the Hugging Face hub could not serve it: {first_line(exc, 160)}"
+        raise TaskError(
+            f"no data directory given for {task.name}, and {reason}; pass --data-dir DIR (GLUE layout, "
+            f"DIR/{task.glue_dir}/train.tsv) or set {DATA_DIR_ENV}, or connect to the internet"
+        ) from None
+
+
+def _load_hub_split(task: Task, split: str) -> Any:
+    from datasets import load_dataset
+
+    return load_dataset(HUB_DATASET, task.hub_config, split=split)
+
+
+def load_split(source: DataSource, split: str) -> Examples:
+    """`split` is "train" or "eval" (the task's evaluation split: SST-2 dev)."""
+    task = source.task
+    if source.folder is None:
+        ds = _load_hub_split(task, "train" if split == "train" else task.hub_eval_split)
+        a = tuple(ds[task.hub_text[0]])
+        b = tuple(ds[task.hub_text[1]]) if task.is_pair else None
+        return Examples(a, b, tuple(float(x) for x in ds["label"]))
+    path = source.folder / ("train.tsv" if split == "train" else task.eval_file)
+    return _read_tsv(task, path)
+
+
+def _read_tsv(task: Task, path: Path) -> Examples:
+    csv.field_size_limit(sys.maxsize)
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    header = rows[0] if task.has_header else []
+    body = rows[1:] if task.has_header else rows
+
+    def index(col: Column) -> int:
+        return col if isinstance(col, int) else header.index(col)
+
+    text_idx = [index(c) for c in task.tsv_text]
+    label_idx = index(task.tsv_label)
+    width = max(*text_idx, label_idx) + 1
+    a: list[str] = []
+    b: list[str] = []
+    labels: list[float] = []
+    for row in body:
+        if len(row) < width:
+            continue  # GLUE's QQP and MNLI files hold a few broken lines; GLUE's own loaders skip them too
+        raw = row[label_idx]
+        try:
+            label = float(task.label_names.index(raw)) if task.label_names else float(raw)
+        except ValueError:
+            raise TaskError(f"{path}: label {raw!r} is not one of "
+                            f"{list(task.label_names) or 'the numeric labels'}") from None
+        a.append(row[text_idx[0]])
+        if task.is_pair:
+            b.append(row[text_idx[1]])
+        labels.append(label)
+    if not labels:
+        raise TaskError(f"{path} holds no examples")
+    return Examples(tuple(a), tuple(b) if task.is_pair else None, tuple(labels))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids per example, unpadded; batches are padded to their own longest example."""
+
+    input_ids: tuple[tuple[int, ...], ...]
+    token_type_ids: tuple[tuple[int, ...], ...] | None
+    labels: tuple[float, ...]
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def sample(self, size: int | None, seed: int) -> Encoded:
+        """A seeded random subset of `size` examples (all of them when size is None or not smaller)."""
+        if size is None or size >= len(self):
+            return self
+        import random
+
+        picked = sorted(random.Random(seed).sample(range(len(self)), size))
+        return Encoded(
+            input_ids=tuple(self.input_ids[i] for i in picked),
+            token_type_ids=None if self.token_type_ids is None else tuple(self.token_type_ids[i] for i in picked),
+            labels=tuple(self.labels[i] for i in picked),
+            pad_id=self.pad_id,
+        )
+
+    def batch(self, indices: list[int], regression: bool) -> dict[str, torch.Tensor]:
+        import torch
+
+        longest = max(len(self.input_ids[i]) for i in indices)
+        ids = torch.full((len(indices), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(indices), longest), dtype=torch.long)
+        types = torch.zeros((len(indices), longest), dtype=torch.long)
+        for row, i in enumerate(indices):
+            n = len(self.input_ids[i])
+            ids[row, :n] = torch.tensor(self.input_ids[i])
+            mask[row, :n] = 1
+            if self.token_type_ids is not None:
+                types[row, :n] = torch.tensor(self.token_type_ids[i])
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if self.token_type_ids is not None:
+            batch["token_type_ids"] = types
+        label_values = [self.labels[i] for i in indices]
+        batch["labels"] = torch.tensor(label_values, dtype=torch.float if regression else torch.long)
+        return batch
+
+
+def encode(examples: Examples, tokenizer: Any, max_length: int) -> Encoded:
+    args = (list(examples.text_a),) if examples.text_b is None else (list(examples.text_a), list(examples.text_b))
+    out = tokenizer(*args, truncation=True, max_length=max_length)
+    types = out.get("token_type_ids")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Encoded(
+        input_ids=tuple(tuple(x) for x in out["input_ids"]),
+        token_type_ids=tuple(tuple(x) for x in types) if types is not None else None,
+        labels=examples.labels,
+        pad_id=int(pad or 0),
+    )

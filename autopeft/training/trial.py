@@ -1,0 +1,262 @@
+"""One trial: Candidate + base model + task data -> TrialResult (objectives, or a failure reason).
+
+`TrialRunner` is what a worker keeps between trials: the tokenizer and the tokenised data are loaded
+once, then each trial loads fresh pretrained weights, adds the candidate's adapters, trains and
+evaluates.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autopeft.errors import TrialFailed
+from autopeft.space.candidate import Candidate
+from autopeft.space.modules import Architecture
+from autopeft.space.spec import BudgetSpec
+
+EVAL_BATCH_SIZE = 128
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    candidate: Candidate
+    model_name: str
+    model_location: str
+    task: str
+    data_folder: str | None  # None: the Hugging Face hub
+    budget: BudgetSpec
+    seed: int
+    device: str = "auto"  # "auto": CUDA when the worker has a GPU, else CPU
+    save_adapter_to: str | None = None  # a folder for the trained adapter (peft save_pretrained)
+    architecture: Architecture | None = None  # module naming given in the space, for models without presets
+    max_trainable_params: int | None = None  # hard budgets: over them a trial fails before training
+    max_peak_memory: int | None = None
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    status: str  # "complete" or "failed"
+    accuracy: float | None = None
+    trainable_params: int | None = None
+    peak_memory: int | None = None
+    memory_method: str | None = None
+    base_params: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    host: str = ""
+    pid: int = 0
+    device: str = ""
+    node: str = ""  # the Ray node id when the trial ran in a Ray worker
+    started_at: float = 0.0  # when the worker began the trial (Unix time): the driver's dispatch delay shows
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _release_memory() -> None:
+    """Hand the heap freed by the trial back to the system, which glibc otherwise keeps: `malloc_trim` on a
+    MiniLM worker that had run a few trials gave 2 GB back at once."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class TrialRunner:
+    """Runs trials in one process, keeping tokenised data between them."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        import torch
+
+        from autopeft.logs import quiet_libraries
+
+        quiet_libraries()
+        if threads:
+            torch.set_num_threads(threads)
+        self._encoded: dict[tuple[Any, ...], Any] = {}
+        self._tokenizers: dict[str, Any] = {}
+
+    def _data(self, request: TrialRequest, split: str) -> Any:
+        from autopeft.adapters.models import ModelRef, load_tokenizer
+        from autopeft.training.data import DataSource, encode, load_split
+        from autopeft.training.tasks import get_task
+
+        key = (request.model_location, request.task, request.data_folder, request.budget.max_length, split)
+        if key not in self._encoded:
+            ref = ModelRef(request.model_name, request.model_location)
+            if ref.location not in self._tokenizers:
+                self._tokenizers[ref.location] = load_tokenizer(ref)
+            folder = Path(request.data_folder) if request.data_folder else None
+            examples = load_split(DataSource(get_task(request.task), folder), split)
+            self._encoded[key] = encode(examples, self._tokenizers[ref.location], request.budget.max_length)
+        return self._encoded[key]
+
+    def run(self, request: TrialRequest) -> TrialResult:
+        started_at, start = time.time(), time.perf_counter()
+        try:
+            result = self._run(request, start)
+        except TrialFailed as exc:
+            result = self._failed(str(exc), start)
+        except Exception as exc:  # a trial's crash must not end the search: record it
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            reason = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
+            if "out of memory" in str(exc).lower():
+                reason = f"out of memory: {exc}"
+            result = self._failed(reason, start)
+        _release_memory()
+        return replace(result, started_at=started_at)
+
+    @staticmethod
+    def _failed(reason: str, start: float) -> TrialResult:
+        return TrialResult(status="failed", failure=reason, wall_seconds=time.perf_counter() - start,
+                           host=socket.gethostname(), pid=os.getpid())
+
+    def _run(self, request: TrialRequest, start: float) -> TrialResult:
+        import torch
+
+        from autopeft.adapters.materialize import count_parameters, count_trainable, materialize
+        from autopeft.training.data import Encoded
+        from autopeft.training.loop import TrainSettings, train
+        from autopeft.training.memory import measure_peak_memory
+        from autopeft.training.tasks import get_task
+
+        task = get_task(request.task)
+        regression = task.num_labels == 1
+        budget = request.budget
+        device = _pick_device(request.device)
+        train_all: Encoded = self._data(request, "train")
+        train_data = train_all.sample(budget.train_subset, request.seed)
+
+        torch.manual_seed(request.seed)
+        base = self._base_model(request)
+        base_params = count_parameters(base)
+        model: Any = materialize(request.candidate, base, budget.max_steps, request.architecture).to(device)
+        masks = self._sparsify(model, request, train_data, regression, device)
+        trainable = count_trainable(model, masks.masked_entries if masks else 0)
+        _check_budget("trainable parameters", trainable, request.max_trainable_params, "max_trainable_params")
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        memory = measure_peak_memory(model, budget.batch_size, budget.max_length, regression, device)
+        _check_budget("bytes of peak memory", memory.bytes, request.max_peak_memory, "max_peak_memory")
+        settings = TrainSettings(learning_rate=request.candidate.learning_rate, max_steps=budget.max_steps,
+                                 batch_size=budget.batch_size, seed=request.seed)
+        stats = train(model, train_data, settings, regression, device, _after_step(model, masks))
+        if device.type == "cuda":
+            memory = type(memory)(int(torch.cuda.max_memory_allocated(device)), memory.method)
+
+        if request.save_adapter_to:
+            if not hasattr(model, "peft_config"):
+                raise TrialFailed(f"{request.candidate.method} trains the model itself: there is no adapter to save")
+            model.peft_config["default"].base_model_name_or_path = request.model_name
+            model.save_pretrained(request.save_adapter_to)
+
+        eval_start = time.perf_counter()
+        metrics = self._evaluate(model, request, device)
+        metrics["final_train_loss"] = stats.final_loss
+        return TrialResult(
+            status="complete",
+            accuracy=metrics[task.metric],
+            trainable_params=trainable,
+            peak_memory=memory.bytes,
+            memory_method=memory.method,
+            base_params=base_params,
+            metrics=metrics,
+            train_seconds=stats.seconds,
+            eval_seconds=time.perf_counter() - eval_start,
+            wall_seconds=time.perf_counter() - start,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            device=str(device),
+        )
+
+
+    @staticmethod
+    def _sparsify(model: Any, request: TrialRequest, train_data: Any, regression: bool, device: Any) -> Any:
+        from autopeft.adapters.sparsity import create_masks
+
+        c = request.candidate
+        if not c.sparsity:
+            return None
+
+        def loss_on_a_batch() -> Any:
+            first = list(range(min(request.budget.batch_size, len(train_data))))
+            return model(**{k: v.to(device) for k, v in train_data.batch(first, regression).items()}).loss
+
+        return create_masks(model, c.sparsity, c.sparsity_init, request.seed, loss_on_a_batch)
+
+    def train_size(self, request: TrialRequest) -> int:
+        return len(self._data(request, "train"))
+
+    def _base_model(self, request: TrialRequest) -> Any:
+        from autopeft.adapters.models import ModelRef, load_classifier
+        from autopeft.training.tasks import get_task
+
+        ref = ModelRef(request.model_name, request.model_location)
+        self._data(request, "eval")  # loads the tokenizer too
+        pad = self._tokenizers[ref.location].pad_token_id
+        return load_classifier(ref, get_task(request.task).num_labels, pad)
+
+    def _evaluate(self, model: Any, request: TrialRequest, device: Any) -> dict[str, float]:
+        from autopeft.training.loop import predict
+        from autopeft.training.tasks import compute_metrics, get_task
+
+        task = get_task(request.task)
+        # The evaluation subset is the same for every trial, so that their accuracies compare.
+        eval_data = self._data(request, "eval").sample(request.budget.eval_subset, 0)
+        predictions = predict(model, eval_data, EVAL_BATCH_SIZE, task.num_labels == 1, device)
+        return compute_metrics(task, predictions, eval_data.labels)
+
+    def evaluate_saved_adapter(self, request: TrialRequest, adapter_dir: str) -> dict[str, float]:
+        """Load a saved adapter onto fresh pretrained weights, as a user would, and evaluate it."""
+        from peft import PeftModel
+
+        device = _pick_device(request.device)
+        model = PeftModel.from_pretrained(self._base_model(request), adapter_dir).to(device)
+        return self._evaluate(model, request, device)
+
+
+def _check_budget(what: str, value: int, limit: int | None, key: str) -> None:
+    if limit is not None and value > limit:
+        raise TrialFailed(f"over budget: {value:,} {what} > {key} {limit:,}; not trained")
+
+
+def _after_step(model: Any, masks: Any) -> Callable[[int], None] | None:
+    """What runs after each optimiser step: AdaLoRA's rank allocation, then the sparsity masks."""
+    allocate = getattr(getattr(model, "base_model", None), "update_and_allocate", None)
+    if allocate is None and masks is None:
+        return None
+
+    def after(step: int) -> None:
+        if allocate is not None:
+            allocate(step)
+        if masks is not None:
+            masks.apply()
+
+    return after
+
+
+def _pick_device(requested: str) -> Any:
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+

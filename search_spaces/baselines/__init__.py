@@ -1,0 +1,1 @@
+"""Shipped baselines files (`autopeft baselines RUN --file standard`)."""

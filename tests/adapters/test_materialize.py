@@ -1,0 +1,154 @@
+"""Candidates materialise on every supported architecture, train a step, and are counted as peft counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from autopeft.adapters.materialize import adapter_plan, count_trainable, layout_of, materialize
+from autopeft.adapters.models import inspect_model, resolve_model
+from autopeft.errors import ModelError, TrialFailed
+from autopeft.space.candidate import Candidate
+from autopeft.space.methods import ADAPTER_METHODS, METHODS, method_params_with_defaults
+from autopeft.space.modules import PRESETS
+from autopeft.training.memory import measure_peak_memory
+from tests.conftest import tiny_model
+
+ARCHITECTURES = ["bert", "roberta", "distilbert", "gpt2", "llama", "qwen2"]
+
+
+# Sizes that fit two-layer, 32-wide models (SHiRA's default r=32 asks for more entries than a 32x32 weight has).
+TINY_PARAMS = {"shira": {"r": 2}, "vera": {"r": 8}, "adalora": {"init_r": 4, "target_r": 2}}
+
+
+def candidate(method: str, preset: str, ranks: tuple[int, ...]) -> Candidate:
+    params = method_params_with_defaults(method, TINY_PARAMS.get(method, {}))
+    return Candidate(method, preset, ranks, 1e-3, tuple(sorted(params.items())))
+
+
+def forward_backward(model: torch.nn.Module) -> None:
+    ids = torch.randint(3, 1000, (2, 7))
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+
+
+# Methods that cannot adapt GPT-2's Conv1D are rejected at load time instead (see the last test).
+def supported(arch: str, method: str) -> bool:
+    m = METHODS[method]
+    return (arch != "gpt2" or m.adapts_conv1d) and (m.model_types is None or arch in m.model_types)
+
+
+CASES = [(a, m, p) for a in ARCHITECTURES for m in sorted(ADAPTER_METHODS) for p in sorted(PRESETS) if supported(a, m)]
+
+
+@pytest.mark.parametrize(("arch", "method", "preset"), CASES)
+def test_every_method_and_preset_materialises(arch: str, method: str, preset: str) -> None:
+    model = materialize(candidate(method, preset, (4, 0)), tiny_model(arch))
+    forward_backward(model)
+    # The memory account runs the method's own forward (SHiRA's sparse delta weight once broke it).
+    assert measure_peak_memory(model, 2, 7, False, torch.device("cpu")).bytes > 0
+    total_peft, _ = model.get_nb_trainable_parameters()
+    assert count_trainable(model) == total_peft
+    # The classifier head is trained; the second layer (rank 0) has no adapter.
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("modules_to_save" in n for n in names)
+    assert not any(".1." in n.split("modules_to_save")[0] and "lora_" in n for n in names)
+
+
+def test_lora_per_layer_ranks_match_hand_count() -> None:
+    # BERT, hidden 32: query and value are 32x32; layer 0 at rank 4, layer 1 at rank 8.
+    model = materialize(candidate("lora", "attn_qv", (4, 8)), tiny_model("bert"))
+    adapters = 2 * (4 * 32 + 32 * 4) + 2 * (8 * 32 + 32 * 8)
+    head = 32 * 2 + 2  # the classifier; BERT's pooler stays frozen
+    assert count_trainable(model) == adapters + head
+    ranks = {n: p.shape[0] for n, p in model.named_parameters() if "lora_A" in n}
+    assert sorted(ranks.values()) == [4, 4, 8, 8]
+
+
+def test_ia3_reads_rank_as_on_off_and_scales_feedforward_input() -> None:
+    model = materialize(candidate("ia3", "all_linear", (0, 16)), tiny_model("bert"))
+    vectors = {n: p.numel() for n, p in model.named_parameters() if "ia3_l" in n}
+    assert all(".layer.1." in n for n in vectors)
+    # q, k, v and o scale their 32 outputs, up its 64 outputs; down, a feed-forward module, its 64 inputs.
+    assert sorted(vectors.values()) == [32, 32, 32, 32, 64, 64]
+    down = [n for n in vectors if n.split(".ia3_l")[0].endswith("layer.1.output.dense")]
+    assert len(down) == 1 and vectors[down[0]] == 64
+
+
+def test_all_zero_ranks_fail_as_a_trial_not_a_crash() -> None:
+    layout = layout_of(tiny_model("bert"))
+    with pytest.raises(TrialFailed, match="no layer has an adapter"):
+        adapter_plan(candidate("lora", "attn_qv", (0, 0)), layout)
+
+
+def test_gpt2_fused_attention_is_one_module() -> None:
+    layout = layout_of(tiny_model("gpt2"))
+    targets = layout.targets("attn_qv", [0])
+    assert list(targets) == ["transformer.h.0.attn.c_attn"]
+
+
+def test_unknown_architecture_is_rejected_clearly_and_can_be_named_by_hand(tmp_path: Path) -> None:
+    from transformers import T5Config
+
+    from autopeft.space.spec import parse_spec
+
+    T5Config(d_model=16, num_layers=2, num_heads=2, d_ff=32, d_kv=8, vocab_size=100).save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match=r"has no target-module presets .* name its modules by hand"):
+        inspect_model(resolve_model(str(tmp_path)), 2)
+    spec = parse_spec("""
+method: lora
+target_modules: attn_qv
+layer_rank: 4
+learning_rate: 1.0e-3
+architecture:
+  layers: encoder.block
+  roles: {q: [layer.0.SelfAttention.q], v: [layer.0.SelfAttention.v], up: [layer.1.DenseReluDense.wi]}
+  head: [classification_head]
+""", "t5.yaml")
+    info = inspect_model(resolve_model(str(tmp_path)), 2, spec.architecture)
+    assert info.layout.targets("attn_qv", [1]) == {"transformer.encoder.block.1.layer.0.SelfAttention.q": "q",
+                                                   "transformer.encoder.block.1.layer.0.SelfAttention.v": "v"}
+
+
+def test_inspect_model_counts_the_embedded_minilm_without_loading_weights() -> None:
+    info = inspect_model(resolve_model(None), 2)
+    assert info.num_layers == 6
+    assert info.base_params == 22_713_986  # BertForSequenceClassification on MiniLM-L6-H384, 2 labels
+
+
+def test_space_leaves_out_what_the_model_cannot_take() -> None:
+    from autopeft.adapters.fit import fit_space
+    from autopeft.errors import SpecError
+    from autopeft.space.spec import load_spec, parse_spec
+
+    spec = load_spec("default")
+    minilm = inspect_model(resolve_model(None), 2)
+    assert fit_space(spec, "bert", minilm.layout).left_out == ()
+    gpt2 = fit_space(spec, "gpt2", layout_of(tiny_model("gpt2")))
+    assert [x.what for x in gpt2.left_out] == ["loha", "lokr", "shira"]
+    assert "cannot adapt the fused Conv1D projections of gpt2" in gpt2.left_out[0].why
+    assert set(gpt2.spec.methods()) == set(spec.methods()) - {"loha", "lokr", "shira"}
+    distil = fit_space(spec, "distilbert", layout_of(tiny_model("distilbert")))
+    assert {x.what for x in distil.left_out} == {"prefix", "prompt", "shira.r=32"}
+    # A value a layer is too small for: SHiRA's r=32 on 32x32 weights (r·(32+32) > 32·32); r=8 stays.
+    bert = fit_space(spec, "bert", layout_of(tiny_model("bert")))
+    assert [x.what for x in bert.left_out] == ["shira.r=32"] and "r ≤ 16 fits" in bert.left_out[0].why
+    assert bert.spec.method_params["shira"]["r"].choices == (8,)  # type: ignore[union-attr]
+    only_shira = parse_spec("method: shira\ntarget_modules: attn_qv\nlayer_rank: 4\nlearning_rate: 1.0e-3\n",
+                            "s.yaml")
+    with pytest.raises(SpecError, match=r"s.yaml: no method of this space can train a gpt2 model: shira: it cannot"):
+        fit_space(only_shira, "gpt2", layout_of(tiny_model("gpt2")))
+    deep = parse_spec("method: lora\ntarget_modules: ffn\nlayer_rank: 4\nlearning_rate: 1.0e-3\nlayers: [1, 7]\n",
+                      "deep.yaml")
+    with pytest.raises(SpecError, match=r"deep.yaml: key 'layers': layer 7 is beyond the model's depth; it has 6"):
+        fit_space(deep, "bert", minilm.layout)
+
+
+def test_a_configuration_too_large_for_a_layer_fails_before_a_model_is_built() -> None:
+    shira = Candidate("shira", "attn_qv", (0, 1), 1e-3, (("r", 32),))
+    with pytest.raises(TrialFailed, match=r"cannot adapt bert.encoder.layer.1.attention.self.query: SHiRA r=32 trains"):
+        adapter_plan(shira, layout_of(tiny_model("bert")))

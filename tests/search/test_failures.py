@@ -1,0 +1,75 @@
+"""What failed trials rule out: the same configuration near its learning rate, and after repeated failures of
+one kind, its whole method-and-placement neighbourhood."""
+
+from __future__ import annotations
+
+from autopeft.search.failures import FailureMemory, Neighbourhood, failure_kind
+from autopeft.space.candidate import Candidate
+from autopeft.space.spec import load_spec
+
+SPARSE = "NotImplementedError: Cannot access storage of SparseTensorImpl (at train.py:133)"
+
+
+def shira(layers: tuple[int, ...], r: int = 8, lr: float = 3e-3, preset: str = "attn_qv") -> Candidate:
+    return Candidate("shira", preset, layers, lr, (("r", r),))
+
+
+def test_a_failed_configuration_is_ruled_out_near_its_learning_rate_only() -> None:
+    memory = FailureMemory()
+    assert memory.add(shira((0, 4)), SPARSE) is None  # one failure rules out no neighbourhood
+    assert "failed at learning rate 0.003" in (memory.rules_out(shira((0, 4), lr=2.9e-3)) or "")
+    assert memory.rules_out(shira((0, 4), lr=2e-3)) is not None  # within a factor of 2
+    assert memory.rules_out(shira((0, 4), lr=1e-3)) is None  # a learning rate 3x apart is a new question
+    assert memory.rules_out(shira((0, 4), r=32)) is None  # another configuration of the neighbourhood
+
+
+def test_the_same_configuration_is_recognised_through_what_the_method_does_not_read() -> None:
+    memory = FailureMemory()
+    memory.add(shira((0, 4)), SPARSE)
+    # SHiRA reads a layer's rank as on/off: rank 16 in layer 1 is the same configuration.
+    assert memory.rules_out(shira((0, 16))) is not None
+    prefix = Candidate("prefix", "attn_qv", (4, 0), 1e-2, (("num_virtual_tokens", 10),))
+    memory.add(prefix, "ValueError: Model does not support past key values")
+    # Prefix tuning reads neither ranks nor target modules.
+    assert memory.rules_out(Candidate("prefix", "ffn", (0, 8), 1e-2, (("num_virtual_tokens", 10),))) is not None
+
+
+def test_repeated_failures_of_one_kind_rule_out_the_neighbourhood() -> None:
+    memory = FailureMemory()
+    memory.add(shira((0, 4), r=8, lr=3e-3), SPARSE)
+    place = memory.add(shira((0, 4), r=32, lr=1e-3), SPARSE)
+    assert place == Neighbourhood("shira", "attn_qv", (1,))
+    why = memory.rules_out(shira((0, 8), r=16, lr=3e-4)) or ""
+    assert why.startswith("shira on attn_qv, layers 1 failed 2 times or more: NotImplementedError")
+    assert memory.rules_out(shira((4, 4))) is None  # other layers are another neighbourhood
+    assert memory.rules_out(shira((0, 4), preset="ffn")) is None
+    assert "2x shira: NotImplementedError" in memory.summary()
+
+
+def test_failures_of_different_kinds_do_not_add_up() -> None:
+    memory = FailureMemory()
+    assert memory.add(shira((0, 4), r=8), "out of memory: scripted") is None
+    assert memory.add(shira((0, 4), r=32), SPARSE) is None
+    assert memory.ruled_out == {}
+
+
+def test_failure_kinds_ignore_numbers_and_the_configuration() -> None:
+    a = shira((0, 4), lr=3e-3)
+    b = shira((4, 0), r=32, lr=1e-3)
+    same = failure_kind(f"peft rejected {a.describe()}: bad", a)
+    assert same == failure_kind(f"peft rejected {b.describe()}: bad", b)
+    assert failure_kind("training loss became nan at step 12") == failure_kind("training loss became nan at step 3")
+
+
+def test_a_samplers_partial_parameters_are_ruled_out_when_every_completion_is() -> None:
+    spec = load_spec("default")
+    memory = FailureMemory()
+    for r in (8, 32):
+        memory.add(Candidate("shira", "attn_qv", (0, 0, 0, 4, 0, 0), 3e-3, (("r", r),)), SPARSE)
+    params = {"method": "shira", "target_modules": "attn_qv", "learning_rate": 1e-3,
+              **{f"rank_L{i}": (4 if i == 3 else 0) for i in range(6)}}
+    # shira.r is missing (a model-based sampler has not modelled it yet): both of its values are ruled out.
+    assert memory.rules_out_params(params, spec, 6)
+    assert not memory.rules_out_params({**params, "rank_L2": 8}, spec, 6)
+    assert not memory.rules_out_params({**params, "method": "lora", "lora.lora_alpha": 16}, spec, 6)
+    assert not FailureMemory().rules_out_params(params, spec, 6)

@@ -1,0 +1,161 @@
+"""The search loop against a scripted executor: when it asks the sampler, what it records, how it stops.
+
+No Ray and no training: `ScriptedExecutor` finishes one trial per wait with made-up objectives (or a
+failure, or Ctrl-C), so the order of events is exact. The same loop on real Ray workers and real
+signals is in test_ray_execution.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autopeft.adapters.architectures import ModuleLayout
+from autopeft.adapters.models import inspect_model, resolve_model
+from autopeft.run.settings import SearchSettings
+from autopeft.run.storage import RunDir
+from autopeft.search.executors import Executor
+from autopeft.search.loop import INTERRUPTED, run_search
+from autopeft.space.candidate import Candidate
+from autopeft.space.spec import SearchSpec, load_spec
+from autopeft.training.trial import TrialRequest, TrialResult
+
+
+class ScriptedExecutor(Executor):
+    """Runs nothing: each wait finishes the oldest trial in flight, as `script` says (default: complete)."""
+
+    def __init__(self, run: RunDir, slots: int, script: dict[int, str] | None = None) -> None:
+        self.slots = slots
+        self.run = run
+        self.script = script or {}
+        self.queue: list[int] = []
+        self.events: list[tuple[str, int, int]] = []  # (what, trial, trials RUNNING in the study at that moment)
+
+    def _running(self) -> int:
+        return len(self.run.load_study().get_trials(states=(optuna.trial.TrialState.RUNNING,)))
+
+    def submit(self, key: int, request: TrialRequest) -> None:
+        self.events.append(("submit", key, self._running()))
+        self.queue.append(key)
+
+    def wait_any(self) -> list[tuple[int, TrialResult]]:
+        key = self.queue.pop(0)
+        outcome = self.script.get(key, "complete")
+        self.events.append(("done", key, self._running()))
+        if outcome == "ctrl-c":
+            raise KeyboardInterrupt
+        if outcome == "fail":
+            return [(key, TrialResult(status="failed", failure="out of memory: scripted"))]
+        return [(key, TrialResult(status="complete", accuracy=0.5 + key / 100, trainable_params=100 + key,
+                                  peak_memory=1000 + key))]
+
+    def in_flight(self) -> int:
+        return len(self.queue)
+
+    def close(self) -> None:
+        self.queue.clear()
+
+
+Setup = tuple[RunDir, SearchSettings, SearchSpec, ModuleLayout]
+
+
+@pytest.fixture
+def setup(tmp_path: Path, tiny_bert_dir: Path) -> Setup:
+    spec = load_spec("small")
+    info = inspect_model(resolve_model(str(tiny_bert_dir)), 2)
+    settings = SearchSettings(task="sst2", model_name="tiny", model_location=str(tiny_bert_dir), data_folder=None,
+                              space="small", sampler="random", seed=0, trials=4, startup_trials=2, budget=spec.budget,
+                              num_layers=info.num_layers, base_params=info.base_params, workers=2)
+    run = RunDir(tmp_path / "run")
+    run.create(settings, "")
+    return run, settings, spec, info.layout
+
+
+def test_the_next_trial_is_asked_for_as_soon_as_one_finishes(setup: Setup) -> None:
+    run, settings, spec, layout = setup
+    executor = ScriptedExecutor(run, slots=2, script={1: "fail"})
+    refreshes: list[int] = []
+    study = run_search(run, settings, spec, layout, executor, lambda s: refreshes.append(len(s.trials)))
+    kinds = [(what, key) for what, key, _ in executor.events]
+    # Two in flight; each completion is followed by one new submission before the next wait.
+    assert kinds == [("submit", 0), ("submit", 1), ("done", 0), ("submit", 2), ("done", 1), ("submit", 3),
+                     ("done", 2), ("submit", 4), ("done", 3), ("done", 4)]
+    # When a trial is submitted, the other one in flight is a RUNNING trial of the study: the sampler sees it.
+    assert [running for what, _, running in executor.events if what == "submit"][1:] == [2, 2, 2, 2]
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]  # the failure was replaced
+    assert study.trials[1].user_attrs["failure_reason"] == "out of memory: scripted"
+    assert len(refreshes) == 5  # the run's files after every result
+
+
+def test_ctrl_c_leaves_no_trial_running(setup: Setup) -> None:
+    run, settings, spec, layout = setup
+    executor = ScriptedExecutor(run, slots=2, script={2: "ctrl-c"})
+    with pytest.raises(KeyboardInterrupt):
+        run_search(run, settings, spec, layout, executor, lambda s: None)
+    study = run.load_study()
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
+    assert {t.user_attrs["failure_reason"] for t in study.trials[2:]} == {INTERRUPTED}
+
+    # Resumed: completed trials kept, the interrupted ones replaced by new numbers.
+    study = run_search(run, settings, spec, layout, ScriptedExecutor(run, slots=2), lambda s: None)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+
+
+class FailingMethod(ScriptedExecutor):
+    """Every trial of one method fails with the same reason; the others complete."""
+
+    def __init__(self, run: RunDir, method: str) -> None:
+        super().__init__(run, slots=1)
+        self.method = method
+        self.methods: dict[int, str] = {}
+
+    def submit(self, key: int, request: TrialRequest) -> None:
+        self.methods[key] = request.candidate.method
+        super().submit(key, request)
+
+    def wait_any(self) -> list[tuple[int, TrialResult]]:
+        key = self.queue[0]
+        if self.methods[key] == self.method:
+            self.queue.pop(0)
+            return [(key, TrialResult(status="failed", failure="NotImplementedError: scripted (at x.py:1)"))]
+        return super().wait_any()
+
+
+def test_a_failing_neighbourhood_is_ruled_out_and_not_trained_again(setup: Setup) -> None:
+    from autopeft.search.failures import Neighbourhood
+
+    run, settings, spec, layout = setup
+    settings = dataclasses.replace(settings, trials=12)
+    executor = FailingMethod(run, "ia3")
+    statuses: list[str] = []
+    study = run_search(run, settings, spec, layout, executor, lambda s: None, statuses.append)
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 12
+    failures: dict[Neighbourhood, int] = {}
+    for t in study.trials:
+        c = Candidate.from_dict(t.user_attrs["candidate"])
+        place = Neighbourhood.of(c)
+        if t.user_attrs.get("skipped"):
+            # Not trained, and only once two trials of its neighbourhood (or itself) had failed.
+            assert t.number not in executor.methods
+            assert failures.get(place, 0) >= 2 or "same configuration" in t.user_attrs["failure_reason"]
+        elif t.state.name == "FAIL":
+            failures[place] = failures.get(place, 0) + 1
+    assert all(n <= 2 for n in failures.values())  # a neighbourhood fails at most twice
+    trained_failures = sum(failures.values())
+    assert any(f"failed {trained_failures} (" in s for s in statuses[-1:])
+    assert any("ruled out: ia3 on" in s for s in statuses) == any(n == 2 for n in failures.values())
+
+
+def test_the_failure_limit_counts_only_this_sessions_failures(setup: Setup) -> None:
+    run, settings, spec, layout = setup
+    study = run.create_study(sampler=None)
+    for _ in range(6):  # an earlier session's failures, over the limit of max(5, trials)
+        trial = study.ask()
+        trial.set_user_attr("failure_reason", "out of memory: earlier")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    study = run_search(run, settings, spec, layout, ScriptedExecutor(run, slots=2), lambda s: None)
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == settings.trials

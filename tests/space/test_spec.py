@@ -1,0 +1,124 @@
+"""Search-space files: the shipped ones load, and every malformed one gets a one-line error."""
+
+from __future__ import annotations
+
+import pytest
+
+from autopeft.errors import SpecError
+from autopeft.space.spec import Choice, FloatRange, IntRange, ReferencePoint, builtin_space_names, load_spec, parse_spec
+
+VALID = """
+method: {choices: [lora, ia3]}
+target_modules: {choices: [attn_qv, ffn]}
+layer_rank: {choices: [0, 4, 8]}
+learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}
+method_params:
+  lora:
+    lora_alpha: {low: 8, high: 32, step: 8}
+budget:
+  max_steps: 10
+"""
+
+
+def test_shipped_spaces_load() -> None:
+    names = builtin_space_names()
+    assert {"default", "small"} <= set(names)
+    for name in names:
+        spec = load_spec(name)
+        assert spec.methods()
+
+
+def test_valid_space_is_typed() -> None:
+    spec = parse_spec(VALID, "valid.yaml")
+    assert spec.method == Choice(("lora", "ia3"))
+    assert spec.learning_rate == FloatRange(1.0e-4, 1.0e-3, log=True)
+    assert spec.method_params["lora"]["lora_alpha"] == IntRange(8, 32, step=8)
+    assert spec.budget.max_steps == 10 and spec.budget.batch_size == 32
+
+
+def _with(old: str, new: str) -> str:
+    assert old in VALID
+    return VALID.replace(old, new)
+
+
+BAD = [
+    ("unknown top key", VALID + "epochs: 3\n", "unknown key 'epochs'"),
+    ("unknown method", _with("[lora, ia3]", "[lora, bogus]"), "unknown value 'bogus'; allowed methods"),
+    ("param a method lacks", _with("lora_alpha:", "alpha:"), "unknown parameter of lora 'method_params.lora.alpha'"),
+    ("params for ia3", _with("  lora:\n    lora_alpha: {low: 8, high: 32, step: 8}", "  ia3:\n    r: 4"),
+     "it has no tunable parameters"),
+    ("low above high", _with("low: 1.0e-4, high: 1.0e-3", "low: 1.0e-2, high: 1.0e-3"),
+     "low (0.01) must not exceed high (0.001)"),
+    ("empty choices", _with("{choices: [0, 4, 8]}", "{choices: []}"), "'choices' must be a non-empty list"),
+    ("unknown preset", _with("[attn_qv, ffn]", "[attn_qv, mlp_only]"), "allowed target-module presets"),
+    ("float written as string", _with("low: 1.0e-4", "low: 1e-4"), "write numbers with a dot"),
+    ("negative rank", _with("[0, 4, 8]", "[0, -4]"), "whole numbers >= 0"),
+    ("only zero ranks", _with("[0, 4, 8]", "[0]"), "no layer could ever get an adapter"),
+    ("budget key", _with("max_steps: 10", "max_epochs: 10"), "unknown key 'budget.max_epochs'"),
+    ("budget value", _with("max_steps: 10", "max_steps: 0"), "'budget.max_steps' must be a whole number > 0"),
+    ("bare list", _with("{choices: [0, 4, 8]}", "[0, 4, 8]"), "a bare list is ambiguous"),
+    ("missing key", VALID.replace("learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}\n", ""),
+     "key 'learning_rate' is missing"),
+    ("not yaml", "method: [lora\n", "not valid YAML"),
+    ("not a mapping", "- lora\n", "a search space is a mapping"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [(t, m) for _, t, m in BAD], ids=[name for name, _, _ in BAD])
+def test_bad_space_is_one_clear_line(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "bad.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("bad.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_space_name_lists_shipped_ones() -> None:
+    with pytest.raises(SpecError, match="use one of the shipped spaces"):
+        load_spec("no-such-space")
+
+
+MORE_BAD = [
+    ("rank and profile", VALID + "rank_profile: {shape: uniform, total_rank: 8, first_layer: 0}\n",
+     "set exactly one of 'layer_rank'"),
+    ("profile shape", VALID.replace("layer_rank: {choices: [0, 4, 8]}\n", "")
+     + "rank_profile: {shape: spiky, total_rank: 8, first_layer: 0}\n", "unknown value 'spiky'; allowed shapes"),
+    ("profile key missing", VALID.replace("layer_rank: {choices: [0, 4, 8]}\n", "")
+     + "rank_profile: {shape: uniform, total_rank: 8}\n", "key 'rank_profile.first_layer' is missing"),
+    ("sparsity fraction", VALID + "sparsity: {fraction: 1.0}\n", "'sparsity.fraction' must lie in [0, 1)"),
+    ("sparsity init", VALID + "sparsity: {fraction: 0.5, init: lottery}\n", "allowed mask initialisations"),
+    ("sparsity key", VALID + "sparsity: {share: 0.5}\n", "unknown key 'sparsity.share'"),
+    ("constraint value", VALID + "constraints: {max_trainable_params: -5}\n", "must be a whole number > 0"),
+    ("constraint size", VALID + "constraints: {max_peak_memory: lots}\n", "must be a size such as 512MiB"),
+    ("reference accuracy", VALID + "reference_point: {accuracy: 70}\n", "'reference_point.accuracy' must be a "
+     "number in [0, 1)"),
+    ("reference params", VALID + "reference_point: {trainable_params: 1.5}\n", "must be a whole number > 0"),
+    ("reference size", VALID + "reference_point: {peak_memory: 0MiB}\n", "'reference_point.peak_memory' must be a "
+     "size"),
+    ("reference key", VALID + "reference_point: {f1: 0.5}\n", "unknown key 'reference_point.f1'"),
+    ("layers list", VALID + "layers: [a, b]\n", "must be a non-empty list of layer indices"),
+    ("architecture role", VALID + "architecture: {layers: h, roles: {query: [q]}}\n",
+     "unknown role 'architecture.roles.query'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [(t, m) for _, t, m in MORE_BAD], ids=[n for n, _, _ in MORE_BAD])
+def test_more_bad_spaces(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "bad.yaml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_optional_sections_parse() -> None:
+    spec = parse_spec(VALID + "ffn_rank: {choices: [0, 2]}\nsparsity: {fraction: {choices: [0.0, 0.5]}, init: "
+                      "magnitude}\nconstraints: {max_trainable_params: 5000, max_peak_memory: 1.5GiB}\n"
+                      "layers: [5, 3]\n", "ok.yaml")
+    assert spec.ffn_rank == Choice((0, 2)) and spec.layers == (3, 5)
+    assert spec.constraints.max_trainable_params == 5000
+    assert spec.constraints.max_peak_memory == int(1.5 * 1024**3)
+    assert spec.reference_point == ReferencePoint() and spec.reference_point.by_objective() == {}
+
+
+def test_reference_point_parses_by_objective() -> None:
+    spec = parse_spec(VALID + "reference_point: {accuracy: 0.6, peak_memory: 2GiB}\n", "ok.yaml")
+    assert spec.reference_point.by_objective() == {"accuracy": 0.6, "peak_memory": 2.0 * 1024**3}

@@ -1,0 +1,30 @@
+"""The wheel holds every subpackage, the shipped spaces and baselines, and builds without a warning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_wheel_holds_the_code_spaces_and_baselines(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path),
+                           str(ROOT)], capture_output=True, text=True, timeout=220, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (done.stdout + done.stderr).lower()
+    assert "warning" not in log.replace("-wwarning", ""), [line for line in log.splitlines() if "warning" in line]
+    (wheel,) = tmp_path.glob("autopeft-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for package in ("space", "adapters", "training", "bo", "run", "search", "dashboard", "export", "cli"):
+        assert f"autopeft/{package}/__init__.py" in names, package
+    shipped = {p.name for p in (ROOT / "search_spaces").glob("*.yaml")}
+    assert shipped and {f"autopeft/search_spaces/{n}" for n in shipped} <= names
+    assert "autopeft/search_spaces/baselines/standard.yaml" in names
+    assert "autopeft/api.py" in names and "autopeft/cli/__main__.py" in names

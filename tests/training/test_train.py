@@ -1,0 +1,159 @@
+"""Training, evaluation and the CPU memory account on tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from autopeft.adapters.materialize import materialize
+from autopeft.errors import TrialFailed
+from autopeft.space.candidate import Candidate
+from autopeft.space.methods import method_params_with_defaults
+from autopeft.training.loop import TrainSettings, predict, train
+from autopeft.training.memory import measure_peak_memory
+from tests.conftest import tiny_model
+
+CPU = torch.device("cpu")
+
+
+def lora(ranks: tuple[int, ...], preset: str = "attn_qv", lr: float = 1e-2) -> Candidate:
+    params = method_params_with_defaults("lora", {})
+    return Candidate("lora", preset, ranks, lr, tuple(sorted(params.items())))
+
+
+def toy_data(n: int = 64):
+    from autopeft.training.data import Encoded
+
+    torch.manual_seed(0)
+    # Label 1 iff token 7 appears: learnable by a tiny model in a few dozen steps.
+    ids, labels = [], []
+    for i in range(n):
+        row = torch.randint(10, 1000, (8,)).tolist()
+        if i % 2:
+            row[3] = 7
+        ids.append(tuple(row))
+        labels.append(float(i % 2))
+    return Encoded(tuple(ids), None, tuple(labels), pad_id=0)
+
+
+def test_memory_account_is_deterministic_and_placement_matters() -> None:
+    def reading(ranks: tuple[int, ...]) -> int:
+        model = materialize(lora(ranks), tiny_model("bert"))
+        first = measure_peak_memory(model, 8, 16, regression=False, device=CPU)
+        again = measure_peak_memory(model, 8, 16, regression=False, device=CPU)
+        assert first == again and first.method == "cpu-accounted"
+        return first.bytes
+
+    top_only, bottom_only, both = reading((0, 8)), reading((8, 0)), reading((8, 8))
+    # Backward stops above the lowest adapter: adapting only the top layer saves the bottom's activations.
+    assert top_only < bottom_only <= both
+    # Rank moves memory far less than placement does.
+    assert abs(reading((0, 16)) - top_only) < (bottom_only - top_only)
+
+
+def test_memory_measurement_keeps_no_activation_alive() -> None:
+    # A worker measures every trial: activations kept by the measurement piled up trial after trial (0.65 GB
+    # a call on MiniLM) until Ray's memory monitor killed the worker.
+    import gc
+    import weakref
+
+    model = tiny_model("bert")
+    outputs: list[weakref.ref[torch.Tensor]] = []
+    model.bert.encoder.layer[0].intermediate.register_forward_hook(
+        lambda module, args, out: outputs.append(weakref.ref(out)))
+    measure_peak_memory(model, 4, 16, False, torch.device("cpu"))
+    gc.collect()
+    assert len(outputs) == 1 and outputs[0]() is None
+
+
+def test_training_learns_a_toy_rule_and_is_seeded() -> None:
+    data = toy_data()
+
+    def run(seed: int) -> tuple[float, list[float]]:
+        torch.manual_seed(seed)
+        model = materialize(lora((8, 8), "all_linear", lr=2e-2), tiny_model("bert", seed=seed))
+        stats = train(model, data, TrainSettings(learning_rate=2e-2, max_steps=60, batch_size=16, seed=seed),
+                      regression=False, device=CPU)
+        return stats.final_loss, predict(model, data, 32, regression=False, device=CPU)
+
+    loss, predictions = run(0)
+    accuracy = sum(p == y for p, y in zip(predictions, data.labels, strict=True)) / len(data)
+    assert accuracy >= 0.9
+    assert run(0) == (loss, predictions)
+
+
+def test_diverging_loss_fails_the_trial() -> None:
+    model = materialize(lora((8, 8)), tiny_model("bert"))
+    with pytest.raises(TrialFailed, match="training loss became"):
+        train(model, toy_data(), TrainSettings(learning_rate=1e30, max_steps=30, batch_size=16, seed=0,
+                                               max_grad_norm=1e30), regression=False, device=CPU)
+
+
+def test_trial_runner_reports_objectives_and_failures(tiny_bert_dir: Path, sst2_small: Path) -> None:
+    from autopeft.adapters.models import resolve_model
+    from autopeft.space.spec import BudgetSpec
+    from autopeft.training.trial import TrialRequest, TrialRunner
+
+    ref = resolve_model(str(tiny_bert_dir))
+    runner = TrialRunner(threads=1)
+    budget = BudgetSpec(max_steps=3, batch_size=8, max_length=32, eval_subset=40)
+    ok = runner.run(TrialRequest(lora((4, 0)), ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
+                                 budget, seed=0))
+    assert ok.ok and ok.memory_method == "cpu-accounted"
+    assert ok.accuracy is not None and 0.0 <= ok.accuracy <= 1.0
+    assert ok.trainable_params == 2 * (4 * 32 * 2) + 32 * 2 + 2
+    assert ok.peak_memory and ok.peak_memory > 4 * ok.base_params
+    bad = runner.run(TrialRequest(lora((0, 0)), ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
+                                  budget, seed=0))
+    assert not bad.ok and "no layer has an adapter" in (bad.failure or "")
+
+
+def test_runner_trains_adalora_sparse_lora_and_enforces_budgets(tiny_bert_dir: Path, sst2_small: Path) -> None:
+    from autopeft.adapters.models import resolve_model
+    from autopeft.space.spec import BudgetSpec
+    from autopeft.training.trial import TrialRequest, TrialResult, TrialRunner
+
+    ref = resolve_model(str(tiny_bert_dir))
+    runner = TrialRunner(threads=1)
+    budget = BudgetSpec(max_steps=6, batch_size=8, max_length=32, eval_subset=40)
+
+    def run(candidate: Candidate, **limits: int) -> TrialResult:
+        return runner.run(TrialRequest(candidate, ref.name, ref.location, "sst2", str(sst2_small / "SST-2"),
+                                       budget, seed=0, **limits))
+
+    adalora = Candidate("adalora", "attn_qv", (1, 1), 1e-3, (("init_r", 4), ("lora_alpha", 8), ("target_r", 2)))
+    assert run(adalora).ok
+    sparse = Candidate("lora", "attn_qv", (8, 8), 1e-3, (("lora_alpha", 16), ("lora_dropout", 0.0)),
+                       sparsity=0.5, sparsity_init="gradient")
+    dense = Candidate("lora", "attn_qv", (8, 8), 1e-3, (("lora_alpha", 16), ("lora_dropout", 0.0)))
+    sparse_result, dense_result = run(sparse), run(dense)
+    assert sparse_result.ok and dense_result.ok
+    adapters = 4 * (8 * 32 * 2)
+    assert dense_result.trainable_params - sparse_result.trainable_params == adapters // 2
+    over = run(dense, max_trainable_params=100)
+    assert not over.ok and "over budget" in (over.failure or "") and "max_trainable_params 100" in (over.failure or "")
+    heavy = run(dense, max_peak_memory=1000)
+    assert not heavy.ok and "max_peak_memory" in (heavy.failure or "")
+
+
+def test_a_half_precision_checkpoint_trains_in_float32(tiny_bert_dir: Path, sst2_small: Path, tmp_path: Path) -> None:
+    """A float16 copy of a model (the light way to carry one to another machine) must train like the original:
+    kept in float16, AdamW's updates underflow and MiniLM's loss was NaN by step 2."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from autopeft.adapters.models import load_classifier, resolve_model
+    from autopeft.space.spec import BudgetSpec
+    from autopeft.training.trial import TrialRequest, TrialRunner
+
+    half = tmp_path / "half"
+    AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir).half().save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(half)
+    ref = resolve_model(str(half))
+    assert {p.dtype for p in load_classifier(ref, 2, None).parameters()} == {torch.float32}
+    budget = BudgetSpec(max_steps=3, batch_size=8, max_length=32, eval_subset=40)
+    result = TrialRunner(threads=1).run(TrialRequest(lora((4, 4)), ref.name, ref.location, "sst2",
+                                                     str(sst2_small / "SST-2"), budget, seed=0))
+    assert result.ok, result.failure
+    assert result.peak_memory and result.peak_memory > 4 * result.base_params  # float32 bytes per parameter
