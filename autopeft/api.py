@@ -156,7 +156,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
         if task is None:
             raise UsageError("--task is required (e.g. --task sst2), or --resume RUN to continue a search")
         run_dir, settings, fitted, layout = _new_search(
-            task, data_dir, model, space, sampler, trials or 24, startup_trials, seed,
+            task, data_dir, model, space, sampler, 24 if trials is None else trials, startup_trials, seed,
             dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
                  eval_subset=eval_subset),
             out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages)
@@ -172,9 +172,9 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
                 gpus_per_trial: float, messages: Messages) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import inspect_model, resolve_model
+    from autopeft.engine.samplers import default_startup_trials
     from autopeft.hub import use_offline_mode_unless_reachable
     from autopeft.run.storage import RunDir
-    from autopeft.search.samplers import default_startup_trials
     from autopeft.space.spec import load_spec, resolve_space_path
     from autopeft.training.data import DATA_DIR_ENV, resolve_source
     from autopeft.training.tasks import get_task
@@ -221,7 +221,7 @@ def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | N
     settings = run.settings()
     changes: dict[str, Any] = {"executor": executor, "workers": workers, "cpus_per_trial": cpus_per_trial,
                                "gpus_per_trial": gpus_per_trial, "ray_address": ray_address}
-    if trials:
+    if trials is not None:
         changes["trials"] = trials
     settings = dataclasses.replace(settings, **changes)
     spec = parse_spec(run.space_file.read_text(encoding="utf-8"), source=str(run.space_file))
@@ -247,10 +247,10 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
              progress: Callable[[SearchProgress], None] | None) -> None:
     """Start the executor, run the loop, and stop everything however it ends: nothing keeps running after."""
     from autopeft.dashboard.run_files import refresh_run_files
+    from autopeft.engine.executors import ClusterError, ExecutorSettings, make_executor
+    from autopeft.engine.loop import run_search
     from autopeft.logs import log_to_file
     from autopeft.run.pareto import pareto_front
-    from autopeft.search.executors import ClusterError, ExecutorSettings, make_executor
-    from autopeft.search.loop import run_search
 
     log_to_file(run.log_file)
     run.create_study(sampler=None)  # before any worker starts, so that even a search that never ran resumes

@@ -8,7 +8,7 @@ from typing import Any
 from autopeft.space.spec import BudgetSpec
 
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
-# The samplers a search can use (`autopeft.search.samplers.make_sampler` builds them).
+# The samplers a search can use (`autopeft.engine.samplers.make_sampler` builds them).
 SAMPLERS = ("bo", "random", "tpe", "nsga2", "gp", "botorch")
 DIRECTIONS = ("maximize", "minimize", "minimize")
 

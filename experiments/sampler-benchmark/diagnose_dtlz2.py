@@ -35,7 +35,7 @@ from problems import Problem, input_level, problems  # noqa: E402
 
 from autopeft.bo.candidates import CandidateSearch  # noqa: E402
 from autopeft.bo.sampler import BoOptions, BoSampler  # noqa: E402
-from autopeft.search.samplers import SAMPLERS, bo_options, make_sampler  # noqa: E402
+from autopeft.engine.samplers import SAMPLERS, bo_options, make_sampler  # noqa: E402
 
 STARTUP_TRIALS = 10
 DIM = 12

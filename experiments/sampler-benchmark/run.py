@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from problems import Problem, problems  # noqa: E402
 from report import write_report  # noqa: E402
 
-from autopeft.search.samplers import SAMPLERS, make_sampler  # noqa: E402
+from autopeft.engine.samplers import SAMPLERS, make_sampler  # noqa: E402
 
 STARTUP_TRIALS = 10
 TIMING_AT = (10, 30, 100)

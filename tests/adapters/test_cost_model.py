@@ -18,11 +18,11 @@ from autopeft.adapters.cost_model import ParameterCounter, TrainableParamsModel
 from autopeft.adapters.materialize import count_trainable, materialize
 from autopeft.adapters.models import inspect_model, resolve_model
 from autopeft.adapters.sparsity import create_masks
+from autopeft.engine.executors import Executor
+from autopeft.engine.loop import run_search, search_budgets
 from autopeft.errors import TrialFailed
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
-from autopeft.search.executors import Executor
-from autopeft.search.loop import run_search, search_budgets
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.spec import Constraints, ReferencePoint, SearchSpec, load_spec
 from autopeft.training.trial import TrialRequest, TrialResult

@@ -15,8 +15,8 @@ from optuna.trial import create_trial
 from autopeft.bo.acquisition import hypercells, log_ehvi, reference_point
 from autopeft.bo.encoding import Encoding
 from autopeft.bo.sampler import BoOptions, BoOptionsError, BoSampler, CandidateSearch
+from autopeft.engine.samplers import SAMPLERS, Budgets, bo_options, make_sampler
 from autopeft.errors import UsageError
-from autopeft.search.samplers import SAMPLERS, Budgets, bo_options, make_sampler
 
 METHOD = CategoricalDistribution(["lora", "loha", "ia3"])
 RANK = CategoricalDistribution([0, 4, 8, 16])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from autopeft.search.samplers import SAMPLERS, default_startup_trials, make_sampler
+from autopeft.engine.samplers import SAMPLERS, default_startup_trials, make_sampler
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.spec import dimension_values, load_spec, parse_spec
 
@@ -32,7 +32,7 @@ def draw(sampler_name: str, seed: int, n: int = 12) -> list[Candidate]:
 
 @pytest.mark.timeout(120)
 # optuna-integration's BoTorchSampler needs 5 to 20 s per suggestion here: too slow for 12-trial studies on
-# the whole default space; tests/search/test_samplers_contract.py holds it to the same contract on a smaller study.
+# the whole default space; tests/engine/test_samplers_contract.py holds it to the same contract on a smaller study.
 @pytest.mark.parametrize("name", [s for s in SAMPLERS if s != "botorch"])
 def test_samplers_stay_in_the_space_and_are_seeded(name: str) -> None:
     spec = load_spec("default")

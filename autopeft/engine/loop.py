@@ -16,12 +16,12 @@ import optuna
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.materialize import adapter_plan
 from autopeft.compat import set_running_trial_user_attr
+from autopeft.engine.executors import Executor
+from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
+from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler
 from autopeft.errors import AutopeftError, TrialFailed
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import ATTR_CANDIDATE, ATTR_DESCRIPTION, ATTR_FAILURE, ATTR_RESULT, ATTR_SKIPPED, RunDir
-from autopeft.search.executors import Executor
-from autopeft.search.failures import REPEATS, FailureMemory, memory_of
-from autopeft.search.samplers import BUDGET_AWARE, Budgets, make_sampler
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.spec import SearchSpec
 from autopeft.training.trial import TrialRequest, TrialResult

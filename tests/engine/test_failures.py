@@ -3,7 +3,7 @@ one kind, its whole method-and-placement neighbourhood."""
 
 from __future__ import annotations
 
-from autopeft.search.failures import FailureMemory, Neighbourhood, failure_kind
+from autopeft.engine.failures import FailureMemory, Neighbourhood, failure_kind
 from autopeft.space.candidate import Candidate
 from autopeft.space.spec import load_spec
 

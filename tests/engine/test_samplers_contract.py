@@ -18,7 +18,7 @@ from botorch.test_functions.multi_objective import ZDT1
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
-from autopeft.search.samplers import SAMPLERS, make_sampler
+from autopeft.engine.samplers import SAMPLERS, make_sampler
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.spec import parse_spec
 

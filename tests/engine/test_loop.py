@@ -15,10 +15,10 @@ import pytest
 
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.models import inspect_model, resolve_model
+from autopeft.engine.executors import Executor
+from autopeft.engine.loop import INTERRUPTED, run_search
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
-from autopeft.search.executors import Executor
-from autopeft.search.loop import INTERRUPTED, run_search
 from autopeft.space.candidate import Candidate
 from autopeft.space.spec import SearchSpec, load_spec
 from autopeft.training.trial import TrialRequest, TrialResult
@@ -126,7 +126,7 @@ class FailingMethod(ScriptedExecutor):
 
 
 def test_a_failing_neighbourhood_is_ruled_out_and_not_trained_again(setup: Setup) -> None:
-    from autopeft.search.failures import Neighbourhood
+    from autopeft.engine.failures import Neighbourhood
 
     run, settings, spec, layout = setup
     settings = dataclasses.replace(settings, trials=12)
