@@ -37,7 +37,7 @@ def log_ei_helper(z: torch.Tensor) -> torch.Tensor:
     `LogExpectedImprovement` (`botorch.acquisition.analytic._log_ei_helper`), which has no public name."""
     from botorch.acquisition.analytic import _log_ei_helper
 
-    return _log_ei_helper(z)  # type: ignore[no-any-return]
+    return _log_ei_helper(z)
 
 
 def ray_bootstrap_address(address: str) -> str:
