@@ -93,29 +93,44 @@ def build_gp(X: torch.Tensor, Y: torch.Tensor) -> SingleTaskGP:
 
 
 def fit_gp(X: torch.Tensor, Y: torch.Tensor, warm: HyperState | None, options: FitOptions) -> SingleTaskGP:
-    """Fit by maximum a posteriori, from `warm` when its shapes fit, with a capped number of evaluations.
+    """Fit by maximum a posteriori, from `warm` when its shapes fit and its values are finite, with a capped
+    number of evaluations.
 
-    A fit that fails numerically falls back to the prior's mode, so a suggestion is never lost to it.
+    A warm fit that fails numerically (a non-finite loss or hyperparameter, a matrix that is not positive
+    definite) is restarted from fresh hyperparameters; if that fails too, the model keeps the prior's mode. Either
+    way the model is conditioned on the data, so the proposal stays model-based, and the failure is logged.
     """
     model = build_gp(X, Y)
-    start = model.state_dict()
-    evaluations = options.cold_evaluations
-    if warm is not None and all(k in start and start[k].shape == v.shape for k, v in warm.items()):
-        model.load_state_dict(warm, strict=False)
-        evaluations = options.warm_evaluations
-    try:
-        loss = _lbfgs(model, evaluations)
-        if not math.isfinite(loss):
-            raise RuntimeError(f"GP fit ended with a non-finite loss ({loss})")
-    except (RuntimeError, ValueError) as exc:  # gpytorch's NotPSDError is a RuntimeError
-        log.warning("GP fit failed (%s); using the prior's hyperparameters", exc)
-        model.load_state_dict(start)
+    fresh = {k: v.detach().clone() for k, v in model.state_dict().items()}  # clones: the fit updates in place
+    attempts: list[tuple[HyperState | None, int]] = []
+    if warm is not None and all(k in fresh and fresh[k].shape == v.shape and bool(torch.isfinite(v).all())
+                                for k, v in warm.items()):
+        attempts.append((warm, options.warm_evaluations))
+    attempts.append((None, options.cold_evaluations))
+    problems = []
+    for start, evaluations in attempts:
+        model.load_state_dict(fresh)
+        if start is not None:
+            model.load_state_dict(start, strict=False)
+        try:
+            loss = _lbfgs(model, evaluations)
+            finite = math.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in model.parameters())
+            if finite:
+                break
+            problems.append(f"non-finite loss or hyperparameters (loss {loss})")
+        except (RuntimeError, ValueError) as exc:  # gpytorch's NotPSDError is a RuntimeError
+            problems.append(f"{type(exc).__name__}: {exc}")
+    else:
+        model.load_state_dict(fresh)
+        log.warning("GP fit failed (%s); the model keeps the prior's hyperparameters", "; then ".join(problems))
+    if problems and len(problems) < len(attempts):
+        log.warning("GP fit from the previous hyperparameters failed (%s); refitted from fresh ones", problems[0])
     model.eval()
     return model
 
 
 def hyper_state(model: SingleTaskGP) -> HyperState:
-    """The fitted hyperparameters, to warm-start the next fit."""
+    """The fitted hyperparameters, to warm-start the next fit (clones, so that fitting never changes them)."""
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 

@@ -250,3 +250,56 @@ def test_a_reference_point_better_than_every_trial_still_gets_proposals() -> Non
     study = study_with(sampler, 6)
     assert sampler.last_report is not None and math.isfinite(sampler.last_report.log_ehvi)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
+
+
+def _diverging_first(real: object, calls: list[int]) -> object:
+    """An L-BFGS that diverges on its first call (NaN hyperparameters, left in place), then works."""
+
+    def fit(model: object, evaluations: int) -> float:
+        calls.append(evaluations)
+        loss = real(model, evaluations)  # type: ignore[operator]
+        if len(calls) == 1:
+            for p in model.parameters():  # type: ignore[attr-defined]
+                p.data.fill_(float("nan"))
+            return float("nan")
+        return float(loss)
+
+    return fit
+
+
+def test_a_failed_warm_fit_restarts_from_fresh_hyperparameters(monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import autopeft.bo.model as bo_model
+
+    X = torch.rand(12, 3, dtype=bo_model.DTYPE, generator=torch.Generator().manual_seed(0))
+    Y = torch.stack([X.sum(-1), -X[:, 0]], dim=-1)
+    warm = bo_model.hyper_state(bo_model.fit_gp(X, Y, None, bo_model.FitOptions()))
+    real = bo_model._lbfgs
+    calls: list[int] = []
+    monkeypatch.setattr(bo_model, "_lbfgs", _diverging_first(real, calls))
+    with caplog.at_level("WARNING"):
+        model = bo_model.fit_gp(X, Y, warm, bo_model.FitOptions())
+    options = bo_model.FitOptions()
+    assert calls == [options.warm_evaluations, options.cold_evaluations]
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    assert sum("refitted from fresh ones" in r.message for r in caplog.records) == 1
+    # The fallback start was a copy: the diverged fit did not overwrite it, nor the warm state given.
+    assert all(bool(torch.isfinite(v).all()) for v in warm.values())
+    # A warm state that is itself non-finite is not used at all.
+    calls.clear()
+    monkeypatch.setattr(bo_model, "_lbfgs", _diverging_first(real, calls))
+    bo_model.fit_gp(X, Y, {k: torch.full_like(v, float("nan")) for k, v in warm.items()}, options)
+    assert calls[0] == options.cold_evaluations
+
+
+def test_after_a_failed_fit_the_next_proposal_is_still_model_based(monkeypatch: pytest.MonkeyPatch) -> None:
+    import autopeft.bo.model as bo_model
+
+    sampler = BoSampler(FAST, seed=0)
+    study = study_with(sampler, 6)
+    before = sampler.last_report
+    monkeypatch.setattr(bo_model, "_lbfgs", _diverging_first(bo_model._lbfgs, []))
+    study.optimize(peft_like, n_trials=1)
+    assert sampler.last_report is not None and sampler.last_report is not before and sampler.last_report.refit
+    assert sampler._warm is not None and all(bool(torch.isfinite(v).all()) for v in sampler._warm.values())
+
