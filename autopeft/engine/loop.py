@@ -16,12 +16,22 @@ import optuna
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.materialize import adapter_plan
 from autopeft.compat import set_running_trial_user_attr
+from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, TrialKeys
 from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler
 from autopeft.errors import AutopeftError, TrialFailed
 from autopeft.run.settings import SearchSettings
-from autopeft.run.storage import ATTR_CANDIDATE, ATTR_DESCRIPTION, ATTR_FAILURE, ATTR_RESULT, ATTR_SKIPPED, RunDir
+from autopeft.run.storage import (
+    ATTR_CANDIDATE,
+    ATTR_DESCRIPTION,
+    ATTR_DUPLICATE_OF,
+    ATTR_FAILURE,
+    ATTR_KEY,
+    ATTR_RESULT,
+    ATTR_SKIPPED,
+    RunDir,
+)
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.spec import SearchSpec
 from autopeft.training.trial import TrialRequest, TrialResult
@@ -46,7 +56,8 @@ def recover_interrupted(study: optuna.Study) -> int:
 
 
 def _counts(study: optuna.Study) -> tuple[int, int]:
-    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+    """Completed trials that trained (not answers from the study), and failed ones."""
+    states = Counter(t.state for t in study.get_trials(deepcopy=False) if ATTR_DUPLICATE_OF not in t.user_attrs)
     return states[optuna.trial.TrialState.COMPLETE], states[optuna.trial.TrialState.FAIL]
 
 
@@ -63,9 +74,12 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     probe = run.create_study(sampler=None)
     existing = len(probe.trials)
     memory = memory_of(failures_of(probe))
+    keys = TrialKeys.of_study(probe)
 
     def rules_out(params: Mapping[str, Any]) -> bool:
-        return memory.rules_out_params(params, spec, settings.num_layers)
+        # What failures rule out, and what the study already holds: `bo` proposes neither.
+        return (memory.rules_out_params(params, spec, settings.num_layers)
+                or keys.covers(params, spec, settings.num_layers))
 
     # A resumed search must not replay the random proposals of its first part.
     sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
@@ -74,7 +88,7 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     study = run.create_study(sampler)
     if recover_interrupted(study):
         on_progress(study)
-    loop = _Loop(study, settings, spec, layout, executor, memory)
+    loop = _Loop(study, settings, spec, layout, executor, memory, keys)
     try:
         loop.fill()
         while loop.completed < settings.trials:
@@ -134,10 +148,12 @@ class _Loop:
     layout: ModuleLayout
     executor: Executor
     memory: FailureMemory = field(default_factory=FailureMemory)
+    keys: TrialKeys = field(default_factory=TrialKeys)
     pending: dict[int, tuple[optuna.Trial, Candidate]] = field(default_factory=dict)
     completed: int = 0
     failed: int = 0  # this loop's own failures: a resumed search does not start with its earlier ones
-    skipped: int = 0  # proposals not trained because failures rule them out
+    skipped: int = 0  # proposals not trained because failures rule them out, or their configuration is running
+    duplicates: int = 0  # proposals answered from the study: their configuration had completed before
     reasons: Counter[str] = field(default_factory=Counter)  # this loop's failures by reason
     _skips_in_a_row: int = 0
 
@@ -155,11 +171,19 @@ class _Loop:
             candidate = suggest_candidate(trial, self.spec, self.settings.num_layers)
             trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
             trial.set_user_attr(ATTR_DESCRIPTION, candidate.describe())
+            key = candidate.key()
+            seen = self.keys.get(key)
+            if seen is not None and seen.state == COMPLETE:
+                self._answer_from_study(trial, seen.trial)
+                continue
             why = self.memory.rules_out(candidate)
+            if why is None and seen is not None and seen.state == RUNNING:
+                why = f"the same configuration is training in trial {seen.trial}"
             if why is not None:
                 self._skip(trial, why)
                 continue
             self._skips_in_a_row = 0
+            trial.set_user_attr(ATTR_KEY, key)
             try:
                 adapter_plan(candidate, self.layout)  # cheap: catches empty configurations before a worker does
             except TrialFailed as exc:
@@ -167,6 +191,19 @@ class _Loop:
                 continue
             self.executor.submit(trial.number, _request(self.settings, self.spec, candidate))
             self.pending[trial.number] = (trial, candidate)
+            self.keys.mark(key, trial.number, RUNNING)
+
+    def _answer_from_study(self, trial: optuna.Trial, original: int) -> None:
+        """A proposal whose configuration completed before gets that trial's objectives, without training: the
+        sampler learns the answer, and the search pays nothing (nor counts it as a completed trial)."""
+        done = self.study.get_trials(deepcopy=False)[original]
+        trial.set_user_attr(ATTR_DUPLICATE_OF, original)
+        if ATTR_RESULT in done.user_attrs:
+            trial.set_user_attr(ATTR_RESULT, done.user_attrs[ATTR_RESULT])
+        assert done.values is not None
+        self.study.tell(trial, list(done.values))
+        self.duplicates += 1
+        self._count_skip(f"proposals in a row repeat trained configurations (the last: trial {original})")
 
     def _skip(self, trial: optuna.Trial, why: str) -> None:
         """A proposal that failures rule out is recorded, not trained; it counts as no failure."""
@@ -174,10 +211,13 @@ class _Loop:
         trial.set_user_attr(ATTR_FAILURE, f"not trained: {why}")
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         self.skipped += 1
+        self._count_skip(f"proposals in a row are not worth training (the last: {why})")
+
+    def _count_skip(self, what: str) -> None:
         self._skips_in_a_row += 1
         if self._skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
-            raise TooManyFailures(f"the sampler proposed {self._skips_in_a_row} configurations in a row where trials "
-                                  f"keep failing ({why}); remove what fails from the space")
+            raise TooManyFailures(f"the sampler keeps proposing what is known: {self._skips_in_a_row} {what}; the "
+                                  f"space may hold fewer new configurations than --trials asks for")
 
     def collect(self) -> None:
         """Wait for at least one trial in flight to finish; record every one that has."""
@@ -189,6 +229,7 @@ class _Loop:
 
     def _record(self, trial: optuna.Trial, candidate: Candidate, result: TrialResult) -> None:
         _record(self.study, trial, result)
+        self.keys.mark(candidate.key(), trial.number, COMPLETE if result.ok else FAILED)
         if result.ok:
             self.completed += 1
             return
@@ -210,6 +251,8 @@ class _Loop:
             parts.append("ruled out: " + "; ".join(p.describe() for p in self.memory.ruled_out))
         if self.skipped:
             parts.append(f"skipped {self.skipped}")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} repeated configurations answered from the study")
         return ", ".join(parts)
 
     def interrupt(self) -> None:

@@ -49,6 +49,8 @@ def pareto_mask(table: pd.DataFrame, objectives: Sequence[str] = OBJECTIVES) -> 
     if table.empty:
         return mask
     complete = table["status"].eq("complete") & table[list(objectives)].notna().all(axis=1)
+    if "duplicate_of" in table:  # a duplicate repeats the trial it was answered from: the front holds that one
+        complete &= table["duplicate_of"].isna()
     done = table[complete]
     if not done.empty:
         mask.loc[done.index] = non_dominated(_minimization_matrix(done, objectives))

@@ -7,6 +7,7 @@ derived from it and can be written again at any time.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ ATTR_CANDIDATE = "candidate"
 ATTR_DESCRIPTION = "configuration"
 ATTR_RESULT = "result"
 ATTR_FAILURE = "failure_reason"
-ATTR_SKIPPED = "skipped"  # a proposal not trained, because failed trials rule it out
+ATTR_SKIPPED = "skipped"  # a proposal not trained: failed trials rule it out, or its configuration is running
+ATTR_KEY = "key"  # the canonical key of the trial's effective configuration (`Candidate.key`)
+ATTR_DUPLICATE_OF = "duplicate_of"  # a proposal answered from the study: the trial that trained the same key
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,13 @@ class RunDir:
 
     def create_study(self, sampler: optuna.samplers.BaseSampler | None) -> optuna.Study:
         directions = [optuna.study.StudyDirection[d.upper()] for d in DIRECTIONS]
-        return optuna.create_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler,
-                                   directions=directions, load_if_exists=True)
+        study = optuna.create_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler,
+                                    directions=directions, load_if_exists=True)
+        if study.metric_names is None:  # optuna-dashboard and other readers show the objectives by name
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(OBJECTIVES))
+        return study
 
     def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
         try:
@@ -126,11 +134,19 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         row["target_modules"] = candidate.get("target_modules")
         ranks = candidate.get("layer_ranks")
         row["layer_ranks"] = ",".join(map(str, ranks)) if ranks else None
+        ffn = candidate.get("ffn_ranks")
+        row["ffn_ranks"] = ",".join(map(str, ffn)) if ffn else None
         row["learning_rate"] = candidate.get("learning_rate")
+        row["sparsity"] = candidate.get("sparsity")
+        row["sparsity_init"] = candidate.get("sparsity_init") if candidate.get("sparsity") else None
         for key, value in sorted(candidate.get("method_params", {}).items()):
             row[f"{candidate.get('method')}.{key}"] = value
         for key, value in sorted((result.get("metrics") or {}).items()):
             row[f"metric.{key}"] = value
+        for name, value in sorted(t.params.items()):  # every dimension the sampler drew, as it drew it
+            row[f"param.{name}"] = value
+        row["key"] = t.user_attrs.get(ATTR_KEY)
+        row["duplicate_of"] = t.user_attrs.get(ATTR_DUPLICATE_OF)
         row["failure_reason"] = t.user_attrs.get(ATTR_FAILURE)
         row["wall_seconds"] = result.get("wall_seconds")
         row["train_seconds"] = result.get("train_seconds")

@@ -7,6 +7,7 @@ every trial; method-specific parameters are prefixed with the method (`lora.lora
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -78,6 +79,13 @@ class Candidate:
             on = tuple(int(r > 0) for r in self.layer_ranks)
             return replace(self, layer_ranks=on, ffn_ranks=None if ffn is None else tuple(int(r > 0) for r in ffn))
         return replace(self, ffn_ranks=ffn)
+
+    def key(self) -> str:
+        """The canonical key of what this candidate trains: its effective configuration, with the learning rate
+        to 3 significant digits (closer rates train the same model to within noise). Equal keys, equal training."""
+        data = self.effective().to_dict()
+        data["learning_rate"] = f"{self.learning_rate:.3g}"
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
