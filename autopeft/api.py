@@ -16,6 +16,7 @@ trials in flight are recorded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -150,26 +151,31 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
         if given:
             raise UsageError(f"--resume continues a run with its own settings; drop {', '.join(given)} "
                              f"(only --trials and the execution options can change)")
-        run_dir, settings, fitted, layout = _resumed(Path(resume), trials, executor, ray_address, workers,
-                                                     cpus_per_trial, gpus_per_trial, messages)
-    else:
-        if task is None:
-            raise UsageError("--task is required (e.g. --task sst2), or --resume RUN to continue a search")
-        run_dir, settings, fitted, layout = _new_search(
-            task, data_dir, model, space, sampler, 24 if trials is None else trials, startup_trials, seed,
-            dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
-                 eval_subset=eval_subset),
-            out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages)
-    if fitted.left_out:
-        messages(f"left out of the space for this model: {fitted.describe()}")
-    _execute(run_dir, settings, fitted.spec, layout, progress)
+    elif task is None:
+        raise UsageError("--task is required (e.g. --task sst2), or --resume RUN to continue a search")
+    # The run's lock is taken before anything in the run is read or written, and held to the end.
+    with contextlib.ExitStack() as hold:
+        if resume is not None:
+            run_dir, settings, fitted, layout = _resumed(Path(resume), trials, executor, ray_address, workers,
+                                                         cpus_per_trial, gpus_per_trial, messages, hold)
+        else:
+            assert task is not None
+            run_dir, settings, fitted, layout = _new_search(
+                task, data_dir, model, space, sampler, 24 if trials is None else trials, startup_trials, seed,
+                dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
+                     eval_subset=eval_subset),
+                out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold)
+        if fitted.left_out:
+            messages(f"left out of the space for this model: {fitted.describe()}")
+        _execute(run_dir, settings, fitted.spec, layout, progress)
     return Run(run_dir)
 
 
 def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
                 startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
                 executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
-                gpus_per_trial: float, messages: Messages) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+                gpus_per_trial: float, messages: Messages,
+                hold: contextlib.ExitStack) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import inspect_model, resolve_model
     from autopeft.engine.samplers import default_startup_trials
@@ -201,14 +207,15 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
         num_layers=info.num_layers, base_params=info.base_params, executor=executor, workers=workers,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, ray_address=ray_address)
     run.create(settings, resolve_space_path(space).read_text(encoding="utf-8"))
+    hold.enter_context(run.locked())
     messages(f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
              f"{source.describe()}; {trials} trials of {budget.max_steps} steps; run directory {run.path}")
     return run, settings, fitted, info.layout
 
 
 def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | None, workers: int,
-             cpus_per_trial: float | None, gpus_per_trial: float,
-             messages: Messages) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+             cpus_per_trial: float | None, gpus_per_trial: float, messages: Messages,
+             hold: contextlib.ExitStack) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import ModelRef, inspect_model, resolve_model
     from autopeft.run.storage import RunDir
@@ -217,7 +224,8 @@ def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | N
     from autopeft.training.tasks import get_task
 
     _check_counts(trials=trials, workers=workers)
-    run = RunDir.open(path)
+    run = RunDir.open(path, need_study=False)
+    hold.enter_context(run.locked())
     settings = run.settings()
     changes: dict[str, Any] = {"executor": executor, "workers": workers, "cpus_per_trial": cpus_per_trial,
                                "gpus_per_trial": gpus_per_trial, "ray_address": ray_address}

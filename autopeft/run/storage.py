@@ -7,8 +7,10 @@ derived from it and can be written again at any time.
 from __future__ import annotations
 
 import json
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from autopeft.errors import RunDirError
 from autopeft.run.settings import DIRECTIONS, OBJECTIVES, SearchSettings
 
 STUDY_NAME = "autopeft"
+LOCK_FILE = ".lock"  # held (flock) by the driver of a running search; holds its process id
 # Trial user attributes written by the search loop.
 ATTR_CANDIDATE = "candidate"
 ATTR_DESCRIPTION = "configuration"
@@ -82,13 +85,17 @@ class RunDir:
         self.space_file.write_text(space_text, encoding="utf-8")
 
     @classmethod
-    def open(cls, path: Path) -> RunDir:
-        """An existing run; raises a one-line error when the folder is not a run directory."""
+    def open(cls, path: Path, need_study: bool = True) -> RunDir:
+        """An existing run; raises a one-line error when the folder is not a run directory. A search stopped
+        while it started may have written its settings and space but no study yet: it can still be resumed
+        (`need_study=False`), though there is nothing to read from it."""
         run = cls(path)
         if not path.is_dir():
             raise RunDirError(f"run directory {path} does not exist; give the folder a search wrote "
                               f"(printed at its end, by default under runs/)")
-        for needed in (run.settings_file, run.study_db):
+        needed_files = (run.settings_file, run.space_file, run.study_db) if need_study else \
+            (run.settings_file, run.space_file)
+        for needed in needed_files:
             if not needed.is_file():
                 raise RunDirError(f"{path} is not an autopeft run directory: {needed.name} is missing")
         return run
@@ -98,6 +105,26 @@ class RunDir:
             return SearchSettings.from_dict(json.loads(self.settings_file.read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError) as exc:
             raise RunDirError(f"{self.settings_file} cannot be read ({exc}); was it edited by hand?") from None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run for one search: a second search or resume of the same run is refused while this one
+        lives. The lock is the operating system's (`flock`), so a killed driver leaves none behind."""
+        import fcntl
+
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise RunDirError(f"{self.path} is in use by a running search (process {holder}); wait for it to "
+                                  f"end, or stop it (Ctrl-C in its terminal, or kill {holder}) and resume") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def create_study(self, sampler: optuna.samplers.BaseSampler | None) -> optuna.Study:
         directions = [optuna.study.StudyDirection[d.upper()] for d in DIRECTIONS]

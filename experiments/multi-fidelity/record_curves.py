@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         params, candidate = configurations[k]
         recorder.record(k, params, candidate, common)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} all {args.configs} configurations recorded", flush=True)
+    table.file.close()
     return 0
 
 
