@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,13 +61,19 @@ def model_ref_for(model_name: str, location: str | None = None) -> ModelRef:
     return resolve_model(model_name)  # the run was made on another machine
 
 
+Measure = Callable[[Path], dict[str, Any]]
+"""A folder as it will be shipped -> what a fresh load of exactly its files measures (added to autopeft.json)."""
+
+
 def write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra: dict[str, Any] | None = None,
-                        adapter_files: Path | None = None) -> None:
-    """Write the folder whole or not at all: it is built beside `out` and moved into place."""
-    task = get_task(provenance.task)
-    info = inspect_model(ref, task.num_labels, provenance.architecture)
-    peft_config = build_peft_config(provenance.candidate, info.layout, provenance.budget.max_steps)
-    peft_config.base_model_name_or_path = provenance.model_name
+                        adapter_files: Path | None = None, measure: Measure | None = None) -> None:
+    """Write the folder whole or not at all: it is built beside `out` and moved into place.
+
+    With adapter weights, peft's own `adapter_config.json` (the one `save_pretrained` wrote beside them) is kept
+    as it is: after AdaLoRA's rank allocation only it describes the saved tensors. Without weights, the config
+    is built from the configuration. `measure` runs on the finished files before they are moved into place,
+    so that the figures in `autopeft.json` are those of the folder as shipped.
+    """
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -74,8 +81,16 @@ def write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra:
     if adapter_files is not None:
         for item in adapter_files.iterdir():
             shutil.copy2(item, tmp / item.name)
-    peft_config.save_pretrained(str(tmp))  # after the weights' own copy: one adapter_config.json, ours
-    metadata = metadata_dict(provenance, extra or {})
+    else:
+        task = get_task(provenance.task)
+        info = inspect_model(ref, task.num_labels, provenance.architecture)
+        peft_config = build_peft_config(provenance.candidate, info.layout, provenance.budget.max_steps)
+        peft_config.base_model_name_or_path = provenance.model_name
+        peft_config.save_pretrained(str(tmp))
+    extra = dict(extra or {})
+    if measure is not None:
+        extra.update(measure(tmp))
+    metadata = metadata_dict(provenance, extra)
     (tmp / "autopeft.json").write_text(json.dumps(metadata, indent=2, default=_json_default) + "\n",
                                        encoding="utf-8")
     (tmp / "README.md").write_text(readme_text(metadata, has_weights=adapter_files is not None), encoding="utf-8")

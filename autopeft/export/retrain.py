@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,27 +63,38 @@ def one_epoch_steps(runner: TrialRunner, p: Provenance, ref: ModelRef, data: Dat
 
 
 def retrain_full(runner: TrialRunner, p: Provenance, ref: ModelRef, data: DataPlace, max_steps: int | None,
-                 weights_dir: Path) -> dict[str, Any]:
-    """Train on the whole training split, save the adapter, then load it back and evaluate it on the whole
-    evaluation split: the accuracy reported is the one a user gets from the saved files."""
+                 weights_dir: Path, train_subset: int | None = None, eval_subset: int | None = None) -> dict[str, Any]:
+    """Train on the whole training split (or `train_subset` of it) and save the adapter in `weights_dir`. What a
+    user gets from the saved files is measured on the folder as shipped (`measure_after_loading`)."""
     steps = max_steps or one_epoch_steps(runner, p, ref, data)
-    budget = dataclasses.replace(p.budget, max_steps=steps, train_subset=None, eval_subset=None)
+    budget = dataclasses.replace(p.budget, max_steps=steps, train_subset=train_subset, eval_subset=eval_subset)
     request = _request(p, ref, data, p.seed, budget, save_to=str(weights_dir))
     trained = _checked(runner.run(request), "retraining")
-    loaded = runner.evaluate_saved_adapter(request, str(weights_dir))
     return {
         "max_steps": steps,
         "budget": vars(budget),
         "seed": p.seed,
         "accuracy_after_training": trained.accuracy,
-        "accuracy_after_loading": float(loaded[get_task(data.task).metric]),
-        "metrics_after_loading": loaded,
         "trainable_params": trained.trainable_params,
         "peak_memory": trained.peak_memory,
         "peak_memory_method": trained.memory_method,
         "train_seconds": round(trained.train_seconds, 1),
         "adapter_weights": "adapter_model.safetensors",
     }
+
+
+def measure_after_loading(runner: TrialRunner, p: Provenance, ref: ModelRef, data: DataPlace,
+                          retrained: dict[str, Any]) -> Callable[[Path], dict[str, Any]]:
+    """A `write_config_folder` measure: load exactly the folder's files onto fresh pretrained weights (peft's own
+    `PeftConfig` and `PeftModel.from_pretrained`) and evaluate on the retraining's evaluation split."""
+    budget = dataclasses.replace(p.budget, **retrained["budget"])
+
+    def measure(folder: Path) -> dict[str, Any]:
+        loaded = runner.evaluate_saved_adapter(_request(p, ref, data, p.seed, budget), str(folder))
+        return {"retrained": {**retrained, "accuracy_after_loading": float(loaded[get_task(data.task).metric]),
+                              "metrics_after_loading": loaded}}
+
+    return measure
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:

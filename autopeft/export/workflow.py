@@ -95,7 +95,7 @@ def training_setup(task_name: str, data_dir: str | None, needed: bool, threads: 
 
 def _export_one(run: RunDir, settings: Any, row: Any, pick: Pick, folder: Path, seeds: int | None, retrain: bool,
                 max_steps: int | None, runner: Any, data: Any, messages: Messages) -> ExportedTrial:
-    from autopeft.export.retrain import confirm_over_seeds, retrain_full, scratch_dir
+    from autopeft.export.retrain import confirm_over_seeds, measure_after_loading, retrain_full, scratch_dir
 
     trial = int(row["trial"])
     provenance = provenance_for_trial(run, settings, row, pick)
@@ -107,8 +107,15 @@ def _export_one(run: RunDir, settings: Any, row: Any, pick: Pick, folder: Path, 
     if retrain:
         with scratch_dir() as weights:
             messages(f"retraining trial {trial} at full budget...")
-            extra["retrained"] = retrain_full(runner, provenance, ref, data, max_steps, Path(weights))
-            write_config_folder(folder, provenance, ref, extra, adapter_files=Path(weights))
+            retrained = retrain_full(runner, provenance, ref, data, max_steps, Path(weights))
+            measured: dict[str, Any] = {}
+
+            def measure(shipped: Path) -> dict[str, Any]:
+                measured.update(measure_after_loading(runner, provenance, ref, data, retrained)(shipped))
+                return measured
+
+            write_config_folder(folder, provenance, ref, extra, adapter_files=Path(weights), measure=measure)
+            extra.update(measured)
     else:
         write_config_folder(folder, provenance, ref, extra)
     return ExportedTrial(trial, folder, str(row["configuration"]), float(row["accuracy"]), int(row["trainable_params"]),
@@ -138,7 +145,7 @@ def train_exported(config: Path, task_name: str, *, data_dir: str | None, model:
                    messages: Messages) -> TrainedConfiguration:
     """Train an exported configuration on a task (its own or another) and write it with its adapter weights."""
     from autopeft.adapters.models import inspect_model, resolve_model
-    from autopeft.export.retrain import retrain_full, scratch_dir
+    from autopeft.export.retrain import measure_after_loading, retrain_full, scratch_dir
     from autopeft.training.tasks import get_task
 
     meta_file = config / "autopeft.json"
@@ -160,9 +167,15 @@ def train_exported(config: Path, task_name: str, *, data_dir: str | None, model:
     with scratch_dir() as weights:
         messages(f"training {source.candidate.describe()} on {task.name}...")
         r = retrain_full(runner, provenance, ref, data, max_steps, Path(weights))
-        provenance = dataclasses.replace(provenance, objectives={
-            "accuracy": r["accuracy_after_loading"], "trainable_params": r["trainable_params"],
-            "trainable_pct": 100.0 * r["trainable_params"] / info.base_params, "peak_memory": r["peak_memory"],
-            "peak_memory_method": r["peak_memory_method"]})
-        write_config_folder(target, provenance, ref, {"retrained": r}, adapter_files=Path(weights))
-    return TrainedConfiguration(target, source.candidate.describe(), task.name, task.metric, r)
+        measure = measure_after_loading(runner, provenance, ref, data, r)
+        done: dict[str, Any] = {}
+
+        def measured_objectives(shipped: Path) -> dict[str, Any]:
+            done.update(measure(shipped)["retrained"])
+            return {"retrained": done, "objectives": {
+                "accuracy": done["accuracy_after_loading"], "trainable_params": r["trainable_params"],
+                "trainable_pct": 100.0 * r["trainable_params"] / info.base_params, "peak_memory": r["peak_memory"],
+                "peak_memory_method": r["peak_memory_method"]}}
+
+        write_config_folder(target, provenance, ref, adapter_files=Path(weights), measure=measured_objectives)
+    return TrainedConfiguration(target, source.candidate.describe(), task.name, task.metric, done)

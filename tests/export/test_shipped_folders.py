@@ -1,0 +1,67 @@
+"""Every method's retrained export loads as shipped: peft reads exactly the folder's files, and the accuracy in
+autopeft.json is the one a fresh load of them gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from autopeft.adapters.models import ModelRef
+from autopeft.export.folder import Provenance, write_config_folder
+from autopeft.export.retrain import DataPlace, measure_after_loading, retrain_full, scratch_dir
+from autopeft.space.candidate import Candidate
+from autopeft.space.methods import ADAPTER_METHODS, method_params_with_defaults
+from autopeft.space.spec import BudgetSpec
+from autopeft.training.trial import TrialRequest, TrialRunner
+
+# Sizes that fit a two-layer, 32-wide model.
+TINY = {"shira": {"r": 2}, "vera": {"r": 8}, "adalora": {"init_r": 4, "target_r": 2}}
+LEARNING_RATE = {"prefix": 3e-2, "prompt": 3e-2, "ia3": 1e-2, "vera": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def runner() -> TrialRunner:
+    return TrialRunner(threads=1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", sorted(ADAPTER_METHODS))
+def test_a_retrained_export_loads_from_its_folder(method: str, tmp_path: Path, sst2_small: Path,
+                                                  tiny_bert_dir: Path, runner: TrialRunner) -> None:
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    params = tuple(sorted(method_params_with_defaults(method, TINY.get(method, {})).items()))
+    candidate = Candidate(method, "attn_qv", (4, 4), LEARNING_RATE.get(method, 3e-3), params)
+    ref = ModelRef(str(tiny_bert_dir), str(tiny_bert_dir))
+    provenance = Provenance(candidate, "sst2", ref.name, BudgetSpec(max_steps=10, batch_size=8, max_length=32),
+                            seed=0, chosen_by="a test")
+    data = DataPlace("sst2", str(sst2_small / "SST-2"))
+    out = tmp_path / "export"
+    with scratch_dir() as weights:
+        # Ten steps: AdaLoRA allocates its ranks (and shrinks the saved tensors) between steps 1 and 8.
+        retrained = retrain_full(runner, provenance, ref, data, 10, Path(weights), train_subset=64, eval_subset=40)
+        write_config_folder(out, provenance, ref, adapter_files=Path(weights),
+                            measure=measure_after_loading(runner, provenance, ref, data, retrained))
+    meta = json.loads((out / "autopeft.json").read_text())
+    assert PeftConfig.from_pretrained(str(out)).peft_type.value.lower().replace("_", "") == {
+        "prefix": "prefixtuning", "prompt": "prompttuning"}.get(method, method)
+    # A user's load: fresh pretrained weights, then the folder; every saved tensor fits.
+    torch.manual_seed(123)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    model = PeftModel.from_pretrained(base, str(out))
+    assert model is not None
+    after = meta["retrained"]["accuracy_after_loading"]
+    assert 0.0 <= after <= 1.0
+    again = runner.evaluate_saved_adapter(
+        runner_request(candidate, ref, data, provenance), str(out))["accuracy"]
+    assert again == after  # the figure shipped is the folder's own
+
+
+def runner_request(candidate: Candidate, ref: ModelRef, data: DataPlace, p: Provenance) -> TrialRequest:
+    budget = BudgetSpec(max_steps=10, batch_size=8, max_length=32, train_subset=64, eval_subset=40)
+    return TrialRequest(candidate=candidate, model_name=ref.name, model_location=ref.location, task=data.task,
+                        data_folder=data.folder, budget=budget, seed=p.seed)
