@@ -90,7 +90,10 @@ def write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra:
     extra = dict(extra or {})
     if measure is not None:
         extra.update(measure(tmp))
-    metadata = metadata_dict(provenance, extra)
+    # Where the search loaded the base: a local folder loads offline, where a hub id would need the internet.
+    base_location = ref.location if Path(ref.location).exists() else ref.name
+    metadata = metadata_dict(provenance, {"base_model_location": str(Path(base_location).resolve())
+                                          if Path(base_location).exists() else base_location, **extra})
     (tmp / "autopeft.json").write_text(json.dumps(metadata, indent=2, default=_json_default) + "\n",
                                        encoding="utf-8")
     (tmp / "README.md").write_text(readme_text(metadata, has_weights=adapter_files is not None), encoding="utf-8")
@@ -107,6 +110,7 @@ def _json_default(value: Any) -> Any:
 
 def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
     c = p.candidate
+    task = get_task(p.task)
     return {
         "autopeft_version": __version__,
         "chosen_by": p.chosen_by,
@@ -115,6 +119,9 @@ def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
         "candidate": p.candidate.to_dict(),
         "objectives": p.objectives,
         "task": p.task,
+        "num_labels": task.num_labels,
+        "labels": list(task.class_names) or None,  # class id -> name; None: regression
+        "text_columns": len(task.tsv_text),  # 2: the task classifies sentence pairs
         "base_model": p.model_name,
         "training": {
             "learning_rate": p.candidate.learning_rate,
@@ -179,16 +186,35 @@ def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
     if retrained:
         lines += ["", f"Retrained for {retrained['max_steps']} steps: accuracy "
                       f"{retrained['accuracy_after_loading']:.4f}, measured after loading the saved adapter."]
-    lines += ["", "## Use it", "", "```python", "from peft import PeftConfig, PeftModel, get_peft_model",
-              "from transformers import AutoModelForSequenceClassification", "",
-              f"base = AutoModelForSequenceClassification.from_pretrained({metadata['base_model']!r}, num_labels=2)"]
-    if has_weights:
-        lines += ["model = PeftModel.from_pretrained(base, 'THIS_FOLDER')  # trained adapter and classifier head"]
-    else:
-        lines += ["config = PeftConfig.from_pretrained('THIS_FOLDER')",
-                  "model = get_peft_model(base, config)  # then train it, or: autopeft train --config THIS_FOLDER"]
+    lines += ["", "## Use it", "", *_usage(metadata, has_weights)]
     lines += ["```", "", "`autopeft.json` holds the objectives, training settings and the search that chose it.", ""]
     return "\n".join(lines)
+
+
+def _usage(metadata: dict[str, Any], has_weights: bool) -> list[str]:
+    """Python that loads the folder (and, with weights, predicts one example) with peft and transformers alone."""
+    base = metadata.get("base_model_location") or metadata["base_model"]
+    labels = metadata.get("labels")
+    pair = metadata.get("text_columns", 1) == 2
+    lines = ["```python", "from peft import PeftConfig, PeftModel, get_peft_model",
+             "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+             "folder = 'THIS_FOLDER'  # where this README is",
+             f"base_model = {base!r}  # where the search loaded it",
+             f"num_labels = {metadata.get('num_labels', 2)}"]
+    if labels:
+        lines.append(f"labels = {labels!r}")
+    lines += ["tokenizer = AutoTokenizer.from_pretrained(base_model)",
+              "base = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=num_labels)"]
+    if not has_weights:
+        return [*lines, "config = PeftConfig.from_pretrained(folder)",
+                "model = get_peft_model(base, config)  # then train it, or: autopeft train --config THIS_FOLDER",
+                "```"]
+    text = "'A man is playing a guitar.', 'Someone plays music.'" if pair else "'a gripping, beautifully acted film'"
+    lines += ["model = PeftModel.from_pretrained(base, folder).eval()  # the trained adapter and classifier head",
+              f"inputs = tokenizer({text}, return_tensors='pt')",
+              "logits = model(**inputs).logits"]
+    lines.append("print(labels[int(logits.argmax(-1))])" if labels else "print(float(logits.squeeze()))")
+    return [*lines, "```"]
 
 
 def provenance_for_trial(run: RunDir, settings: SearchSettings, row: pd.Series, pick: Pick) -> Provenance:

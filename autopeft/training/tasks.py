@@ -29,6 +29,7 @@ class Task:
     label_names: tuple[str, ...] = ()  # string labels in the TSV, in the hub's id order
     num_labels: int = 2  # 1 = regression
     has_header: bool = True
+    class_names: tuple[str, ...] = ()  # what each class id means (GLUE's names); () for regression
 
     @property
     def is_pair(self) -> bool:
@@ -39,24 +40,27 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task("sst2", "SST-2", "sst2", ("sentence",), "label", ("sentence",), "dev.tsv", "validation",
-             "accuracy"),
+             "accuracy", class_names=("negative", "positive")),
         Task("cola", "CoLA", "cola", (3,), 1, ("sentence",), "dev.tsv", "validation", "mcc",
-             has_header=False),
+             has_header=False, class_names=("unacceptable", "acceptable")),
         Task("mrpc", "MRPC", "mrpc", ("#1 String", "#2 String"), "Quality", ("sentence1", "sentence2"),
-             "dev.tsv", "validation", "f1"),
+             "dev.tsv", "validation", "f1", class_names=("not_equivalent", "equivalent")),
         Task("qqp", "QQP", "qqp", ("question1", "question2"), "is_duplicate", ("question1", "question2"),
-             "dev.tsv", "validation", "f1"),
+             "dev.tsv", "validation", "f1", class_names=("not_duplicate", "duplicate")),
         Task("stsb", "STS-B", "stsb", ("sentence1", "sentence2"), "score", ("sentence1", "sentence2"),
              "dev.tsv", "validation", "pearson", num_labels=1),
         Task("mnli", "MNLI", "mnli", ("sentence1", "sentence2"), "gold_label", ("premise", "hypothesis"),
              "dev_matched.tsv", "validation_matched", "accuracy",
-             label_names=("entailment", "neutral", "contradiction"), num_labels=3),
+             label_names=("entailment", "neutral", "contradiction"), num_labels=3,
+             class_names=("entailment", "neutral", "contradiction")),
         Task("qnli", "QNLI", "qnli", ("question", "sentence"), "label", ("question", "sentence"),
-             "dev.tsv", "validation", "accuracy", label_names=("entailment", "not_entailment")),
+             "dev.tsv", "validation", "accuracy", label_names=("entailment", "not_entailment"),
+             class_names=("entailment", "not_entailment")),
         Task("rte", "RTE", "rte", ("sentence1", "sentence2"), "label", ("sentence1", "sentence2"),
-             "dev.tsv", "validation", "accuracy", label_names=("entailment", "not_entailment")),
+             "dev.tsv", "validation", "accuracy", label_names=("entailment", "not_entailment"),
+             class_names=("entailment", "not_entailment")),
         Task("wnli", "WNLI", "wnli", ("sentence1", "sentence2"), "label", ("sentence1", "sentence2"),
-             "dev.tsv", "validation", "accuracy"),
+             "dev.tsv", "validation", "accuracy", class_names=("not_entailment", "entailment")),
     )
 }
 

@@ -65,3 +65,33 @@ def runner_request(candidate: Candidate, ref: ModelRef, data: DataPlace, p: Prov
     budget = BudgetSpec(max_steps=10, batch_size=8, max_length=32, train_subset=64, eval_subset=40)
     return TrialRequest(candidate=candidate, model_name=ref.name, model_location=ref.location, task=data.task,
                         data_folder=data.folder, budget=budget, seed=p.seed)
+
+
+@pytest.mark.timeout(120)
+def test_the_exported_readme_runs_offline_and_predicts(tmp_path: Path, sst2_small: Path, tiny_bert_dir: Path,
+                                                        runner: TrialRunner) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    params = tuple(sorted(method_params_with_defaults("lora", {}).items()))
+    candidate = Candidate("lora", "attn_qv", (4, 4), 3e-3, params)
+    ref = ModelRef(str(tiny_bert_dir), str(tiny_bert_dir))
+    provenance = Provenance(candidate, "sst2", ref.name, BudgetSpec(max_steps=3, batch_size=8, max_length=32),
+                            seed=0, chosen_by="a test")
+    data = DataPlace("sst2", str(sst2_small / "SST-2"))
+    out = tmp_path / "export"
+    with scratch_dir() as weights:
+        retrained = retrain_full(runner, provenance, ref, data, 3, Path(weights), train_subset=32, eval_subset=16)
+        write_config_folder(out, provenance, ref, adapter_files=Path(weights),
+                            measure=measure_after_loading(runner, provenance, ref, data, retrained))
+    readme = (out / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert f"base_model = {str(tiny_bert_dir.resolve())!r}" in code  # the local folder, not a hub id
+    script = tmp_path / "use.py"
+    script.write_text(code.replace("THIS_FOLDER", str(out)))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] in ("negative", "positive")
