@@ -98,7 +98,31 @@ class RunDir:
         for needed in needed_files:
             if not needed.is_file():
                 raise RunDirError(f"{path} is not an autopeft run directory: {needed.name} is missing")
+        if run.study_db.exists():
+            run.check_database()
         return run
+
+    def check_database(self) -> None:
+        """A one-line error for a study database that is damaged (truncated, overwritten, not SQLite) or not
+        Optuna's, found before anything starts; read-only, so a damaged file is left as it is for recovery."""
+        import sqlite3
+
+        fix = "restore it from a copy, or start a new run (another --out)"
+        try:
+            con = sqlite3.connect(f"file:{self.study_db}?mode=ro", uri=True)
+            try:
+                check = con.execute("PRAGMA quick_check").fetchall()
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise RunDirError(f"{self.study_db} is damaged ({exc}); {fix}") from None
+        if check != [("ok",)]:
+            first = str(check[0][0])[:100] if check else "no answer"
+            raise RunDirError(f"{self.study_db} is damaged (SQLite's check: {first}); {fix}")
+        if not {"studies", "trials"} <= tables:
+            raise RunDirError(f"{self.study_db} holds no Optuna study (tables: {', '.join(sorted(tables)) or 'none'})"
+                              f"; {fix}")
 
     def settings(self) -> SearchSettings:
         try:
