@@ -24,7 +24,7 @@ def test_search_then_export_from_the_run(tmp_path: Path, sst2_small: Path, tiny_
     assert any(line.startswith("searching sst2") for line in lines)
 
     results = run.results
-    assert (results["status"] == "complete").sum() == 3 and "pareto" in results
+    assert ((results["status"] == "complete") & results["duplicate_of"].isna()).sum() == 3 and "pareto" in results
     front = run.front()
     assert set(front["trial"]) == set(results[results["pareto"]]["trial"])
 

@@ -230,7 +230,7 @@ def test_search_across_a_two_node_cluster(tmp_path: Path, sst2_small: Path, tiny
     err = finish(proc, 200)
     assert proc.returncode == 0, err[-3000:]
     table = assert_table_matches_study(run)
-    assert (table["status"] == "complete").sum() == 4
+    assert ((table["status"] == "complete") & table["duplicate_of"].isna()).sum() == 4
     assert table["node"].nunique() == 2, table[["trial", "node", "worker_pid"]]  # trials on both nodes
     assert table["worker_pid"].nunique() == 2  # one reused worker per node
     # Two trials were in flight at once.
@@ -286,7 +286,8 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path: Path, sst2
     done = subprocess.run(command, capture_output=True, text=True, timeout=100, cwd=tmp_path, env=clean_env())
     assert done.returncode == 0, done.stderr[-3000:]
     table = assert_table_matches_study(run)
-    assert (table["status"] == "complete").sum() == 2
+    # Two trained; a repeated proposal is answered from the study (duplicate_of) and trains nothing.
+    assert ((table["status"] == "complete") & table["duplicate_of"].isna()).sum() == 2
     failed = table[table["status"] == "fail"]
     reasons = failed["failure_reason"].tolist()
     assert any(r.startswith("over budget: 4,162 trainable parameters") for r in reasons), reasons
