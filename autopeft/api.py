@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
+import shlex
 import signal
 import threading
 import time
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import AutopeftError, UsageError
 from autopeft.run.settings import SAMPLERS, SearchSettings
+from autopeft.units import plural
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,9 +67,9 @@ class SearchInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a search; completed trials are kept and those in flight recorded as interrupted."""
 
     def __init__(self, run: Run, completed: int) -> None:
-        super().__init__(f"interrupted; {completed} of {run.settings.trials} trials completed and kept, trials that "
-                         f"were running are recorded as interrupted. Continue with: autopeft search --resume "
-                         f"{run.path}")
+        super().__init__(f"interrupted; {completed} of {plural(run.settings.trials, 'trial')} completed and kept, "
+                         f"trials that were running are recorded as interrupted. Continue with: autopeft search "
+                         f"--resume {shlex.quote(str(run.path))}")
         self.run = run
         self.completed = completed
 
@@ -143,6 +146,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
         raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if executor not in ("ray", "local"):
         raise UsageError(f"unknown executor {executor!r}; choose ray or local")
+    _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
@@ -209,7 +213,8 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
     run.create(settings, resolve_space_path(space).read_text(encoding="utf-8"))
     hold.enter_context(run.locked())
     messages(f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
-             f"{source.describe()}; {trials} trials of {budget.max_steps} steps; run directory {run.path}")
+             f"{source.describe()}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}; run directory "
+             f"{run.path}")
     return run, settings, fitted, info.layout
 
 
@@ -241,8 +246,35 @@ def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | N
     fitted = fit_space(spec, info.model_type, info.layout)
     resolve_source(task, settings.data_folder)
     settings = dataclasses.replace(settings, model_location=ref.location)
-    messages(f"resuming {run.path} ({settings.trials} trials to complete)")
+    messages(f"resuming {run.path} ({plural(settings.trials, 'trial')} to complete)")
     return run, settings, fitted, info.layout
+
+
+def _check_resources(seed: int, executor: str, ray_address: str | None, cpus_per_trial: float | None,
+                     gpus_per_trial: float) -> None:
+    """What this machine (or, with a cluster, Ray itself) could never give, refused before anything starts."""
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
+    for name, value in (("--cpus-per-trial", cpus_per_trial), ("--gpus-per-trial", gpus_per_trial)):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise UsageError(f"{name} must be a finite number >= 0, got {value}")
+    if cpus_per_trial is not None and cpus_per_trial == 0:
+        raise UsageError("--cpus-per-trial must be more than 0 (a fraction such as 0.5 shares a core)")
+    if gpus_per_trial and executor == "local":
+        raise UsageError("--gpus-per-trial needs the ray executor, which places trials on GPUs; drop --executor "
+                         "local, or drop --gpus-per-trial (the local executor uses a GPU when there is one)")
+    if ray_address is None:  # a private local Ray: this machine is all there is
+        cores = os.cpu_count() or 1
+        if cpus_per_trial is not None and cpus_per_trial > cores:
+            raise UsageError(f"--cpus-per-trial {cpus_per_trial:g} is more than this machine's {cores} cores; "
+                             f"give at most {cores}, or --ray-address for a cluster")
+        if gpus_per_trial:
+            import torch
+
+            gpus = torch.cuda.device_count()
+            if gpus_per_trial > gpus:
+                raise UsageError(f"--gpus-per-trial {gpus_per_trial:g} is more than this machine's {gpus} GPUs; "
+                                 f"drop it, or give --ray-address for a cluster with GPUs")
 
 
 def _check_counts(**counts: int | None) -> None:
@@ -302,7 +334,8 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
             raise SearchInterrupted(Run(run), done) from None
         except ClusterError as exc:
             _refresh_quietly(run, settings)
-            raise ClusterError(f"{exc}; then continue with: autopeft search --resume {run.path}") from None
+            raise ClusterError(f"{exc}; then continue with: autopeft search --resume {shlex.quote(str(run.path))}") \
+                from None
         except AutopeftError:
             _refresh_quietly(run, settings)  # the table shows the last trial as it ended, not as running
             raise

@@ -21,5 +21,12 @@ def parse_size(text: str) -> int | None:
 
 
 def format_mib(size: float) -> str:
-    """Bytes as whole MiB, for tables and messages."""
-    return f"{size / 2**20:,.0f} MiB"
+    """Bytes as whole MiB, for tables and messages; sizes under 1 MiB in KiB or bytes, never "0 MiB"."""
+    if size >= 2**20 or size == 0:
+        return f"{size / 2**20:,.0f} MiB"
+    return f"{size / 2**10:,.1f} KiB" if size >= 2**10 else plural(int(size), "byte")
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 trial', '2 trials'."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import logging.handlers
+import math
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -42,8 +43,20 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, got {text}")
     return value
 
 
@@ -71,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bo: Bayesian (GP, log EHVI) after random start-up trials (default); random, tpe, nsga2")
     s.add_argument("--startup-trials", type=_positive_int, help="random trials before the sampler's model "
                    "takes over (default: a quarter of --trials, 4 to 10)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default 0)")
+    s.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the sampler and of every trial's training (default 0)")
     b = s.add_argument_group("budget per trial (overrides the space's budget section)")
     b.add_argument("--max-steps", type=_positive_int, help="training steps (space default: 200)")
     b.add_argument("--batch-size", type=_positive_int, help="training batch size (space default: 32)")
@@ -128,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", help="base model (default: the one the configuration was searched on)")
     t.add_argument("--out", help="folder to write (default: trained/<config>-<task>)")
     t.add_argument("--max-steps", type=_positive_int, help="training steps (default: one epoch)")
-    t.add_argument("--seed", type=int, help="training seed (default: the configuration's)")
+    t.add_argument("--seed", type=_seed, help="training seed (default: the configuration's)")
     t.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
     t.add_argument("--force", action="store_true", help="replace --out if it exists")
     t.set_defaults(handler="train:run")
@@ -161,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=_positive_int, default=5, help="how many candidates (default 5)")
     sample.add_argument("--model", help="base model (default: embedded MiniLM)")
     sample.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
-    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    sample.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
     sample.set_defaults(handler="space:sample")
 
     d = sub.add_parser("dashboard", help="serve the Pareto dashboard of one or more runs (live), or write it",

@@ -10,6 +10,7 @@ import pandas as pd
 from autopeft import units
 from autopeft.errors import ExportError, UsageError
 from autopeft.run.pareto import pareto_front
+from autopeft.units import format_mib
 
 MIB = 1024**2
 
@@ -38,7 +39,7 @@ class Pick:
         if self.max_params is not None:
             limits.append(f"at most {self.max_params:,} trainable parameters")
         if self.max_memory is not None:
-            limits.append(f"at most {self.max_memory / MIB:,.0f} MiB peak memory")
+            limits.append(f"at most {format_mib(self.max_memory)} peak memory")
         return what + (" with " + " and ".join(limits) if limits else "")
 
 
@@ -108,4 +109,4 @@ def _closest(done: pd.DataFrame, pick: Pick) -> str:
         excess = np.maximum(excess, done["peak_memory"] / pick.max_memory)
     row = done.loc[excess.idxmin()]
     return (f"trial {int(row['trial'])} with {int(row['trainable_params']):,} trainable parameters, "
-            f"{row['peak_memory'] / MIB:,.0f} MiB peak memory (accuracy {row['accuracy']:.4f})")
+            f"{format_mib(row['peak_memory'])} peak memory (accuracy {row['accuracy']:.4f})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -75,7 +76,7 @@ class RunDir:
         """A run directory that can be created: refuses to touch anything that already exists."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             is_run = (path / "settings.json").exists()
-            hint = f"use --resume {path} to continue it" if is_run else "choose another --out"
+            hint = f"use --resume {shlex.quote(str(path))} to continue it" if is_run else "choose another --out"
             raise RunDirError(f"{path} already exists and is not empty; {hint} (autopeft never overwrites a run)")
         return cls(path)
 

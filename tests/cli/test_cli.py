@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import optuna
@@ -243,3 +244,32 @@ def test_export_choices_confirmation_retraining_and_transfer(
     assert moved_meta["task"] == "cola" and moved_meta["candidate"] == meta["candidate"]
     assert (moved / "adapter_model.safetensors").is_file()
     assert "mcc" in moved_meta["retrained"]["metrics_after_loading"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seed", "-5"], "argument --seed: must be between 0 and 4294967295, got -5"),
+    (["--seed", str(2**32)], "argument --seed: must be between 0 and 4294967295"),
+    (["--cpus-per-trial", "nan"], "argument --cpus-per-trial: expected a finite number, got 'nan'"),
+    (["--cpus-per-trial", "inf"], "argument --cpus-per-trial: expected a finite number, got 'inf'"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial must be more than 0"),
+    (["--cpus-per-trial", "4096"], "--cpus-per-trial 4096 is more than this machine's"),
+    (["--gpus-per-trial", "2", "--executor", "local"], "--gpus-per-trial needs the ray executor"),
+])
+def test_resources_and_seeds_the_machine_cannot_give_are_one_line(args: list[str], message: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) if args[0] == "--seed" or args[1] in ("nan", "inf") else nullcontext():
+        code = main(["search", "--task", "sst2", "--data-dir", str(tmp_path), "--out", str(out), *args])
+        assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_small_sizes_and_counts_read_as_written() -> None:
+    from autopeft.export.choose import Pick
+    from autopeft.units import format_mib, plural
+
+    assert Pick(max_memory=1).describe().endswith("at most 1 byte peak memory")
+    assert format_mib(3 * 2**10) == "3.0 KiB" and format_mib(5 * 2**20) == "5 MiB"
+    assert plural(1, "trial") == "1 trial" and plural(2, "trial") == "2 trials"
