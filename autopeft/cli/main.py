@@ -210,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except AutopeftError as exc:
-        print(f"autopeft: error: {exc}", file=sys.stderr)
+        # One line, whatever a library put into the message.
+        print(f"autopeft: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # a search records what was running first (autopeft.api.SearchInterrupted)
         print(f"autopeft: {exc or 'interrupted'}", file=sys.stderr)

@@ -12,7 +12,7 @@ from autopeft.errors import SpecError
 from autopeft.space.methods import METHODS
 from autopeft.space.modules import PRESETS
 from autopeft.space.spec import Scalar, parse_layers
-from autopeft.space.yaml_input import load_yaml, reject_unknown
+from autopeft.space.yaml_input import load_yaml, read_text, reject_unknown
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def resolve_baselines_path(name_or_file: str) -> Path:
 
 def load_baselines(name_or_file: str) -> tuple[BaselineSpec, ...]:
     path = resolve_baselines_path(name_or_file)
-    return parse_baselines(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_baselines(read_text(path), source=str(path))
 
 
 def parse_baselines(text: str, source: str = "<string>") -> tuple[BaselineSpec, ...]:

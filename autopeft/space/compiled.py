@@ -10,7 +10,7 @@ sparsity only for methods that take masks, the mask's init only for a non-zero f
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +62,11 @@ class CompiledDimension:
         assert isinstance(d, FloatRange)
         return math.inf if d.step is None else float(round((d.high - d.low) / d.step) + 1)
 
-    def values(self) -> tuple[Any, ...] | None:
-        """Every value, for a discrete dimension; None for a continuous one."""
+    def values(self) -> Sequence[Any] | None:
+        """Every value, for a discrete dimension; None for a continuous one (lazy: a range stays a range)."""
         if isinstance(self.dimension, IntRange):
             d = self.dimension
-            return tuple(range(d.low, d.high + 1, d.step))
+            return range(d.low, d.high + 1, d.step)
         return dimension_values(self.dimension)
 
     def describe_values(self) -> str:

@@ -75,6 +75,50 @@ METHODS: dict[str, Method] = {
     )
 }
 
+@dataclass(frozen=True)
+class Accepts:
+    """The values a method parameter accepts. peft takes more and fails later, or trains nothing (a negative
+    alpha, a dropout of 1)."""
+
+    whole: bool
+    low: float
+    high: float
+    low_included: bool = True
+    high_included: bool = True
+
+    def why_not(self, value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return f"must be a number, got {value!r}"
+        if self.whole and not isinstance(value, int):
+            return f"must be a whole number, got {value!r}"
+        above = value >= self.low if self.low_included else value > self.low
+        below = value <= self.high if self.high_included else value < self.high
+        if above and below:
+            return None
+        return (f"must be {'>=' if self.low_included else '>'} {self.low:g} and "
+                f"{'<=' if self.high_included else '<'} {self.high:g}, got {value!r}")
+
+
+_RANK = Accepts(whole=True, low=1, high=65_536)
+_SCALE = Accepts(whole=False, low=0, high=1e6, low_included=False)
+_DROPOUT = Accepts(whole=False, low=0, high=1, high_included=False)
+PARAM_VALUES: dict[str, Accepts] = {
+    "r": _RANK, "init_r": _RANK, "target_r": _RANK,
+    "num_virtual_tokens": Accepts(whole=True, low=1, high=4_096),
+    "lora_alpha": _SCALE, "alpha": _SCALE, "d_initial": _SCALE,
+    "lora_dropout": _DROPOUT, "rank_dropout": _DROPOUT, "module_dropout": _DROPOUT, "vera_dropout": _DROPOUT,
+}
+
+
+def check_param_value(name: str, value: object) -> str | None:
+    """Why a method parameter cannot take this value, or None. `decompose_factor` is -1 (automatic) or >= 1."""
+    if name == "decompose_factor":
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value == -1 or value >= 1)
+        return None if ok else f"must be -1 (automatic) or a whole number >= 1, got {value!r}"
+    accepts = PARAM_VALUES.get(name)
+    return accepts.why_not(value) if accepts else None
+
+
 # The methods a search space may name: reference points are for baselines files only.
 ADAPTER_METHODS: dict[str, Method] = {name: m for name, m in METHODS.items() if m.adapter}
 

@@ -7,19 +7,21 @@ allowed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from autopeft.errors import SpecError
-from autopeft.space.methods import ADAPTER_METHODS, METHODS
+from autopeft.space.methods import ADAPTER_METHODS, METHODS, check_param_value
 from autopeft.space.modules import PRESETS, ROLES, Architecture
-from autopeft.space.yaml_input import load_yaml, reject_unknown
+from autopeft.space.yaml_input import excerpt, load_yaml, read_text, reject_unknown
 from autopeft.units import parse_size
 
 Scalar = int | float | str | bool
+MAX_VALUES = 1_000_000  # values of one discrete dimension (choices, or an integer range's)
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,14 @@ class Choice:
 Dimension = Constant | FloatRange | IntRange | Choice
 
 
-def dimension_values(dim: Dimension) -> tuple[Any, ...] | None:
+def dimension_values(dim: Dimension) -> Sequence[Any] | None:
     """Every value a discrete dimension can take; None for a continuous range."""
     if isinstance(dim, Constant):
         return (dim.value,)
     if isinstance(dim, Choice):
         return dim.choices
     if isinstance(dim, IntRange) and not dim.log:
-        return tuple(range(dim.low, dim.high + 1, dim.step))
+        return range(dim.low, dim.high + 1, dim.step)  # lazy: a range is never expanded into memory
     return None
 
 
@@ -194,7 +196,7 @@ def resolve_space_path(name_or_file: str) -> Path:
 
 def load_spec(name_or_file: str) -> SearchSpec:
     path = resolve_space_path(name_or_file)
-    return parse_spec(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_spec(read_text(path), source=str(path))
 
 
 def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
@@ -248,6 +250,12 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
         reject_unknown(given, allowed, source, f"method_params.{name}.",
                         what=f"parameter of {name}", none_text="(it has no tunable parameters)")
         params[name] = {k: _dimension(v, source, f"method_params.{name}.{k}") for k, v in given.items()}
+        for k, dim in params[name].items():
+            values = dimension_values(dim)
+            for v in (values if values is not None else (dim.low, dim.high)):  # type: ignore[union-attr]
+                why = check_param_value(k, v)
+                if why:
+                    raise SpecError(f"{source}: key 'method_params.{name}.{k}' {why}")
 
     budget = _budget(raw.get("budget") or {}, source)
     return SearchSpec(source=source, method=method, target_modules=target, learning_rate=lr, layer_rank=rank,
@@ -379,7 +387,9 @@ def _dimension(value: Any, source: str, key: str) -> Dimension:
                     raise SpecError(f"{where}: choices must be plain values (numbers, strings, booleans)")
                 _check_not_float_string(c, where)
             if len(set(choices)) != len(choices):
-                raise SpecError(f"{where}: 'choices' lists a value twice: {choices}")
+                raise SpecError(f"{where}: 'choices' lists a value twice: {excerpt(choices)}")
+            if len(choices) > MAX_VALUES:
+                raise SpecError(f"{where}: {len(choices):,} choices; at most {MAX_VALUES:,}")
             return Choice(tuple(choices))
         unknown = set(value) - set(_RANGE_KEYS)
         if unknown:
@@ -390,8 +400,9 @@ def _dimension(value: Any, source: str, key: str) -> Dimension:
         low, high = value["low"], value["high"]
         for bound in (low, high):
             _check_not_float_string(bound, where)
-            if isinstance(bound, bool) or not isinstance(bound, int | float):
-                raise SpecError(f"{where}: 'low' and 'high' must be numbers, got {low!r} and {high!r}")
+            if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound):
+                raise SpecError(f"{where}: 'low' and 'high' must be finite numbers, got {excerpt(low)} and "
+                                f"{excerpt(high)}")
         if low > high:
             raise SpecError(f"{where}: low ({low}) must not exceed high ({high})")
         log = value.get("log", False)
@@ -402,9 +413,16 @@ def _dimension(value: Any, source: str, key: str) -> Dimension:
             raise SpecError(f"{where}: a log range needs low > 0, got low={low}")
         if log and step is not None:
             raise SpecError(f"{where}: 'step' cannot be combined with 'log: true'")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
-            raise SpecError(f"{where}: 'step' must be a positive number, got {step!r}")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or not step > 0
+                                 or not math.isfinite(step)):
+            raise SpecError(f"{where}: 'step' must be a positive number, got {excerpt(step)}")
+        if step is not None and (high - low) / step > MAX_VALUES:
+            raise SpecError(f"{where}: a step of {step:g} from {low:g} to {high:g} makes more than {MAX_VALUES:,} "
+                            f"values; take a larger step")
         if isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int)):
+            if not log and (high - low) // (step or 1) + 1 > MAX_VALUES:
+                raise SpecError(f"{where}: [{low}, {high}] holds more than {MAX_VALUES:,} whole numbers; narrow it, "
+                                f"or add 'log: true'")
             return IntRange(low, high, log, step or 1)
         return FloatRange(float(low), float(high), log, None if step is None else float(step))
     if isinstance(value, list):
@@ -444,8 +462,8 @@ def _check_positive_number(dim: Dimension, source: str, key: str) -> None:
     values = dimension_values(dim)
     bounds = values if values is not None else (dim.low, dim.high)  # type: ignore[union-attr]
     for v in bounds:
-        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-            raise SpecError(f"{source}: key '{key}' must be positive numbers, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise SpecError(f"{source}: key '{key}' must be positive finite numbers, got {excerpt(v)}")
 
 
 _BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset")
