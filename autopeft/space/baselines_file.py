@@ -3,16 +3,17 @@ points beside a search."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from autopeft.errors import SpecError
-from autopeft.space.methods import METHODS
+from autopeft.space.methods import METHODS, check_param_value
 from autopeft.space.modules import PRESETS
 from autopeft.space.spec import Scalar, parse_layers
-from autopeft.space.yaml_input import load_yaml, read_text, reject_unknown
+from autopeft.space.yaml_input import excerpt, load_yaml, read_text, reject_unknown
 
 
 @dataclass(frozen=True)
@@ -83,23 +84,29 @@ def _baseline(entry: Any, source: str, index: int) -> BaselineSpec:
         if required not in entry:
             raise SpecError(f"{source}: {where}: key '{required}' is missing; every baseline sets label, method "
                             f"and learning_rate")
+    for key in ("label", "method", "target_modules"):
+        if key in entry and not isinstance(entry[key], str):
+            raise SpecError(f"{source}: {where}.{key} must be a name, got {excerpt(entry[key])}")
     method = entry["method"]
     if method not in METHODS:
-        raise SpecError(f"{source}: {where}.method: unknown method {method!r}; allowed: {', '.join(METHODS)}")
+        raise SpecError(f"{source}: {where}.method: unknown method {excerpt(method)}; allowed: {', '.join(METHODS)}")
     lr = entry["learning_rate"]
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
-        raise SpecError(f"{source}: {where}.learning_rate must be a number > 0 (e.g. 1.0e-3), got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise SpecError(f"{source}: {where}.learning_rate must be a finite number > 0 (e.g. 1.0e-3), got "
+                        f"{excerpt(lr)}")
     target = entry.get("target_modules", "attn_qv")
     if target not in PRESETS:
-        raise SpecError(f"{source}: {where}.target_modules: unknown preset {target!r}; allowed: {', '.join(PRESETS)}")
+        raise SpecError(f"{source}: {where}.target_modules: unknown preset {excerpt(target)}; allowed: "
+                        f"{', '.join(PRESETS)}")
     params = entry.get("params") or {}
     if not isinstance(params, dict):
         raise SpecError(f"{source}: {where}.params must map parameter names to values")
     reject_unknown(params, tuple(METHODS[method].params), source, f"{where}.params.", what=f"parameter of {method}",
                     none_text="(it has no tunable parameters)")
     for key, value in params.items():
-        if not isinstance(value, int | float | str | bool):
-            raise SpecError(f"{source}: {where}.params.{key} must be a single value, got {value!r}")
+        why = check_param_value(key, value)
+        if why:
+            raise SpecError(f"{source}: {where}.params.{key} {why}")
     return BaselineSpec(
         label=str(entry["label"]), method=method, learning_rate=float(lr), target_modules=target,
         rank=_baseline_rank(entry.get("rank", 8), source, f"{where}.rank"),
@@ -118,4 +125,4 @@ def _baseline_rank(value: Any, source: str, key: str) -> int | tuple[int, ...]:
     if isinstance(value, list) and value and all(whole(v) for v in value):
         return tuple(int(v) for v in value)
     raise SpecError(f"{source}: key '{key}' must be a whole number >= 0 or a list of them, one per layer; "
-                    f"got {value!r}")
+                    f"got {excerpt(value)}")
