@@ -29,7 +29,7 @@ def test_the_shipped_file_holds_the_standard_baselines() -> None:
     ("baselines: []\n", "non-empty list 'baselines:'"),
     ("baselines:\n  - {label: a, method: lora}\n", "key 'learning_rate' is missing"),
     ("baselines:\n  - {label: a, method: dora, learning_rate: 1.0e-3}\n", "unknown method 'dora'"),
-    ("baselines:\n  - {label: a, method: lora, learning_rate: '1e-3'}\n", "must be a number > 0"),
+    ("baselines:\n  - {label: a, method: lora, learning_rate: '1e-3'}\n", "must be a finite number > 0"),
     ("baselines:\n  - {label: a, method: lora, learning_rate: 1.0e-3, rank: -2}\n", "whole number >= 0"),
     ("baselines:\n  - {label: a, method: lora, learning_rate: 1.0e-3, colour: red}\n",
      "unknown key 'baselines[0].colour'"),
