@@ -201,18 +201,18 @@ def _hold_library_logs() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _hold_library_logs()
-    module, function = args.handler.split(":")
-    # Each command's module is imported only when it runs, and imports what it needs then: --help, --version
-    # and usage errors never wait for torch.
-    handler = getattr(importlib.import_module(f"autopeft.cli.{module}"), function)
     try:
+        args = build_parser().parse_args(argv)
+        _hold_library_logs()
+        module, function = args.handler.split(":")
+        # Each command's module is imported only when it runs, and imports what it needs then: --help, --version
+        # and usage errors never wait for torch.
+        handler = getattr(importlib.import_module(f"autopeft.cli.{module}"), function)
         return int(handler(args) or 0)
     except AutopeftError as exc:
         # One line, whatever a library put into the message.
         print(f"autopeft: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # a search records what was running first (autopeft.api.SearchInterrupted)
-        print(f"autopeft: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"autopeft: {str(exc) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -47,10 +47,19 @@ class TooManyFailures(AutopeftError, RuntimeError):
 
 
 def recover_interrupted(study: optuna.Study) -> int:
-    """Trials left running by a killed driver are marked failed (and so run again as new trials)."""
+    """Trials left running by a killed driver are finished: one whose result was stored before the kill (the
+    result goes in first, the state after) keeps it; the others are marked failed (interrupted) and so run again
+    as new trials. Returns how many were left running."""
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
     for t in stale:
-        set_running_trial_user_attr(study, t, ATTR_FAILURE, INTERRUPTED)
+        result = t.user_attrs.get(ATTR_RESULT) or {}
+        if result.get("status") == "complete":
+            study.tell(t.number, [result["accuracy"], float(result["trainable_params"]), float(result["peak_memory"])])
+            continue
+        if result.get("status") == "failed":
+            set_running_trial_user_attr(study, t, ATTR_FAILURE, result.get("failure") or "unknown failure")
+        else:
+            set_running_trial_user_attr(study, t, ATTR_FAILURE, INTERRUPTED)
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return len(stale)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -81,9 +82,19 @@ class RunDir:
         return cls(path)
 
     def create(self, settings: SearchSettings, space_text: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.settings_file.write_text(json.dumps(settings.to_dict(), indent=2) + "\n", encoding="utf-8")
-        self.space_file.write_text(space_text, encoding="utf-8")
+        """Settings and space are written beside the run and moved into place together: a run directory either
+        holds both (and resumes) or does not exist, whenever the command is stopped."""
+        staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            (staging / self.settings_file.name).write_text(json.dumps(settings.to_dict(), indent=2) + "\n",
+                                                           encoding="utf-8")
+            (staging / self.space_file.name).write_text(space_text, encoding="utf-8")
+            os.replace(staging, self.path)  # onto nothing, or onto the empty folder check_new allowed
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     @classmethod
     def open(cls, path: Path, need_study: bool = True) -> RunDir:

@@ -160,3 +160,20 @@ def test_the_failure_limit_counts_only_this_sessions_failures(setup: Setup) -> N
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     study = run_search(run, settings, spec, layout, ScriptedExecutor(run, slots=2), lambda s: None)
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == settings.trials
+
+
+def test_a_result_stored_before_the_driver_died_is_kept_on_resume(setup: Setup) -> None:
+    run, settings, spec, layout = setup
+    study = run.create_study(sampler=None)
+    # What a driver killed between storing a trial's result and telling its state leaves behind.
+    finished, cut = study.ask(), study.ask()
+    result = TrialResult(status="complete", accuracy=0.75, trainable_params=123, peak_memory=4567)
+    finished.set_user_attr("result", result.to_dict())
+    executor = ScriptedExecutor(run, slots=1)
+    study = run_search(run, settings, spec, layout, executor, lambda s: None)
+    kept = study.trials[finished.number]
+    assert kept.state.name == "COMPLETE" and kept.values == [0.75, 123.0, 4567.0]
+    assert study.trials[cut.number].state.name == "FAIL"
+    assert study.trials[cut.number].user_attrs["failure_reason"] == INTERRUPTED
+    # Four trials in all, the kept one among them: three more trained, none of them retrains it.
+    assert len([e for e in executor.events if e[0] == "submit"]) == settings.trials - 1

@@ -403,3 +403,31 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(how: str, tmp_pa
     wait_for("every Ray process to end", lambda: not still_running(processes), 20)
     assert not temp_dir.exists()
     assert [p.is_dir() and not p.is_symlink() for p in (run / "ray-logs").iterdir()] == [True]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("after", [0.3, 1.5, 3.0, 6.0])
+def test_ctrl_c_at_any_moment_of_start_up_leaves_no_traceback_and_no_dead_end(after: float, tmp_path: Path,
+                                                                             sst2_small: Path,
+                                                                             tiny_bert_dir: Path) -> None:
+    run = tmp_path / "run"
+    proc = start(search_command(sst2_small, tiny_bert_dir, "--trials", "1", "--out", str(run)), tmp_path)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal
+    _, stderr = proc.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert proc.returncode in (130, 0), stderr[-2000:]
+    if proc.returncode == 130:
+        assert stderr.strip().splitlines()[-1].startswith("autopeft: interrupted"), stderr[-1000:]
+    # No dead end: the run is either not there at all, or it resumes.
+    assert not list(tmp_path.glob(".run.creating-*"))
+    if run.exists():
+        done = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "--resume", str(run), "--executor",
+                               "local"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env())
+        assert done.returncode == 0, done.stderr[-2000:]
+    else:
+        done = subprocess.run(search_command(sst2_small, tiny_bert_dir, "--trials", "1", "--out", str(run),
+                                             "--executor", "local"), capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path, env=clean_env())
+        assert done.returncode == 0, done.stderr[-2000:]
