@@ -198,9 +198,11 @@ def hover_text(row: dict[str, Any] | pd.Series, run_name: str | None = None) -> 
     """What a completed trial's marker says: trial, configuration in words, the three objectives."""
     pct = _number(row.get("trainable_pct"))
     share = f" ({pct:.3f}% of the model)" if pct is not None else ""
+    shipped = _number(row.get("adapter_params"))
+    saved = f"<br>saved adapter {int(shipped):,} entries" if shipped is not None else ""
     return (f"{_trial_line(int(row['trial']), run_name)}<br>{html.escape(_text(row.get('configuration')))}"
             f"<br>accuracy {float(row['accuracy']):.4f}"
-            f"<br>trainable params {int(row['trainable_params']):,}{share}"
+            f"<br>trainable params {int(row['trainable_params']):,}{share}{saved}"
             f"<br>peak memory {float(row['peak_memory']) / MIB:.1f} MiB")
 
 

@@ -177,6 +177,7 @@ def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
                   f"| {'accuracy at the search budget' if metadata.get('trial') is not None else 'accuracy'} | "
                   f"{o['accuracy']:.4f} |",
                   f"| trainable parameters | {o['trainable_params']:,} ({o['trainable_pct']:.3f}% of the model) |",
+                  *([f"| entries in the saved adapter | {o['adapter_params']:,} |"] if o.get("adapter_params") else []),
                   f"| peak training memory | {format_mib(o['peak_memory'])} ({o.get('peak_memory_method')}) |"]
     confirmation = metadata.get("confirmation")
     if confirmation:
@@ -230,6 +231,7 @@ def provenance_for_trial(run: RunDir, settings: SearchSettings, row: pd.Series, 
         objectives={
             "accuracy": float(row["accuracy"]),
             "trainable_params": int(row["trainable_params"]),
+            "adapter_params": None if pd.isna(row.get("adapter_params")) else int(row["adapter_params"]),
             "trainable_pct": float(row["trainable_pct"]),
             "peak_memory": int(row["peak_memory"]),
             "peak_memory_method": row.get("memory_method"),

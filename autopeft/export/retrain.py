@@ -76,6 +76,7 @@ def retrain_full(runner: TrialRunner, p: Provenance, ref: ModelRef, data: DataPl
         "seed": p.seed,
         "accuracy_after_training": trained.accuracy,
         "trainable_params": trained.trainable_params,
+        "adapter_params": trained.adapter_params,
         "peak_memory": trained.peak_memory,
         "peak_memory_method": trained.memory_method,
         "train_seconds": round(trained.train_seconds, 1),

@@ -191,6 +191,7 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         row.update(dict(zip(OBJECTIVES, values, strict=True)))
         params = row["trainable_params"]
         row["trainable_pct"] = 100.0 * params / base_params if params is not None else None
+        row["adapter_params"] = result.get("adapter_params")  # entries in the saved adapter (not an objective)
         row["memory_method"] = result.get("memory_method")
         row["configuration"] = t.user_attrs.get(ATTR_DESCRIPTION, "")
         row["method"] = candidate.get("method")
@@ -222,7 +223,7 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         row["finished"] = t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None
         rows.append(row)
     table = pd.DataFrame(rows)
-    for column in ("trainable_params", "peak_memory"):
+    for column in ("trainable_params", "adapter_params", "peak_memory"):
         if column in table:
             table[column] = table[column].astype("Int64")
     if table.empty:

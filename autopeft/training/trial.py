@@ -44,7 +44,8 @@ class TrialRequest:
 class TrialResult:
     status: str  # "complete" or "failed"
     accuracy: float | None = None
-    trainable_params: int | None = None
+    trainable_params: int | None = None  # entries the optimiser updates (the objective)
+    adapter_params: int | None = None  # entries in the saved adapter, after training (what a user ships)
     peak_memory: int | None = None
     memory_method: str | None = None
     base_params: int | None = None
@@ -131,7 +132,7 @@ class TrialRunner:
     def _run(self, request: TrialRequest, start: float) -> TrialResult:
         import torch
 
-        from autopeft.adapters.materialize import count_parameters, count_trainable, materialize
+        from autopeft.adapters.materialize import count_adapter_entries, count_parameters, count_trainable, materialize
         from autopeft.training.data import Encoded
         from autopeft.training.loop import TrainSettings, train
         from autopeft.training.memory import measure_peak_memory
@@ -167,6 +168,7 @@ class TrialRunner:
                 raise TrialFailed(f"{request.candidate.method} trains the model itself: there is no adapter to save")
             model.peft_config["default"].base_model_name_or_path = request.model_name
             model.save_pretrained(request.save_adapter_to)
+        adapter = count_adapter_entries(model)
 
         eval_start = time.perf_counter()
         metrics = self._evaluate(model, request, device)
@@ -175,6 +177,7 @@ class TrialRunner:
             status="complete",
             accuracy=metrics[task.metric],
             trainable_params=trainable,
+            adapter_params=adapter,
             peak_memory=memory.bytes,
             memory_method=memory.method,
             base_params=base_params,

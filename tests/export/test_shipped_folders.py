@@ -4,6 +4,7 @@ autopeft.json is the one a fresh load of them gives."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,14 @@ def test_a_retrained_export_loads_from_its_folder(method: str, tmp_path: Path, s
         write_config_folder(out, provenance, ref, adapter_files=Path(weights),
                             measure=measure_after_loading(runner, provenance, ref, data, retrained))
     meta = json.loads((out / "autopeft.json").read_text())
+    # adapter_params counts what the shipped file holds (VeRA's shared projections, AdaLoRA's allocated ranks).
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), framework="pt") as saved:
+        entries = sum(math.prod(saved.get_slice(name).get_shape()) for name in saved.keys())
+    assert meta["retrained"]["adapter_params"] == entries
+    if method in ("vera", "adalora"):  # what is shipped is not what trained: the two counts differ
+        assert entries != meta["retrained"]["trainable_params"]
     assert PeftConfig.from_pretrained(str(out)).peft_type.value.lower().replace("_", "") == {
         "prefix": "prefixtuning", "prompt": "prompttuning"}.get(method, method)
     # A user's load: fresh pretrained weights, then the folder; every saved tensor fits.
