@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -39,45 +40,82 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def train(model: torch.nn.Module, data: Encoded, settings: TrainSettings, regression: bool,
-          device: torch.device, after_step: Callable[[int], None] | None = None) -> TrainStats:
-    """AdamW with linear warm-up and decay for `max_steps` steps over reshuffled epochs.
+class Trainer:
+    """AdamW with linear warm-up and decay over `settings.max_steps`, over reshuffled epochs, that can stop at
+    any step and continue later: `run_to(25)` then `run_to(75)` trains exactly as `run_to(75)` does. The
+    schedule is defined over `max_steps` whatever step training stops at, which is what successive halving
+    needs (a trial stopped at a rung has followed the first steps of the full schedule).
 
     `after_step(step)` runs after each optimiser step while gradients are still there (AdaLoRA's rank
-    allocation reads them; sparsity masks are re-applied there).
+    allocation reads them; sparsity masks are re-applied there). `state_dict()` with the model's own state is a
+    checkpoint; `load_state_dict` continues from it in another process.
     """
-    start = time.perf_counter()
-    model.train()
-    params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    warmup = max(1, int(settings.warmup_ratio * settings.max_steps))
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (settings.max_steps - step) / max(1, settings.max_steps - warmup))
+    def __init__(self, model: torch.nn.Module, data: Encoded, settings: TrainSettings, regression: bool,
+                 device: torch.device, after_step: Callable[[int], None] | None = None) -> None:
+        self.model, self.data, self.settings, self.regression, self.device = model, data, settings, regression, device
+        self.after_step = after_step
+        self.params = trainable_parameters(model)
+        self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        warmup = max(1, int(settings.warmup_ratio * settings.max_steps))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    generator = torch.Generator().manual_seed(settings.seed)
-    order: list[int] = []
-    loss_value = math.nan
-    for step in range(settings.max_steps):
-        if len(order) < settings.batch_size:
-            order += torch.randperm(len(data), generator=generator).tolist()
-        indices, order = order[: settings.batch_size], order[settings.batch_size:]
-        outputs = model(**_to(data.batch(indices, regression), device))
-        loss = outputs.loss
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise TrialFailed(f"training loss became {loss_value} at step {step + 1}; lower the learning rate")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        if after_step is not None:
-            after_step(step)
-        optimizer.zero_grad(set_to_none=True)
-    return TrainStats(steps=settings.max_steps, final_loss=loss_value, seconds=time.perf_counter() - start)
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (settings.max_steps - step) / max(1, settings.max_steps - warmup))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.order: list[int] = []
+        self.step = 0
+        self.loss = math.nan
+        self.seconds = 0.0
+
+    def run_to(self, until: int) -> TrainStats:
+        """Train from the current step up to step `until` (at most `max_steps`)."""
+        start = time.perf_counter()
+        settings = self.settings
+        self.model.train()
+        for step in range(self.step, min(until, settings.max_steps)):
+            if len(self.order) < settings.batch_size:
+                self.order += torch.randperm(len(self.data), generator=self.generator).tolist()
+            indices, self.order = self.order[: settings.batch_size], self.order[settings.batch_size:]
+            outputs = self.model(**_to(self.data.batch(indices, self.regression), self.device))
+            loss = outputs.loss
+            self.loss = float(loss.detach())
+            if not math.isfinite(self.loss):
+                raise TrialFailed(f"training loss became {self.loss} at step {step + 1}; lower the learning rate")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, settings.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.after_step is not None:
+                self.after_step(step)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step = step + 1
+        self.seconds += time.perf_counter() - start
+        return TrainStats(steps=self.step, final_loss=self.loss, seconds=self.seconds)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the model's weights that continuing needs: optimiser, schedule, data order and the
+        random state dropout draws from."""
+        return {"step": self.step, "loss": self.loss, "seconds": self.seconds, "order": list(self.order),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.step, self.loss, self.seconds = int(state["step"]), float(state["loss"]), float(state["seconds"])
+        self.order = list(state["order"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def train(model: torch.nn.Module, data: Encoded, settings: TrainSettings, regression: bool,
+          device: torch.device, after_step: Callable[[int], None] | None = None) -> TrainStats:
+    """Train for `settings.max_steps` steps at once (see `Trainer`)."""
+    return Trainer(model, data, settings, regression, device, after_step).run_to(settings.max_steps)
 
 
 @torch.no_grad()

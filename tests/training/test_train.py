@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,54 @@ def test_a_half_precision_checkpoint_trains_in_float32(tiny_bert_dir: Path, sst2
                                                      str(sst2_small / "SST-2"), budget, seed=0))
     assert result.ok, result.failure
     assert result.peak_memory and result.peak_memory > 4 * result.base_params  # float32 bytes per parameter
+
+
+def _lora_with_dropout(seed: int = 0) -> torch.nn.Module:
+    params = method_params_with_defaults("lora", {"lora_dropout": 0.1})  # dropout: the random state matters too
+    torch.manual_seed(seed)
+    return materialize(Candidate("lora", "attn_qv", (4, 4), 3e-2, tuple(sorted(params.items()))), tiny_model("bert"))
+
+
+def _trained_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("n", [3, 7])
+def test_training_in_two_legs_is_training_straight_through(n: int) -> None:
+    from autopeft.training.loop import Trainer
+
+    settings = TrainSettings(learning_rate=3e-2, max_steps=4 * n, batch_size=16, seed=0)
+    straight = _lora_with_dropout()
+    torch.manual_seed(1)
+    Trainer(straight, toy_data(), settings, regression=False, device=CPU).run_to(2 * n)
+
+    legs = _lora_with_dropout()
+    torch.manual_seed(1)
+    trainer = Trainer(legs, toy_data(), settings, regression=False, device=CPU)
+    first = trainer.run_to(n)
+    assert first.steps == n
+    assert trainer.run_to(2 * n).steps == 2 * n
+    a, b = _trained_weights(straight), _trained_weights(legs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # The same from a checkpoint, in a fresh model and trainer (as another worker would continue it).
+    start = _lora_with_dropout()
+    torch.manual_seed(1)
+    trainer = Trainer(start, toy_data(), settings, regression=False, device=CPU)
+    trainer.run_to(n)
+    checkpoint = copy.deepcopy({"model": start.state_dict(), "trainer": trainer.state_dict()})
+    torch.manual_seed(99)  # whatever ran in between
+    resumed = _lora_with_dropout(seed=5)
+    resumed.load_state_dict(checkpoint["model"])
+    again = Trainer(resumed, toy_data(), settings, regression=False, device=CPU)
+    again.load_state_dict(checkpoint["trainer"])
+    again.run_to(2 * n)
+    c = _trained_weights(resumed)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    # A schedule over max_steps: stopping at 2n is not the same as a run whose schedule ends at 2n.
+    short = _lora_with_dropout()
+    torch.manual_seed(1)
+    train(short, toy_data(), TrainSettings(learning_rate=3e-2, max_steps=2 * n, batch_size=16, seed=0),
+          regression=False, device=CPU)
+    d = _trained_weights(short)
+    assert not all(torch.equal(a[k], d[k]) for k in a)
