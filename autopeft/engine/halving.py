@@ -84,7 +84,8 @@ def ranking(points: np.ndarray) -> np.ndarray:
     order: list[int] = []
     for front in nondominated_fronts(points):
         contribution = _contributions(losses[front])
-        order += [int(i) for _, i in sorted(zip(-contribution, front, strict=True), key=lambda pair: (pair[0], pair[1]))]
+        ranked = sorted(zip(-contribution, front.tolist(), strict=True))  # larger contribution, then lower index
+        order += [int(i) for _, i in ranked]
     return np.array(order, dtype=int)
 
 
