@@ -180,8 +180,13 @@ class Encoding:
 
     # --- building -------------------------------------------------------------------------------
     @classmethod
-    def from_trials(cls, trials: Sequence[FrozenTrial]) -> Encoding:
+    def from_trials(cls, trials: Sequence[FrozenTrial], conditions: Mapping[str, Condition] | None = None) -> Encoding:
         """The union of the trials' parameters, minus those the model cannot use.
+
+        `conditions` are the true ones, when the space is known (autopeft's compiled space): a parameter that
+        exists only for some values of another is conditional even while every trial so far had it, and hangs on
+        the parameter the space says, not on whichever categorical happens to separate the trials seen. Without
+        them (or for a parameter they do not name) the condition is inferred from the trials.
 
         Left out: single-valued distributions (nothing to choose), parameters whose distribution differs
         between trials (the space changed mid-study), and parameters whose absence no categorical explains.
@@ -195,10 +200,11 @@ class Encoding:
                 dists.setdefault(name, dist)
         usable = {n: d for n, d in dists.items() if n not in conflicting and not d.single()}
         always = [n for n in sorted(usable) if all(n in t.params for t in trials)]
+        declared = {name: c for name, c in (conditions or {}).items() if c.parent in usable}
         params = []
         for name in sorted(usable):
-            condition = None
-            if name not in always:
+            condition = declared.get(name)
+            if condition is None and name not in always:
                 condition = _find_condition(name, always, usable, trials)
                 if condition is None:
                     continue

@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.bo.acquisition import hypercells, is_on_front, log_ehvi, pareto_front, reference_point
 from autopeft.bo.candidates import CandidateSearch, search_candidates
-from autopeft.bo.encoding import Encoding, Key
+from autopeft.bo.encoding import Condition, Encoding, Key
 from autopeft.bo.model import DTYPE, FitOptions, HyperState, ObjectiveSpace, Predictor, fit_gp, hyper_state
 from autopeft.errors import AutopeftError
 
@@ -73,6 +73,8 @@ class BoOptions:
     # A configuration's parameters -> True when it must not be proposed (where trials keep failing); asked
     # afresh at every suggestion, so it may learn as the search goes.
     rules_out: Callable[[Mapping[str, Any]], bool] | None = None
+    # The space's true conditions, by parameter (None: inferred from the trials, as for any Optuna study).
+    conditions: Mapping[str, Condition] | None = None
     search: CandidateSearch = field(default_factory=CandidateSearch)
     fit: FitOptions = field(default_factory=FitOptions)
     torch_threads: int | None = 1  # None: leave torch's setting alone
@@ -134,7 +136,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         complete = _complete(study)
         if len(complete) < self._options.startup_trials:
             return {}
-        return Encoding.from_trials(complete).distributions
+        return Encoding.from_trials(complete, self._options.conditions).distributions
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -161,7 +163,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         start = time.perf_counter()
         rng = np.random.default_rng([self._seed, trial.number])
         complete = _complete(study)
-        encoding = Encoding.from_trials(complete)
+        encoding = Encoding.from_trials(complete, self._options.conditions)
         rows, values = _observations(encoding, complete)
         if not rows.shape[0] or encoding.dim == 0:
             return {}

@@ -19,7 +19,7 @@ from autopeft.compat import set_running_trial_user_attr
 from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, TrialKeys
 from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
-from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler
+from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, space_conditions
 from autopeft.errors import AutopeftError, TrialFailed
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import (
@@ -93,7 +93,8 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     # A resumed search must not replay the random proposals of its first part.
     sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
                            search_budgets(settings, spec, rules_out),
-                           reference_point=spec.reference_point.by_objective())
+                           reference_point=spec.reference_point.by_objective(),
+                           conditions=space_conditions(spec, settings.num_layers))
     study = run.create_study(sampler)
     if recover_interrupted(study):
         on_progress(study)

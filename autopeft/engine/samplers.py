@@ -16,9 +16,12 @@ from typing import Any
 
 import optuna
 
+from autopeft.bo.encoding import Condition
 from autopeft.bo.sampler import BoOptions, BoSampler, CostModel
 from autopeft.errors import UsageError
 from autopeft.run.settings import OBJECTIVES, SAMPLERS
+from autopeft.space.compiled import compile_space
+from autopeft.space.spec import SearchSpec
 
 BUDGET_AWARE = ("bo",)  # the samplers that use `Budgets` (and their cost model); the others ignore them
 
@@ -69,8 +72,27 @@ def default_startup_trials(total_trials: int) -> int:
     return max(4, min(10, total_trials // 4))
 
 
+def space_conditions(spec: SearchSpec, num_layers: int) -> dict[str, Condition]:
+    """The compiled space's conditions as `bo` encodes them: one parent each. A mask's init exists for a non-zero
+    sparsity fraction (which itself exists only for methods that take masks); a method's parameter, for that
+    method. A condition on a continuous parent is left for `bo` to infer."""
+    space = compile_space(spec, num_layers)
+    out: dict[str, Condition] = {}
+    for dim in space.dimensions:
+        c = dim.condition
+        if c.nonzero is not None:
+            parent = space.get(c.nonzero)
+            values = parent.values() if parent is not None else None
+            if values is not None:
+                out[dim.name] = Condition(c.nonzero, frozenset(v for v in values if v))
+        elif c.methods is not None and space.get("method") is not None:
+            out[dim.name] = Condition("method", frozenset(c.methods))
+    return out
+
+
 def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: Sequence[str] = OBJECTIVES,
-               reference_point: Mapping[str, float] | None = None) -> BoOptions:
+               reference_point: Mapping[str, float] | None = None,
+               conditions: Mapping[str, Condition] | None = None) -> BoOptions:
     """`BoSampler` options for a study whose objectives are named `objectives` (in the study's order)."""
     budgets = budgets or Budgets()
     given = dict(reference_point or {})
@@ -82,12 +104,12 @@ def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: 
                      log_objectives=tuple(j for j, name in enumerate(objectives) if name in LOG_OBJECTIVES),
                      reference_point=tuple(given.get(name) for name in objectives) if given else None,
                      limits=budgets.limits(objectives), cost_model=budgets.indexed_cost_model(objectives),
-                     rules_out=budgets.rules_out)
+                     rules_out=budgets.rules_out, conditions=conditions)
 
 
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,
-                 objectives: Sequence[str] = OBJECTIVES,
-                 reference_point: Mapping[str, float] | None = None) -> optuna.samplers.BaseSampler:
+                 objectives: Sequence[str] = OBJECTIVES, reference_point: Mapping[str, float] | None = None,
+                 conditions: Mapping[str, Condition] | None = None) -> optuna.samplers.BaseSampler:
     """A sampler by name. `objectives` names the study's objectives in order (autopeft's by default); `bo`
     models `trainable_params` and `peak_memory` on a log scale, applies `budgets` to them and measures
     improvement from `reference_point` (by objective name; the rest inferred). The others ignore both."""
@@ -95,7 +117,7 @@ def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "bo":
-            return BoSampler(bo_options(startup_trials, budgets, objectives, reference_point), seed=seed)
+            return BoSampler(bo_options(startup_trials, budgets, objectives, reference_point, conditions), seed=seed)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "tpe":
