@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from autopeft.errors import SpecError
 from autopeft.space.methods import METHODS, check_param_value
 from autopeft.space.modules import PRESETS
 from autopeft.space.spec import Scalar, parse_layers
-from autopeft.space.yaml_input import excerpt, load_yaml, read_text, reject_unknown
+from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
 
 
 @dataclass(frozen=True)
@@ -36,24 +35,16 @@ class BaselineSpec:
 _BASELINE_KEYS = ("label", "method", "learning_rate", "target_modules", "rank", "ffn_rank", "layers", "params")
 
 
+BASELINES = ShippedFiles("baselines", "baselines file", "baselines file", "baselines files")
+
+
 def builtin_baselines_names() -> list[str]:
-    folder = resources.files("autopeft.search_spaces") / "baselines"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return BASELINES.names()
 
 
 def resolve_baselines_path(name_or_file: str) -> Path:
     """A shipped baselines file's name (`standard`) or a path to a YAML file."""
-    given = Path(name_or_file)
-    if given.suffix in (".yaml", ".yml") or given.exists():
-        if not given.is_file():
-            raise SpecError(f"baselines file {name_or_file} does not exist; give a YAML file or one of the shipped "
-                            f"baselines files: {', '.join(builtin_baselines_names())}")
-        return given
-    shipped = resources.files("autopeft.search_spaces") / "baselines" / f"{name_or_file}.yaml"
-    if not shipped.is_file():
-        raise SpecError(f"unknown baselines file {name_or_file!r}; use one of the shipped ones "
-                        f"({', '.join(builtin_baselines_names())}) or a path to a YAML file")
-    return Path(str(shipped))
+    return BASELINES.resolve(name_or_file)
 
 
 def load_baselines(name_or_file: str) -> tuple[BaselineSpec, ...]:

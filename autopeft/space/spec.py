@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from autopeft.errors import SpecError
 from autopeft.space.methods import ADAPTER_METHODS, METHODS, check_param_value
 from autopeft.space.modules import PRESETS, ROLES, Architecture
-from autopeft.space.yaml_input import excerpt, load_yaml, read_text, reject_unknown
+from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
 from autopeft.units import parse_size
 
 Scalar = int | float | str | bool
@@ -174,24 +173,16 @@ _TOP_KEYS = ("method", "target_modules", "learning_rate", "layer_rank", "ffn_ran
 _RANGE_KEYS = ("low", "high", "log", "step")
 
 
+SPACES = ShippedFiles("", "search space", "search-space file", "spaces")
+
+
 def builtin_space_names() -> list[str]:
-    folder = resources.files("autopeft.search_spaces")
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return SPACES.names()
 
 
 def resolve_space_path(name_or_file: str) -> Path:
     """A shipped space's name (`default`) or a path to a YAML file."""
-    candidate = Path(name_or_file)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
-        if not candidate.is_file():
-            raise SpecError(f"search-space file {name_or_file} does not exist; give a YAML file or one of the "
-                            f"shipped spaces: {', '.join(builtin_space_names())}")
-        return candidate
-    shipped = resources.files("autopeft.search_spaces") / f"{name_or_file}.yaml"
-    if not shipped.is_file():
-        raise SpecError(f"unknown search space {name_or_file!r}; use one of the shipped spaces "
-                        f"({', '.join(builtin_space_names())}) or a path to a YAML file")
-    return Path(str(shipped))
+    return SPACES.resolve(name_or_file)
 
 
 def load_spec(name_or_file: str) -> SearchSpec:

@@ -4,6 +4,8 @@ user can act on."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,35 @@ def _check_plain(value: Any, source: str, depth: int = 0) -> None:
         if isinstance(value, dict):
             _check_plain(key, source, depth + 1)
         _check_plain(child, source, depth + 1)
+
+
+@dataclass(frozen=True)
+class ShippedFiles:
+    """YAML files shipped in a folder of the `autopeft.search_spaces` package, named in messages as `kind`."""
+
+    folder: str  # "" for the spaces themselves, "baselines" for baselines files
+    kind: str  # "search space", "baselines file"
+    file_kind: str  # "search-space file", "baselines file"
+    plural: str  # "spaces", "baselines files"
+
+    def names(self) -> list[str]:
+        folder = resources.files("autopeft.search_spaces").joinpath(*filter(None, [self.folder]))
+        return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+    def resolve(self, name_or_file: str) -> Path:
+        """A shipped file's name (`default`) or a path to a YAML file."""
+        given = Path(name_or_file)
+        if given.suffix in (".yaml", ".yml") or given.exists():
+            if not given.is_file():
+                raise SpecError(f"{self.file_kind} {name_or_file} does not exist; give a YAML file or one of the "
+                                f"shipped {self.plural}: {', '.join(self.names())}")
+            return given
+        shipped = resources.files("autopeft.search_spaces").joinpath(*filter(None, [self.folder]),
+                                                                      f"{name_or_file}.yaml")
+        if not shipped.is_file():
+            raise SpecError(f"unknown {self.kind} {name_or_file!r}; use one of the shipped {self.plural} "
+                            f"({', '.join(self.names())}) or a path to a YAML file")
+        return Path(str(shipped))
 
 
 def read_text(path: Path) -> str:

@@ -28,6 +28,22 @@ def runner() -> TrialRunner:
     return TrialRunner(threads=1)
 
 
+def retrained_export(method: str, out: Path, data_dir: Path, model_dir: Path, runner: TrialRunner,
+                     steps: int) -> tuple[Candidate, ModelRef, DataPlace, Provenance]:
+    """A tiny configuration of `method`, retrained for `steps` steps and written to `out` with its weights."""
+    params = tuple(sorted(method_params_with_defaults(method, TINY.get(method, {})).items()))
+    candidate = Candidate(method, "attn_qv", (4, 4), LEARNING_RATE.get(method, 3e-3), params)
+    ref = ModelRef(str(model_dir), str(model_dir))
+    provenance = Provenance(candidate, "sst2", ref.name, BudgetSpec(max_steps=steps, batch_size=8, max_length=32),
+                            seed=0, chosen_by="a test")
+    data = DataPlace("sst2", str(data_dir / "SST-2"))
+    with scratch_dir() as weights:
+        retrained = retrain_full(runner, provenance, ref, data, steps, Path(weights), train_subset=64, eval_subset=40)
+        write_config_folder(out, provenance, ref, adapter_files=Path(weights),
+                            measure=measure_after_loading(runner, provenance, ref, data, retrained))
+    return candidate, ref, data, provenance
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", sorted(ADAPTER_METHODS))
 def test_a_retrained_export_loads_from_its_folder(method: str, tmp_path: Path, sst2_small: Path,
@@ -35,18 +51,9 @@ def test_a_retrained_export_loads_from_its_folder(method: str, tmp_path: Path, s
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    params = tuple(sorted(method_params_with_defaults(method, TINY.get(method, {})).items()))
-    candidate = Candidate(method, "attn_qv", (4, 4), LEARNING_RATE.get(method, 3e-3), params)
-    ref = ModelRef(str(tiny_bert_dir), str(tiny_bert_dir))
-    provenance = Provenance(candidate, "sst2", ref.name, BudgetSpec(max_steps=10, batch_size=8, max_length=32),
-                            seed=0, chosen_by="a test")
-    data = DataPlace("sst2", str(sst2_small / "SST-2"))
     out = tmp_path / "export"
-    with scratch_dir() as weights:
-        # Ten steps: AdaLoRA allocates its ranks (and shrinks the saved tensors) between steps 1 and 8.
-        retrained = retrain_full(runner, provenance, ref, data, 10, Path(weights), train_subset=64, eval_subset=40)
-        write_config_folder(out, provenance, ref, adapter_files=Path(weights),
-                            measure=measure_after_loading(runner, provenance, ref, data, retrained))
+    # Ten steps: AdaLoRA allocates its ranks (and shrinks the saved tensors) between steps 1 and 8.
+    candidate, ref, data, provenance = retrained_export(method, out, sst2_small, tiny_bert_dir, runner, 10)
     meta = json.loads((out / "autopeft.json").read_text())
     # adapter_params counts what the shipped file holds (VeRA's shared projections, AdaLoRA's allocated ranks).
     from safetensors import safe_open
@@ -84,17 +91,8 @@ def test_the_exported_readme_runs_offline_and_predicts(tmp_path: Path, sst2_smal
     import subprocess
     import sys
 
-    params = tuple(sorted(method_params_with_defaults("lora", {}).items()))
-    candidate = Candidate("lora", "attn_qv", (4, 4), 3e-3, params)
-    ref = ModelRef(str(tiny_bert_dir), str(tiny_bert_dir))
-    provenance = Provenance(candidate, "sst2", ref.name, BudgetSpec(max_steps=3, batch_size=8, max_length=32),
-                            seed=0, chosen_by="a test")
-    data = DataPlace("sst2", str(sst2_small / "SST-2"))
     out = tmp_path / "export"
-    with scratch_dir() as weights:
-        retrained = retrain_full(runner, provenance, ref, data, 3, Path(weights), train_subset=32, eval_subset=16)
-        write_config_folder(out, provenance, ref, adapter_files=Path(weights),
-                            measure=measure_after_loading(runner, provenance, ref, data, retrained))
+    retrained_export("lora", out, sst2_small, tiny_bert_dir, runner, 3)
     readme = (out / "README.md").read_text()
     (code,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert f"base_model = {str(tiny_bert_dir.resolve())!r}" in code  # the local folder, not a hub id
