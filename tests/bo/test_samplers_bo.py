@@ -303,3 +303,23 @@ def test_after_a_failed_fit_the_next_proposal_is_still_model_based(monkeypatch: 
     assert sampler.last_report is not None and sampler.last_report is not before and sampler.last_report.refit
     assert sampler._warm is not None and all(bool(torch.isfinite(v).all()) for v in sampler._warm.values())
 
+
+
+def test_the_closed_form_predictor_matches_gpytorchs_posterior() -> None:
+    import autopeft.bo.model as bo_model
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(15, 4, dtype=bo_model.DTYPE, generator=g)
+    Y = torch.stack([torch.sin(3 * X[:, 0]) + X[:, 1], -(X[:, 2] - 0.5) ** 2 * 4 + 0.1 * X[:, 3]], dim=-1)
+    model = bo_model.fit_gp(X, Y, None, bo_model.FitOptions())
+    test = torch.rand(40, 4, dtype=bo_model.DTYPE, generator=g)
+    mean, var = bo_model.Predictor(model)(test)  # (N, M) each
+    with torch.no_grad():
+        posterior = model.posterior(test)  # latent f, outcome transform undone
+    assert torch.allclose(mean, posterior.mean, rtol=1e-6, atol=1e-8)
+    assert torch.allclose(var, posterior.variance, rtol=1e-5, atol=1e-9)
+    # Pending points believed at their mean (Kriging believer): the mean stays, the variance there shrinks.
+    pending = test[:3]
+    mean_p, var_p = bo_model.Predictor(model, pending)(test)
+    assert torch.allclose(mean_p, mean, rtol=1e-5, atol=1e-7)
+    assert bool((var_p[:3] < var[:3]).all()) and bool((var_p <= var + 1e-12).all())
