@@ -186,7 +186,7 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
     from autopeft.hub import use_offline_mode_unless_reachable
     from autopeft.run.storage import RunDir
     from autopeft.space.spec import load_spec, resolve_space_path
-    from autopeft.training.data import DATA_DIR_ENV, resolve_source
+    from autopeft.training.data import DATA_DIR_ENV, check_splits, resolve_source
     from autopeft.training.tasks import get_task
 
     _check_counts(trials=trials, startup_trials=startup_trials, workers=workers, **budget_options)
@@ -200,8 +200,11 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
     if data_dir is not None:
         resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
     info = inspect_model(ref, task.num_labels, spec.architecture)
+    _check_length(budget.max_length, ref)
     fitted = fit_space(spec, info.model_type, info.layout)
     source = resolve_source(task, data_dir)
+    if source.folder is not None:
+        check_splits(source)  # every row parsed once, before anything is written
     path = Path(out) if out else Path("runs") / f"{task.name}-{sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir.check_new(path)
     settings = SearchSettings(
@@ -275,6 +278,17 @@ def _check_resources(seed: int, executor: str, ray_address: str | None, cpus_per
             if gpus_per_trial > gpus:
                 raise UsageError(f"--gpus-per-trial {gpus_per_trial:g} is more than this machine's {gpus} GPUs; "
                                  f"drop it, or give --ray-address for a cluster with GPUs")
+
+
+def _check_length(max_length: int, ref: Any) -> None:
+    """A sequence length the model's position embeddings cannot hold fails every trial: refuse it now."""
+    from autopeft.adapters.models import load_config
+
+    config = load_config(ref)
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if isinstance(limit, int) and max_length > limit:
+        raise UsageError(f"--max-length {max_length} is more than {ref.name} can take ({limit} positions); "
+                         f"give at most {limit}")
 
 
 def _check_counts(**counts: int | None) -> None:

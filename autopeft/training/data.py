@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -59,8 +60,11 @@ def resolve_source(task: Task, data_dir: str | None) -> DataSource:
             raise TaskError(f"{path} not found: the data directory is not in GLUE layout for {task.name}; "
                             f"expected {root}/{task.glue_dir}/train.tsv and {task.eval_file}")
         if task.has_header:
-            with path.open(encoding="utf-8") as f:
-                header = f.readline().rstrip("\n").split("\t")
+            try:
+                with path.open(encoding="utf-8") as f:
+                    header = f.readline().rstrip("\n").split("\t")
+            except UnicodeDecodeError as exc:
+                raise TaskError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
             missing = [c for c in (*task.tsv_text, task.tsv_label) if isinstance(c, str) and c not in header]
             if missing:
                 raise TaskError(f"{path}: header lacks column(s) {missing} that {task.name} needs "
@@ -104,8 +108,11 @@ def load_split(source: DataSource, split: str) -> Examples:
 
 def _read_tsv(task: Task, path: Path) -> Examples:
     csv.field_size_limit(sys.maxsize)
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as exc:
+        raise TaskError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     header = rows[0] if task.has_header else []
     body = rows[1:] if task.has_header else rows
 
@@ -118,22 +125,58 @@ def _read_tsv(task: Task, path: Path) -> Examples:
     a: list[str] = []
     b: list[str] = []
     labels: list[float] = []
-    for row in body:
+    first = 2 if task.has_header else 1
+    for line, row in enumerate(body, start=first):
         if len(row) < width:
             continue  # GLUE's QQP and MNLI files hold a few broken lines; GLUE's own loaders skip them too
         raw = row[label_idx]
         try:
             label = float(task.label_names.index(raw)) if task.label_names else float(raw)
         except ValueError:
-            raise TaskError(f"{path}: label {raw!r} is not one of "
-                            f"{list(task.label_names) or 'the numeric labels'}") from None
+            raise TaskError(f"{path}: line {line}: label {raw[:40]!r} is not one of "
+                            f"{list(task.label_names) or _label_range(task)}") from None
+        why = label_problem(task, label)
+        if why:
+            raise TaskError(f"{path}: line {line}: label {raw[:40]!r} {why}")
         a.append(row[text_idx[0]])
         if task.is_pair:
             b.append(row[text_idx[1]])
         labels.append(label)
     if not labels:
-        raise TaskError(f"{path} holds no examples")
+        raise TaskError(f"{path} holds no examples (a header alone, or no line with all of the task's columns)")
     return Examples(tuple(a), tuple(b) if task.is_pair else None, tuple(labels))
+
+
+def _label_range(task: Task) -> str:
+    return "a number" if task.num_labels == 1 else f"the classes 0 to {task.num_labels - 1}"
+
+
+def label_problem(task: Task, label: float) -> str | None:
+    """Why a label cannot be one of the task's, or None: classes are whole numbers from 0 to num_labels - 1 (a
+    label of 0.5 or 2 in a two-class task would be read as class 0, or scored against nothing)."""
+    if not math.isfinite(label):
+        return "is not a finite number"
+    if task.num_labels == 1:
+        return None
+    if label != int(label) or not 0 <= label < task.num_labels:
+        return f"is not one of {_label_range(task)}"
+    return None
+
+
+def check_splits(source: DataSource) -> tuple[int, int]:
+    """Read both splits of a local task folder once, before anything is written, so that bad data is one line
+    now rather than a failed trial later: every label parsed and in range, and no evaluation class that
+    training never shows. The number of training and evaluation examples."""
+    train, evaluation = load_split(source, "train"), load_split(source, "eval")
+    if source.task.num_labels > 1:
+        if len(set(train.labels)) < 2:
+            raise TaskError(f"{source.folder}: the training split holds a single class "
+                            f"({int(train.labels[0])}); a classifier needs at least two")
+        unseen = sorted(set(evaluation.labels) - set(train.labels))
+        if unseen:
+            raise TaskError(f"{source.folder}: the evaluation split has class(es) "
+                            f"{', '.join(str(int(u)) for u in unseen)} that the training split never shows")
+    return len(train), len(evaluation)
 
 
 @dataclass(frozen=True)
