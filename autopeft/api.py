@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autopeft.errors import AutopeftError, UsageError
+from autopeft.errors import AutopeftError, UsageError, WriteError
 from autopeft.run.settings import SAMPLERS, SearchSettings
 from autopeft.units import plural
 
@@ -350,6 +350,9 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
             _refresh_quietly(run, settings)
             raise ClusterError(f"{exc}; then continue with: autopeft search --resume {shlex.quote(str(run.path))}") \
                 from None
+        except WriteError as exc:  # a full disk: every finished result is in the study already
+            raise WriteError(f"{exc}; make room on its disk, then continue with: autopeft search --resume "
+                             f"{shlex.quote(str(run.path))}") from None
         except AutopeftError:
             _refresh_quietly(run, settings)  # the table shows the last trial as it ended, not as running
             raise

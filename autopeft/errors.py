@@ -47,3 +47,7 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """A library exception's first line, for a one-line message (its type name when it has no text)."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+class WriteError(AutopeftError, OSError):
+    """A file could not be written (a full disk, a read-only folder); the previous version is kept."""

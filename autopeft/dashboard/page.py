@@ -19,6 +19,7 @@ from plotly.utils import PlotlyJSONEncoder
 
 from autopeft.dashboard.data import DashboardData, RunPlot, Unfinished
 from autopeft.dashboard.figures import figures
+from autopeft.files import write_atomically
 
 POLL_SECONDS = 2.0
 WEBGL_TRACES = frozenset({"scatter3d", "parcoords"})  # drawn when scrolled near: slow to start without a GPU
@@ -108,9 +109,7 @@ def write_static_html(data: DashboardData, path: Path) -> None:
     from plotly.offline import get_plotlyjs
 
     text = page_html(payload_json(data), get_plotlyjs())
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 _TEMPLATE = """<!DOCTYPE html>

@@ -22,6 +22,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from autopeft.errors import RunDirError
+from autopeft.files import write_atomically
 from autopeft.run.settings import DIRECTIONS, OBJECTIVES, SearchSettings
 
 STUDY_NAME = "autopeft"
@@ -239,8 +240,6 @@ def _overhead(result: dict[str, Any]) -> float | None:
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Written to a temporary file first, so a reader never sees half a table."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    """Written whole or not at all (`autopeft.files.write_atomically`)."""
+    write_atomically(path, lambda tmp: table.to_csv(tmp, index=False))
 
