@@ -158,6 +158,12 @@ class RayExecutor(Executor):
                                    f"{_connect_failure(exc)}") from None
             log.info("connected to the Ray cluster at %s: %s", settings.ray_address, self._ray.cluster_resources())
             return
+        if self._settings.log_dir is not None:  # first the run's own killed sessions, whose logs it keeps
+            (Path(self._settings.log_dir) / RAY_LOGS).mkdir(exist_ok=True)
+            _adopt_stale_logs(Path(self._settings.log_dir) / RAY_LOGS)
+        cleaned = clean_abandoned()  # then any other whose driver is gone
+        if cleaned:
+            log.info("removed %d local Ray folder(s) whose driver had been killed", cleaned)
         self._temp_dir = _short_temp_dir()
         cores = os.cpu_count() or 1
         # "local": a private Ray for this command, never one that `ray start` left running on this machine.
@@ -180,8 +186,6 @@ class RayExecutor(Executor):
             log.info("Ray's logs: %s", session / "logs")
             return
         root = Path(self._settings.log_dir) / RAY_LOGS
-        root.mkdir(exist_ok=True)
-        _adopt_stale_logs(root)
         self._logs_link = root / session.name
         self._logs_link.symlink_to(session / "logs", target_is_directory=True)
         log.info("Ray's logs: %s (a link to %s until the search ends)", self._logs_link, session / "logs")
@@ -258,6 +262,8 @@ class RayExecutor(Executor):
         self._idle = []
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+        if self._temp_dir is not None:
+            reap(self._temp_dir)  # Ray's agents outlive shutdown by a minute: nothing of ours outlives the command
         self._keep_logs()
 
 
@@ -312,20 +318,77 @@ def _move_logs_in(link: Path) -> None:
 
 
 def _adopt_stale_logs(root: Path) -> None:
-    """Links left by a killed driver: their logs move in, and the temp dir they lived in goes."""
+    """Links left by a killed driver: its processes are stopped, its logs move in, its temp dir goes."""
     for link in root.iterdir():
         if link.is_symlink():
             temp_dir = link.resolve().parent.parent  # <temp dir>/session_<...>/logs
+            if temp_dir.name.startswith(TEMP_PREFIX):
+                reap(temp_dir)
             _move_logs_in(link)
             if temp_dir.name.startswith(TEMP_PREFIX):
                 shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+DRIVER_FILE = "autopeft-driver.pid"  # in a local Ray's temp dir: the process that started it
+
+
+def reap(temp_dir: Path, grace: float = 5.0) -> int:
+    """Stop every process of the local Ray that lives in `temp_dir`: SIGTERM, then SIGKILL after `grace` seconds.
+    How many there were. A process belongs to it when its command line names the folder, or, for Ray's agents
+    (which retitle themselves `ray::DashboardAgent`), when it holds a file open inside it (their logs)."""
+    import psutil
+
+    marker = str(temp_dir)
+    mine = os.getpid()
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.info["pid"] == mine:
+                continue
+            named = any(marker in part for part in proc.info["cmdline"] or ())
+            if named or (any("ray" in part for part in proc.info["cmdline"] or ())
+                         and any(f.path.startswith(marker) for f in proc.open_files())):
+                found.append(proc)
+        except (psutil.Error, TypeError):
+            continue
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(found, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    return len(found)
+
+
+def clean_abandoned(parents: tuple[str, ...] = ("/tmp",)) -> int:
+    """Temp dirs of local Rays whose driver is gone (killed, even during Ray's start-up): their processes are
+    stopped and the folders removed. How many folders went."""
+    import psutil
+
+    removed = 0
+    for parent in dict.fromkeys((*parents, tempfile.gettempdir())):
+        for folder in Path(parent).glob(f"{TEMP_PREFIX}*"):
+            try:
+                driver = int((folder / DRIVER_FILE).read_text().strip())
+            except (OSError, ValueError):
+                continue  # not written by this version, or being written right now: not ours to judge
+            if psutil.pid_exists(driver):
+                continue
+            reap(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _short_temp_dir() -> Path:
     """A fresh folder for a local Ray whose socket paths stay within the Unix limit."""
     for parent in ("/tmp", tempfile.gettempdir()):
         if len(parent) + len(f"/{TEMP_PREFIX}xxxxxxxx") <= MAX_RAY_TEMP_DIR and os.access(parent, os.W_OK):
-            return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
+            folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
+            (folder / DRIVER_FILE).write_text(f"{os.getpid()}\n")
+            return folder
     raise ClusterError(f"no short writable temp folder for Ray's sockets (tried /tmp and {tempfile.gettempdir()})")
 
 
