@@ -409,7 +409,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(how: str, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("after", [0.3, 1.5, 3.0, 6.0])
+@pytest.mark.parametrize("after", [0.3, 1.5, 3.0])  # imports, model checks, Ray start-up
 def test_ctrl_c_at_any_moment_of_start_up_leaves_no_traceback_and_no_dead_end(after: float, tmp_path: Path,
                                                                              sst2_small: Path,
                                                                              tiny_bert_dir: Path) -> None:
