@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from autopeft.cli.main import EXIT_INTERRUPTED
@@ -26,8 +27,10 @@ def run(args: argparse.Namespace) -> int:
                                 threads=args.threads, on_result=on_result,
                                 messages=lambda line: print(f"autopeft: {line}", file=sys.stderr))
     except KeyboardInterrupt:
-        print(f"autopeft: interrupted; finished seeds are kept in {args.run}/baselines-trials.csv. Continue with the "
-              f"same command.", file=sys.stderr)
+        from autopeft.export.baselines import TRIALS_FILE
+
+        print(f"autopeft: interrupted; finished seeds are kept in {Path(args.run) / TRIALS_FILE}. Continue with "
+              f"the same command.", file=sys.stderr)
         return EXIT_INTERRUPTED
     for row in outcome.summary.itertuples():
         print(f"{row.label}: accuracy {row.accuracy:.4f} ± {row.accuracy_std:.4f} (seeds {row.seeds}), "

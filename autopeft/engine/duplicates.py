@@ -7,15 +7,12 @@ proposal whose key completed before is answered from the study; one whose key is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 
 from autopeft.run.storage import ATTR_CANDIDATE, ATTR_DUPLICATE_OF, ATTR_KEY, ATTR_SKIPPED
-from autopeft.space.candidate import Candidate, IncompleteParameters, completions
-from autopeft.space.spec import SearchSpec
+from autopeft.space.candidate import Candidate
 
 COMPLETE, RUNNING, FAILED = "complete", "running", "failed"
 
@@ -56,12 +53,5 @@ class TrialKeys:
         if before is None or before.state != COMPLETE:
             self._seen[key] = Seen(trial, state)
 
-    def covers(self, params: Mapping[str, Any], spec: SearchSpec, num_layers: int) -> bool:
-        """For a sampler's (possibly partial) parameters: True when every configuration they may become is held."""
-        if not self._seen:
-            return False
-        try:
-            found = completions(params, spec, num_layers)
-        except (IncompleteParameters, KeyError, ValueError, TypeError):
-            return False
-        return bool(found) and all(c.key() in self._seen for c in found)
+    def __bool__(self) -> bool:
+        return bool(self._seen)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from autopeft.space.candidate import Candidate, IncompleteParameters, completions
+from autopeft.space.candidate import Candidate, completions_or_none
 from autopeft.space.methods import NONE, get_method
 from autopeft.space.spec import SearchSpec
 
@@ -95,13 +95,8 @@ class FailureMemory:
     def rules_out_params(self, params: Mapping[str, Any], spec: SearchSpec, num_layers: int) -> bool:
         """For a sampler's (possibly partial) parameters: True when every configuration they may become is ruled
         out. Parameters that cannot be completed rule nothing out."""
-        if not self:
-            return False
-        try:
-            found = completions(params, spec, num_layers)
-        except (IncompleteParameters, KeyError, ValueError, TypeError):
-            return False
-        return bool(found) and all(self.rules_out(c) is not None for c in found)
+        found = completions_or_none(params, spec, num_layers) if self else None
+        return bool(found) and all(self.rules_out(c) is not None for c in found or ())
 
     def summary(self) -> str:
         """The failure seen most often, in a few words, for a progress line."""

@@ -32,7 +32,7 @@ from autopeft.run.storage import (
     ATTR_SKIPPED,
     RunDir,
 )
-from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.candidate import Candidate, completions_or_none, suggest_candidate
 from autopeft.space.spec import SearchSpec
 from autopeft.training.trial import TrialRequest, TrialResult
 
@@ -86,9 +86,11 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     keys = TrialKeys.of_study(probe)
 
     def rules_out(params: Mapping[str, Any]) -> bool:
-        # What failures rule out, and what the study already holds: `bo` proposes neither.
-        return (memory.rules_out_params(params, spec, settings.num_layers)
-                or keys.covers(params, spec, settings.num_layers))
+        # What failures rule out, and what the study already holds: `bo` proposes neither. Asked for every
+        # candidate row of a suggestion, so the parameters are completed once, and only when there is a reason.
+        found = completions_or_none(params, spec, settings.num_layers) if memory or keys else None
+        return bool(found) and all(memory.rules_out(c) is not None or keys.get(c.key()) is not None
+                                   for c in found or ())
 
     # A resumed search must not replay the random proposals of its first part.
     sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,

@@ -171,6 +171,15 @@ def completions(params: Mapping[str, Any], spec: SearchSpec, num_layers: int) ->
     return found
 
 
+def completions_or_none(params: Mapping[str, Any], spec: SearchSpec, num_layers: int) -> list[Candidate] | None:
+    """`completions`, or None when the parameters cannot be completed (or are not the space's): a sampler's
+    predicate then rules nothing out."""
+    try:
+        return completions(params, spec, num_layers)
+    except (IncompleteParameters, KeyError, ValueError, TypeError):
+        return None
+
+
 def _suggest(trial: TrialLike, dim: CompiledDimension) -> Any:
     d, name = dim.dimension, dim.name
     if isinstance(d, Choice):
