@@ -12,6 +12,7 @@ import importlib
 import logging
 import logging.handlers
 import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -213,5 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autopeft: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # a search records what was running first (autopeft.api.SearchInterrupted)
+        # Stopping is under way: a further Ctrl-C (or one Ray relays) must not kill the interpreter's shutdown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"autopeft: {str(exc) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
