@@ -58,3 +58,23 @@ def force_hub_offline() -> None:
     if datasets_config is not None:
         datasets_config.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
         datasets_config.HF_DATASETS_OFFLINE = True  # type: ignore[attr-defined]
+
+
+def route_ray_error_messages(handle: Any) -> None:
+    """Messages that Ray's raylet pushes to the driver (a worker died: some 900 characters) go to `handle(text)`
+    instead of the terminal, where they print over the progress line. Ray's driver prints them from a thread of
+    its own with `ray._private.worker.print_to_stdstream`, whatever `log_to_driver` says, and offers no switch;
+    the other messages that function prints (worker logs, when `log_to_driver` is on) are left as they are."""
+    import ray._private.worker as ray_worker
+
+    original = getattr(ray_worker.print_to_stdstream, "autopeft_original", ray_worker.print_to_stdstream)
+
+    def printer(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") == "raylet":
+            for line in data.get("lines", ()):
+                handle(str(line))
+            return
+        original(data, ignore_prefix)
+
+    printer.autopeft_original = original  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = printer

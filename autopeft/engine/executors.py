@@ -18,13 +18,14 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autopeft.compat import ray_bootstrap_address
+from autopeft.compat import ray_bootstrap_address, route_ray_error_messages
 from autopeft.errors import AutopeftError, first_line
 from autopeft.training.trial import TrialRequest, TrialResult, TrialRunner
 
@@ -120,6 +121,8 @@ class _InFlight:
     request: TrialRequest
     actor: Any
     attempt: int  # 0 for the first run, 1 for the first retry on a fresh worker, ...
+    started: float  # time.monotonic() when the first attempt was submitted
+    started_at: float  # the same moment as Unix time
 
 
 class RayExecutor(Executor):
@@ -147,6 +150,8 @@ class RayExecutor(Executor):
 
     def _connect(self, settings: ExecutorSettings) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no banner, no phoning home
+        # A dead worker's raylet report goes to the log; the loop says it in one line of its own.
+        route_ray_error_messages(lambda text: log.info("ray: %s", " ".join(text.split())))
         quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
         if settings.ray_address is not None:
             _check_reachable(settings.ray_address)
@@ -203,8 +208,10 @@ class RayExecutor(Executor):
     def _new_actor(self) -> Any:
         return self._actor_cls.remote(self._settings.threads())
 
-    def _start(self, key: int, request: TrialRequest, actor: Any, attempt: int) -> None:
-        self._running[actor.run.remote(request)] = _InFlight(key, request, actor, attempt)
+    def _start(self, key: int, request: TrialRequest, actor: Any, attempt: int,
+               since: tuple[float, float] | None = None) -> None:
+        started, started_at = since or (time.monotonic(), time.time())
+        self._running[actor.run.remote(request)] = _InFlight(key, request, actor, attempt, started, started_at)
 
     def submit(self, key: int, request: TrialRequest) -> None:
         actor = self._idle.pop() if self._idle else self._new_actor()
@@ -237,10 +244,13 @@ class RayExecutor(Executor):
             if job.attempt < self._settings.retries:
                 log.warning("trial %d: its worker died (%s); running it again on a fresh worker", job.key,
                             _reason(exc))
-                self._start(job.key, job.request, self._new_actor(), job.attempt + 1)
+                self._start(job.key, job.request, self._new_actor(), job.attempt + 1, (job.started, job.started_at))
                 return None
             tries = f" ({job.attempt + 1} times)" if job.attempt else ""
-            return TrialResult(status="failed", failure=f"worker died{tries}: {_reason(exc)}")
+            # No worker reported: the driver's own clock gives the time spent, across every attempt; host and
+            # process id stay unknown rather than made up.
+            return TrialResult(status="failed", failure=f"worker died{tries}: {_reason(exc)}",
+                               wall_seconds=time.monotonic() - job.started, started_at=job.started_at)
         self._idle.append(job.actor)
         return result
 

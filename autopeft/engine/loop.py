@@ -20,7 +20,8 @@ from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, TrialKeys
 from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, space_conditions
-from autopeft.errors import AutopeftError, TrialFailed
+from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
+from autopeft.run.journal import ResultJournal
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import (
     ATTR_CANDIDATE,
@@ -46,11 +47,18 @@ class TooManyFailures(AutopeftError, RuntimeError):
     """Trials keep failing; going on would only burn compute."""
 
 
-def recover_interrupted(study: optuna.Study) -> int:
+def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = None) -> int:
     """Trials left running by a killed driver are finished: one whose result was stored before the kill (the
-    result goes in first, the state after) keeps it; the others are marked failed (interrupted) and so run again
-    as new trials. Returns how many were left running."""
+    result goes in first, the state after), or kept in the journal when the database could not take it, keeps
+    it; the others are marked failed (interrupted) and so run again as new trials. Returns how many were left
+    running."""
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    kept = dict(journal.entries()) if journal is not None else {}
+    for t in stale:
+        if t.number in kept:
+            set_running_trial_user_attr(study, t, ATTR_RESULT, kept[t.number])
+    if kept:
+        stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
     for t in stale:
         result = t.user_attrs.get(ATTR_RESULT) or {}
         if result.get("status") == "complete":
@@ -61,6 +69,8 @@ def recover_interrupted(study: optuna.Study) -> int:
         else:
             set_running_trial_user_attr(study, t, ATTR_FAILURE, INTERRUPTED)
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    if journal is not None:
+        journal.clear()  # every kept result is in the study now
     return len(stale)
 
 
@@ -80,6 +90,16 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     RUNNING trials of the study); the run's files are refreshed after that, while the workers train.
     `on_status` hears, after each refresh, what keeps failing and what that rules out (empty when nothing).
     """
+    try:
+        return _run_search(run, settings, spec, layout, executor, on_progress, on_status)
+    except optuna.exceptions.StorageInternalError as exc:  # a full disk: Optuna blames "invalid data"
+        raise WriteError(f"cannot write {run.study_db} ({first_line(exc.__cause__ or exc)})") from None
+
+
+def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: ModuleLayout,
+                executor: Executor, on_progress: Callable[[optuna.Study], None],
+                on_status: Callable[[str], None] | None) -> optuna.Study:
+    run.journal.reserve()
     probe = run.create_study(sampler=None)
     existing = len(probe.trials)
     memory = memory_of(failures_of(probe))
@@ -98,9 +118,9 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
                            reference_point=spec.reference_point.by_objective(),
                            conditions=space_conditions(spec, settings.num_layers))
     study = run.create_study(sampler)
-    if recover_interrupted(study):
+    if recover_interrupted(study, run.journal):
         on_progress(study)
-    loop = _Loop(study, settings, spec, layout, executor, memory, keys)
+    loop = _Loop(study, settings, spec, layout, executor, run, memory, keys)
     try:
         loop.fill()
         while loop.completed < settings.trials:
@@ -159,6 +179,7 @@ class _Loop:
     spec: SearchSpec
     layout: ModuleLayout
     executor: Executor
+    run: RunDir  # for the journal of results the study could not take
     memory: FailureMemory = field(default_factory=FailureMemory)
     keys: TrialKeys = field(default_factory=TrialKeys)
     pending: dict[int, tuple[optuna.Trial, Candidate]] = field(default_factory=dict)
@@ -236,8 +257,21 @@ class _Loop:
         finished = self.executor.wait_any()
         if not finished and not self.executor.in_flight():
             raise RuntimeError("the executor has no trial in flight and returned none")  # a bug, not a user error
+        not_stored: list[int] = []
+        first_error: optuna.exceptions.StorageInternalError | None = None
         for number, result in finished:
-            self._record(*self.pending.pop(number), result)
+            trial, candidate = self.pending.pop(number)
+            try:
+                self._record(trial, candidate, result)
+            except optuna.exceptions.StorageInternalError as exc:  # the database is full: keep the result aside
+                self.run.journal.keep(number, result.to_dict())
+                not_stored.append(number)
+                first_error = first_error or exc
+        if first_error is not None:
+            kept = f"trial {not_stored[0]}'s result is" if len(not_stored) == 1 else \
+                f"the results of trials {', '.join(map(str, not_stored))} are"
+            raise WriteError(f"cannot write {self.run.study_db} ({first_line(first_error.__cause__ or first_error)})"
+                             f"; {kept} kept in {self.run.journal.path} and stored on resume")
 
     def _record(self, trial: optuna.Trial, candidate: Candidate, result: TrialResult) -> None:
         _record(self.study, trial, result)

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial
 
 from autopeft.errors import RunDirError
 from autopeft.files import write_atomically
+from autopeft.run.journal import ResultJournal
 from autopeft.run.settings import DIRECTIONS, OBJECTIVES, SearchSettings
 
 STUDY_NAME = "autopeft"
@@ -68,6 +69,10 @@ class RunDir:
     @property
     def log_file(self) -> Path:
         return self.path / "search.log"
+
+    @property
+    def journal(self) -> ResultJournal:
+        return ResultJournal(self.path)
 
     @property
     def storage_url(self) -> str:
@@ -216,9 +221,9 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         row["wall_seconds"] = result.get("wall_seconds")
         row["train_seconds"] = result.get("train_seconds")
         row["eval_seconds"] = result.get("eval_seconds")
-        row["host"] = result.get("host")
+        row["host"] = result.get("host") or None
         row["node"] = result.get("node") or None  # the Ray node id; empty when the trial ran outside Ray
-        row["worker_pid"] = result.get("pid")
+        row["worker_pid"] = result.get("pid") or None  # older runs wrote 0 for "no worker reported"
         row["overhead_seconds"] = _overhead(result)
         row["started"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None
         row["finished"] = t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None

@@ -54,8 +54,8 @@ class TrialResult:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     wall_seconds: float = 0.0
-    host: str = ""
-    pid: int = 0
+    host: str | None = None  # None when no worker reported (it died): unknown, not made up
+    pid: int | None = None
     device: str = ""
     node: str = ""  # the Ray node id when the trial ran in a Ray worker
     started_at: float = 0.0  # when the worker began the trial (Unix time): the driver's dispatch delay shows

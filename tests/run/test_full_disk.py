@@ -3,6 +3,7 @@ lost, no temporary file is left, and once there is room the search resumes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from autopeft.adapters.models import inspect_model, resolve_model
+from autopeft.engine.executors import Executor
+from autopeft.engine.loop import run_search
+from autopeft.errors import WriteError
+from autopeft.run.settings import SearchSettings
+from autopeft.run.storage import RunDir
+from autopeft.space.spec import load_spec
+from autopeft.training.trial import TrialRequest, TrialResult
 
 
 @pytest.fixture
@@ -52,3 +62,60 @@ def test_a_full_disk_is_one_line_and_the_search_resumes(small_disk: Path, sst2_s
     assert done.returncode == 0, done.stderr[-2000:]
     study = optuna.load_study(study_name="autopeft", storage=f"sqlite:///{run / 'study.db'}")
     assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 2 and (run / "dashboard.html").is_file()
+
+
+class _FillsTheDisk(Executor):
+    """Finishes trials in order; just before trial `fill_at` reports, it fills the disk to the last byte."""
+
+    def __init__(self, ballast: Path, fill_at: int) -> None:
+        self.slots, self.ballast, self.fill_at = 1, ballast, fill_at
+        self.queue: list[int] = []
+        self.submitted: list[int] = []
+
+    def submit(self, key: int, request: TrialRequest) -> None:
+        self.queue.append(key)
+        self.submitted.append(key)
+
+    def wait_any(self) -> list[tuple[int, TrialResult]]:
+        key = self.queue.pop(0)
+        if key == self.fill_at:
+            with contextlib.suppress(OSError), open(self.ballast, "wb") as f:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+        return [(key, TrialResult(status="complete", accuracy=0.5 + key / 100, trainable_params=100 + key,
+                                  peak_memory=1000 + key))]
+
+    def in_flight(self) -> int:
+        return len(self.queue)
+
+    def close(self) -> None:
+        self.queue.clear()
+
+
+@pytest.mark.timeout(120)
+def test_a_result_the_full_database_cannot_take_is_journalled_and_stored_on_resume(small_disk: Path,
+                                                                                   tiny_bert_dir: Path) -> None:
+    spec = load_spec("small")
+    info = inspect_model(resolve_model(str(tiny_bert_dir)), 2)
+    settings = SearchSettings(task="sst2", model_name="tiny", model_location=str(tiny_bert_dir), data_folder=None,
+                              space="small", sampler="random", seed=0, trials=3, startup_trials=2,
+                              budget=spec.budget, num_layers=info.num_layers, base_params=info.base_params)
+    run = RunDir(small_disk / "run")
+    run.create(settings, "")
+    ballast = small_disk / "ballast"
+    first = _FillsTheDisk(ballast, fill_at=1)
+    with pytest.raises(WriteError) as stopped:
+        run_search(run, settings, spec, info.layout, first, lambda s: None)
+    assert str(stopped.value).startswith(f"cannot write {run.study_db} (")
+    assert "full" in str(stopped.value) and f"trial 1's result is kept in {run.journal.path}" in str(stopped.value)
+    assert "invalid data" not in str(stopped.value)  # Optuna's guess at the cause of any failed commit
+    assert [number for number, _ in run.journal.entries()] == [1]
+
+    ballast.unlink()  # room again
+    resumed = _FillsTheDisk(ballast, fill_at=-1)
+    study = run_search(run, settings, spec, info.layout, resumed, lambda s: None)
+    kept = study.trials[1]
+    assert kept.state.name == "COMPLETE" and kept.values == [0.51, 101.0, 1001.0]
+    assert 1 not in resumed.submitted and len(resumed.submitted) == 1  # trial 1 is not trained again
+    assert not run.journal.path.exists()
