@@ -43,13 +43,17 @@ def is_on_front(Y: torch.Tensor) -> np.ndarray:
 
 
 def reference_point(front: torch.Tensor, given: torch.Tensor | None, floor: torch.Tensor,
-                    observed: torch.Tensor | None = None, quantile: float | None = None) -> torch.Tensor:
+                    observed: torch.Tensor | None = None, quantile: float | None = None,
+                    costs: torch.Tensor | None = None) -> torch.Tensor:
     """The hypervolume reference point in model space `(M,)`.
 
     Inferred, as BoTorch does, 10% of the front's range below its nadir (Ishibuchi et al., 2011); with
     `quantile`, raised per objective to that quantile of the `observed` values `(n, M)`, so that
     degenerate extremes (best on one objective, worse than most trials on another, e.g. DTLZ2's points
     with f1 = 0) do not stretch the region that counts and draw the search to the edges.
+    `costs` (NaN where not a cost) replaces the inference for cost objectives (see
+    `BoOptions.cost_reference_factor`); the quantile does not apply to them: it would cut off exactly the
+    costly, accurate configurations.
     `given` (NaN where not given) replaces the inferred value. `floor` (NaN where unset) are hard limits:
     improvement only counts inside them, so the reference never sits below one.
     """
@@ -57,6 +61,8 @@ def reference_point(front: torch.Tensor, given: torch.Tensor | None, floor: torc
     ref = infer_reference_point(front) if front.shape[0] else torch.full((m,), math.nan, dtype=floor.dtype)
     if quantile is not None and observed is not None and observed.shape[0]:
         ref = torch.fmax(ref, torch.quantile(observed, quantile, dim=0))
+    if costs is not None:
+        ref = torch.where(torch.isnan(costs), ref, costs)
     if given is not None:
         ref = torch.where(torch.isnan(given), ref, given)
     ref = torch.where(torch.isnan(floor), ref, torch.maximum(torch.nan_to_num(ref, nan=-math.inf), floor))

@@ -24,6 +24,7 @@ during a suggestion, which on a shared two-core machine is faster than two.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -68,6 +69,11 @@ class BoOptions:
     # An inferred reference point is at least this quantile of the start-up trials' values (None: the front's
     # nadir alone). The random start-up, not later trials: the sampler's own proposals must not move it.
     reference_quantile: float | None = 0.25
+    # Costs (minimised objectives modelled on a log scale: parameters, memory) take their inferred reference
+    # this factor beyond the costliest configuration observed, not at the front's nadir: the most accurate
+    # configurations are usually the costliest, and a reference at the front's current edge gives extending
+    # the front there no volume (None: costs are inferred like any other objective).
+    cost_reference_factor: float | None = 10.0
     limits: tuple[float | None, ...] | None = None
     cost_model: CostModel | None = None
     # A configuration's parameters -> True when it must not be proposed (where trials keep failing); asked
@@ -84,6 +90,8 @@ class BoOptions:
             raise BoOptionsError(f"startup_trials must be >= 1, got {self.startup_trials}")
         if self.reference_quantile is not None and not 0.0 <= self.reference_quantile < 1.0:
             raise BoOptionsError(f"reference_quantile must be in [0, 1), got {self.reference_quantile}")
+        if self.cost_reference_factor is not None and not self.cost_reference_factor > 1.0:
+            raise BoOptionsError(f"cost_reference_factor must be > 1, got {self.cost_reference_factor}")
 
     def check(self, n_objectives: int) -> None:
         for name in ("reference_point", "limits"):
@@ -179,7 +187,8 @@ class BoSampler(optuna.samplers.BaseSampler):
         front = pareto_front(believed)
         feasible = front[(torch.isnan(floor) | (front >= floor)).all(dim=-1)]
         ref = reference_point(feasible, None if self._options.reference_point is None else given, floor,
-                              observed=Y[: self._options.startup_trials], quantile=self._options.reference_quantile)
+                              observed=Y[: self._options.startup_trials], quantile=self._options.reference_quantile,
+                              costs=self._cost_references(space, Y))
         cells = hypercells(feasible, ref)
 
         def score(raw: np.ndarray) -> np.ndarray:
@@ -204,6 +213,17 @@ class BoSampler(optuna.samplers.BaseSampler):
             reference_point=tuple(float(r) for r in ref), cells=int(cells.shape[1]), candidates=found.scored,
             log_ehvi=found.score, refit=refit)
         return encoding.decode(found.raw)
+
+    def _cost_references(self, space: ObjectiveSpace, Y: torch.Tensor) -> torch.Tensor | None:
+        """Model-space references of the cost objectives (NaN for the others), or None when there are none."""
+        factor = self._options.cost_reference_factor
+        costs = [j for j, (up, lg) in enumerate(zip(space.maximize, space.log, strict=True)) if lg and not up]
+        if factor is None or not costs or not Y.shape[0]:
+            return None
+        out = torch.full((Y.shape[1],), math.nan, dtype=Y.dtype)
+        for j in costs:  # model space is -log(cost): the costliest observed is the minimum
+            out[j] = Y[:, j].min() - math.log(factor)
+        return out
 
     def _objective_space(self, study: optuna.Study) -> ObjectiveSpace:
         maximize = tuple(d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions)

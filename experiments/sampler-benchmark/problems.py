@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from botorch.test_functions.multi_objective import DTLZ2, ZDT1
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
-from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.candidate import Candidate, completions, suggest_candidate
 from autopeft.space.spec import parse_spec
 
 LABELS = ("a", "b", "c", "d", "e")
@@ -47,17 +47,25 @@ class Problem:
     max_hv: float | None  # known maximal hypervolume (None: unknown)
     unavailable: str | None = None  # why the problem cannot run now (its data is missing); None: it can
     data: str | None = None  # the version of the data behind the objectives, stored with every run
+    # PEFT problems: reference points (loss space) that count only the accurate end of the front (the accuracy
+    # bar raised) or only its cheap end (the parameter bar lowered); None: not split.
+    ends: dict[str, tuple[float, ...]] | None = None
+    # PEFT problems: the exact trainable-parameter count from a sampler's parameters, which `bo` gets in a real
+    # search from autopeft's cost model (built on first use: the surrogate's needs the model's config).
+    cost_model: Callable[[], Callable[[Mapping[str, Any]], Mapping[str, float]]] | None = None
 
-    def hypervolume_curve(self, values: np.ndarray) -> list[float]:
-        """Hypervolume of the first t trials' front, for t = 1..n; normalised by `max_hv` when known."""
+    def hypervolume_curve(self, values: np.ndarray, ref_point: tuple[float, ...] | None = None) -> list[float]:
+        """Hypervolume of the first t trials' front, for t = 1..n; normalised by `max_hv` when known (and the
+        reference is the problem's own)."""
         loss = torch.from_numpy(self.to_loss(values))
-        hv = Hypervolume(ref_point=-torch.tensor(self.ref_point, dtype=torch.float64))
+        hv = Hypervolume(ref_point=-torch.tensor(ref_point or self.ref_point, dtype=torch.float64))
+        scale = self.max_hv if self.max_hv and ref_point is None else 1.0
         out = []
         for t in range(1, loss.shape[0] + 1):
             y = -loss[:t]
             front = y[is_non_dominated(y)]
             value = hv.compute(front) if front.shape[0] else 0.0
-            out.append(value / self.max_hv if self.max_hv else value)
+            out.append(value / scale)
         return out
 
 
@@ -170,6 +178,17 @@ def peft_accuracy(c: Candidate, params: int) -> float:
     return float(min(0.95, max(0.5, acc + 0.004 * jitter)))  # a fixed seed's run-to-run wobble
 
 
+def exact_count(spec: Any, layers: int, count: Callable[[Candidate], int]
+                ) -> Callable[[], Callable[[Mapping[str, Any]], Mapping[str, float]]]:
+    """A cost model as autopeft's (`TrainableParamsModel`): exact when every completion of the parameters
+    has the same count, else nothing."""
+    def model(params: Mapping[str, Any]) -> Mapping[str, float]:
+        counts = {count(c) for c in completions(params, spec, layers)}
+        return {"trainable_params": float(counts.pop())} if len(counts) == 1 else {}
+
+    return lambda: model
+
+
 # The space is written out here, not read from search_spaces/, so the benchmark stays fixed as those evolve.
 PEFT_SPACE = """
 method: {choices: [lora, loha, ia3]}
@@ -195,10 +214,99 @@ def _peft_problem() -> Problem:
 
     return Problem(name="peft", description="a PEFT space at 12 layers: lora, loha, ia3 (17 parameters, 2 conditional; "
                    "3 categorical, 12 ordinal, 1 log-continuous), accuracy max, params and memory min; "
-                   "hypervolume of (-accuracy, log10 params, log10 bytes) against (-0.8, 7, 9.5)",
+                   "hypervolume of (-accuracy, log10 params, log10 bytes) against (-0.8, 7, 9.5); accurate end: "
+                   "accuracy above 0.89; cheap end: under 8e5 parameters (the head has 5.9e5)",
                    directions=("maximize", "minimize", "minimize"),
                    objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate, to_loss=to_loss,
-                   ref_point=(-0.8, 7.0, 9.5), max_hv=None)
+                   ref_point=(-0.8, 7.0, 9.5), max_hv=None,
+                   ends={"accurate": (-0.89, 7.0, 9.5), "cheap": (-0.8, math.log10(8e5), 9.5)},
+                   cost_model=exact_count(spec, LAYERS, peft_params))
+
+
+# --- a wider PEFT problem whose accurate end holds much of the hypervolume ---------------------------
+# 24 layers at RoBERTa-large's widths. IA3 is cheap and mediocre; the most accurate configurations are LoRA
+# and LoHa at high rank on many modules, millions of parameters: a sampler has to go far up the parameter
+# axis to find them, which a reference point set at the front's early nadir does not reward.
+WIDE_HIDDEN, WIDE_FFN, WIDE_LAYERS = 1024, 4096, 24
+WIDE_SHAPES = {"q": (WIDE_HIDDEN, WIDE_HIDDEN), "k": (WIDE_HIDDEN, WIDE_HIDDEN), "v": (WIDE_HIDDEN, WIDE_HIDDEN),
+               "o": (WIDE_HIDDEN, WIDE_HIDDEN), "up": (WIDE_HIDDEN, WIDE_FFN), "down": (WIDE_FFN, WIDE_HIDDEN)}
+WIDE_HEAD = 2 * WIDE_HIDDEN + 2  # a linear classifier on the pooled output
+WIDE_BASE_BYTES = 355e6 * 4
+WIDE_LAYER_ACTIVATION_BYTES = 70e6
+
+WIDE_SPACE = """
+method: {choices: [lora, loha, ia3]}
+target_modules: {choices: [attn_qv, attn_all, ffn, all_linear]}
+layer_rank: {choices: [0, 2, 8, 32]}
+learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
+method_params:
+  lora: {lora_alpha: {choices: [8, 16, 32, 64]}}
+  loha: {alpha: {choices: [8, 16, 32, 64]}}
+"""
+
+
+def wide_params(c: Candidate) -> int:
+    total = WIDE_HEAD
+    for rank in c.layer_ranks:
+        if rank <= 0:
+            continue
+        for role in ROLES[c.target_modules]:
+            d_in, d_out = WIDE_SHAPES[role]
+            if c.method == "ia3":
+                total += d_in if role == "down" else d_out
+            else:
+                total += (2 if c.method == "loha" else 1) * rank * (d_in + d_out)
+    return total
+
+
+def wide_memory(c: Candidate, params: int) -> float:
+    lowest = min(c.active_layers)
+    per_layer = WIDE_LAYER_ACTIVATION_BYTES * (0.6 if c.method == "ia3" else 1.0) * (
+        1.0 + 0.15 * len(ROLES[c.target_modules]) / 6)
+    return WIDE_BASE_BYTES + 16.0 * params + per_layer * (WIDE_LAYERS - lowest)
+
+
+def wide_accuracy(c: Candidate, params: int) -> float:
+    """Capacity keeps paying up to millions of parameters (a hard task on a large model), and each method
+    has a narrow best learning rate, two orders apart, so careless draws sit near chance."""
+    capacity = math.log10(max(params - WIDE_HEAD, 1))
+    weights = np.array([0.3 + 0.7 * i / (WIDE_LAYERS - 1) for i in range(WIDE_LAYERS)])
+    coverage = float(weights[list(c.active_layers)].sum() / weights.sum())
+    acc = 0.60 + 0.26 / (1 + math.exp(-1.8 * (capacity - 5.6))) + 0.05 * coverage ** 0.8
+    acc += {"lora": 0.0, "loha": -0.006, "ia3": 0.06}[c.method]  # IA3 does well for its size, no better
+    acc += {"attn_qv": 0.0, "attn_all": 0.004, "ffn": 0.008, "all_linear": 0.014}[c.target_modules]
+    best_lr = {"lora": 5e-4, "loha": 1e-3, "ia3": 5e-3}[c.method]
+    acc -= 0.08 * math.log10(c.learning_rate / best_lr) ** 2
+    params_by_name = dict(c.method_params)
+    alpha = params_by_name.get("lora_alpha", params_by_name.get("alpha"))
+    ranks = [r for r in c.layer_ranks if r > 0]
+    if alpha is not None and c.method != "ia3":
+        acc -= 0.005 * math.log2(float(alpha) / (2 * float(np.mean(ranks)))) ** 2
+    jitter = int.from_bytes(hashlib.sha256(repr(c).encode()).digest()[:4], "little") / 2**32 - 0.5
+    return float(min(0.95, max(0.5, acc + 0.004 * jitter)))
+
+
+def _peft_wide_problem() -> Problem:
+    spec = parse_spec(WIDE_SPACE, source="benchmark peft-wide space")
+
+    def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
+        c = suggest_candidate(trial, spec, WIDE_LAYERS)
+        params = wide_params(c)
+        return wide_accuracy(c, params), float(params), wide_memory(c, params)
+
+    return Problem(name="peft-wide", description="a PEFT space at 24 layers (RoBERTa-large widths): lora, loha, ia3 "
+                   "(29 parameters, 2 conditional), accuracy rising with capacity up to millions of parameters; "
+                   "hypervolume of (-accuracy, log10 params, log10 bytes) against (-0.75, 8, 10), where IA3's best "
+                   "(about 0.82) lies; accurate end: accuracy above 0.84; cheap end: under 3e5 parameters",
+                   directions=("maximize", "minimize", "minimize"),
+                   objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate, to_loss=_log_loss,
+                   ref_point=(-0.75, 8.0, 10.0), max_hv=None,
+                   ends={"accurate": (-0.84, 8.0, 10.0), "cheap": (-0.75, 5.5, 10.0)},
+                   cost_model=exact_count(spec, WIDE_LAYERS, wide_params))
+
+
+def _log_loss(v: np.ndarray) -> np.ndarray:
+    return np.stack([-v[:, 0], np.log10(v[:, 1]), np.log10(v[:, 2])], axis=1)
 
 
 def _peft_surrogate_problem() -> Problem:
@@ -215,6 +323,9 @@ def _peft_surrogate_problem() -> Problem:
                    directions=("maximize", "minimize", "minimize"),
                    objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate,
                    to_loss=peft_surrogate.to_loss, ref_point=peft_surrogate.REF_POINT, max_hv=None,
+                   ends={"accurate": (-0.80, *peft_surrogate.REF_POINT[1:]),
+                         "cheap": (peft_surrogate.REF_POINT[0], 4.0, peft_surrogate.REF_POINT[2])},
+                   cost_model=peft_surrogate.cost_model,
                    unavailable=peft_surrogate.unavailable(), data=peft_surrogate.fingerprint())
 
 
@@ -229,5 +340,6 @@ def problems() -> dict[str, Problem]:
         "zdt1": _botorch_problem("zdt1", ZDT1(dim=30), 1, zdt_ref, _zdt1_max_hv(zdt_ref),
                                  "ZDT1, 2 objectives, convex front; normalised hypervolume against (1.1, 6)"),
         "peft": _peft_problem(),
+        "peft-wide": _peft_wide_problem(),
         "peft-surrogate": _peft_surrogate_problem(),
     }

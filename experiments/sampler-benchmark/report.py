@@ -82,10 +82,23 @@ effects from few trials, or an acquisition that explores less where the model kn
 """
 
 
-def _curves(results: dict[str, Any], problem: str, sampler: str) -> np.ndarray | None:
-    """Hypervolume curves of every seed, `(seeds, trials)`, cut to the shortest run."""
-    runs = [v["hv"] for k, v in results["runs"].items() if k.startswith(f"{problem}/{sampler}/")]
-    if not runs:
+MEASURES = {"hv_accurate": "hypervolume of the accurate end", "hv_cheap": "hypervolume of the cheap end",
+            "best_accuracy": "best accuracy found"}
+END_CHECKPOINTS = ("40", "60")
+
+
+def _series(run: dict[str, Any], measure: str) -> list[float] | None:
+    if measure == "best_accuracy":
+        return np.maximum.accumulate([v[0] for v in run["values"]]).tolist() if "values" in run else None
+    return run.get(measure)
+
+
+def _curves(results: dict[str, Any], problem: str, sampler: str, measure: str = "hv") -> np.ndarray | None:
+    """Curves of one measure (hypervolume by default) of every seed, `(seeds, trials)`, cut to the shortest run;
+    None unless every seed's run has it (runs from before a measure existed do not mix with newer ones)."""
+    found = [_series(v, measure) for k, v in results["runs"].items() if k.startswith(f"{problem}/{sampler}/")]
+    runs = [r for r in found if r is not None]
+    if not runs or len(runs) < len(found):
         return None
     n = min(len(r) for r in runs)
     return np.array([r[:n] for r in runs], dtype=float)
@@ -93,7 +106,7 @@ def _curves(results: dict[str, Any], problem: str, sampler: str) -> np.ndarray |
 
 def summarise(results: dict[str, Any], problems: dict[str, Any]) -> dict[str, Any]:
     """The numbers behind every table: per problem and sampler, hypervolume mean/sd at checkpoints."""
-    summary: dict[str, Any] = {"hypervolume": {}, "trials_for_bo_to_match": {}, "timing": {}}
+    summary: dict[str, Any] = {"hypervolume": {}, "trials_for_bo_to_match": {}, "timing": {}, "ends": {}}
     for name in problems:
         table: dict[str, Any] = {}
         for sampler in ORDER:
@@ -106,6 +119,16 @@ def summarise(results: dict[str, Any], problems: dict[str, Any]) -> dict[str, An
         if table:
             summary["hypervolume"][name] = table
             summary["trials_for_bo_to_match"][name] = _trials_to_match(results, name)
+        for measure in MEASURES:
+            per_sampler = {}
+            for sampler in ORDER:
+                curves = _curves(results, name, sampler, measure)
+                if curves is not None:
+                    per_sampler[sampler] = {"seeds": curves.shape[0], "trials": curves.shape[1], "at": {
+                        c: [float(curves[:, int(c) - 1].mean()), float(curves[:, int(c) - 1].std(ddof=1))
+                            if curves.shape[0] > 1 else 0.0] for c in END_CHECKPOINTS if int(c) <= curves.shape[1]}}
+            if per_sampler:
+                summary.setdefault("ends", {}).setdefault(name, {})[measure] = per_sampler
     for key, value in results.get("timing", {}).items():
         problem, sampler, completed = key.split("/")
         summary["timing"].setdefault(problem, {}).setdefault(sampler, {})[completed] = value
@@ -147,6 +170,24 @@ def _findings(summary: dict[str, Any]) -> list[str]:
             overlap = " (within one sd)" if abs(b_mean - mean) <= max(b_sd, sd) else ""
             lines.append(f"- `{problem}` at {checkpoint} trials: bo {b_mean:.3f} ± {b_sd:.3f} is {verdict} the best "
                          f"other sampler, {best} {mean:.3f} ± {sd:.3f}{overlap}.")
+    return lines
+
+
+def _end_findings(summary: dict[str, Any]) -> list[str]:
+    """Where `bo` stands at each end of the front and on best accuracy, against every other sampler."""
+    lines = []
+    for problem, measures in summary.get("ends", {}).items():
+        for measure, table in measures.items():
+            if "bo" not in table:
+                continue
+            for checkpoint, (b_mean, b_sd) in sorted(table["bo"]["at"].items(), key=lambda kv: int(kv[0])):
+                rivals = {s: v["at"][checkpoint] for s, v in table.items() if s != "bo" and checkpoint in v["at"]}
+                if not rivals:
+                    continue
+                best, (mean, sd) = max(rivals.items(), key=lambda kv: kv[1][0])
+                verdict = "at least" if b_mean >= mean else "below"
+                lines.append(f"- `{problem}`, {MEASURES[measure]} at {checkpoint} trials: bo {_fmt(b_mean, b_sd)}, "
+                             f"{verdict} the best other sampler ({best} {_fmt(mean, sd)}).")
     return lines
 
 
@@ -361,11 +402,13 @@ def write_report(results: dict[str, Any], problems: dict[str, Any], folder: Path
             lines.append("Trials `bo` needs (mean curve) to reach each sampler's final mean hypervolume: " + ", ".join(
                 f"{s} {'not reached' if n is None else n} (of {table[s]['trials']})" for s, n in match.items()) + ".")
             lines.append("")
+        for measure, end_table in summary["ends"].get(name, {}).items():
+            lines += [f"{MEASURES[measure].capitalize()} (`{name}`):", "", *_hv_table(end_table), ""]
         series = {s: c for s in ORDER if (c := _curves(results, name, s)) is not None}
         (folder / f"hv-{name}.svg").write_text(svg_chart(f"{name}: hypervolume (mean ± sd over seeds)", series,
                                                          "hypervolume"))
     check = surrogate_check()
     lines += surrogate_section(check)
-    lines += ["## Findings (computed)", "", *_findings(summary), "",
+    lines += ["## Findings (computed)", "", *_findings(summary), "", *_end_findings(summary), "",
               NOTES.replace("{surrogate_caveat}", surrogate_caveat(check))]
     (folder / "README.md").write_text("\n".join(lines))

@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from problems import Problem, problems  # noqa: E402
 from report import write_report  # noqa: E402
 
-from autopeft.engine.samplers import SAMPLERS, make_sampler  # noqa: E402
+from autopeft.engine.samplers import BUDGET_AWARE, SAMPLERS, Budgets, make_sampler  # noqa: E402
 
 STARTUP_TRIALS = 10
 TIMING_AT = (10, 30, 100)
@@ -45,7 +45,8 @@ TIMING_AT = (10, 30, 100)
 
 def run_study(problem: Problem, sampler_name: str, seed: int, trials: int) -> dict[str, Any]:
     """One optimisation run: the hypervolume after every trial and the time the sampler took."""
-    sampler = make_sampler(sampler_name, seed, STARTUP_TRIALS, objectives=problem.objectives)
+    sampler = make_sampler(sampler_name, seed, STARTUP_TRIALS, budgets=budgets(problem, sampler_name),
+                           objectives=problem.objectives)
     study = optuna.create_study(directions=list(problem.directions), sampler=sampler)
     values, ask_seconds = [], []
     for _ in range(trials):
@@ -55,10 +56,20 @@ def run_study(problem: Problem, sampler_name: str, seed: int, trials: int) -> di
         ask_seconds.append(time.perf_counter() - start)
         study.tell(trial, list(result))
         values.append(result)
-    run: dict[str, Any] = {"hv": problem.hypervolume_curve(np.array(values)), "seconds": ask_seconds}
+    run: dict[str, Any] = {"hv": problem.hypervolume_curve(np.array(values)), "seconds": ask_seconds,
+                           "values": [list(v) for v in values]}
+    for end, ref in (problem.ends or {}).items():  # the front's accurate and cheap ends, measured apart
+        run[f"hv_{end}"] = problem.hypervolume_curve(np.array(values), ref)
     if problem.data:
         run["data"] = problem.data  # peft-surrogate: the table it replayed against (re-run every sampler on a new one)
     return run
+
+
+def budgets(problem: Problem, sampler_name: str) -> Budgets | None:
+    """What a real search hands the sampler: the exact parameter count, to the samplers that use it."""
+    if sampler_name not in BUDGET_AWARE or problem.cost_model is None:
+        return None
+    return Budgets(cost_model=problem.cost_model())
 
 
 def time_suggestions(problem: Problem, sampler_name: str, completed: int, seed: int) -> dict[str, float]:
@@ -70,7 +81,9 @@ def time_suggestions(problem: Problem, sampler_name: str, completed: int, seed: 
     history = optuna.create_study(directions=list(problem.directions), sampler=optuna.samplers.RandomSampler(seed))
     history.optimize(lambda t: problem.evaluate(t), n_trials=completed)
     study = optuna.create_study(directions=list(problem.directions),
-                                sampler=make_sampler(sampler_name, seed, STARTUP_TRIALS, objectives=problem.objectives))
+                                sampler=make_sampler(sampler_name, seed, STARTUP_TRIALS,
+                                                     budgets=budgets(problem, sampler_name),
+                                                     objectives=problem.objectives))
     study.add_trials(history.get_trials(deepcopy=False))
     out = {}
     for label in ("first", "next"):

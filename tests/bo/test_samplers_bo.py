@@ -209,6 +209,38 @@ def test_user_reference_point_is_used_in_model_space() -> None:
     assert sampler.last_report.reference_point == pytest.approx((0.5, -math.log(1e5)))
 
 
+def test_a_cost_reference_sits_a_decade_beyond_the_costliest_trial_not_at_the_front() -> None:
+    sampler = BoSampler(BoOptions(startup_trials=4, log_objectives=(1,), search=FAST.search), seed=0)
+    study = study_with(sampler, 8)
+    assert sampler.last_report is not None
+    costliest = max(t.values[1] for t in study.trials[:-1])  # the last trial is the proposal the report is of
+    accuracy_ref, cost_ref = sampler.last_report.reference_point
+    assert cost_ref == pytest.approx(-math.log(10 * costliest))
+    # The quality objective keeps its inference from the front and the start-up quantile.
+    assert accuracy_ref > min(t.values[0] for t in study.trials[:4])
+    # The cost of the most accurate trial counts: improvement there has volume.
+    best = max(study.trials[:-1], key=lambda t: t.values[0])
+    assert -math.log(best.values[1]) > cost_ref
+    # Without the rule, the start-up quantile cuts off the costliest quarter of the start-up.
+    plain = BoSampler(BoOptions(startup_trials=4, log_objectives=(1,), search=FAST.search,
+                                cost_reference_factor=None), seed=0)
+    study_with(plain, 8)
+    assert plain.last_report is not None and plain.last_report.reference_point[1] > cost_ref
+
+
+def test_cost_references_give_way_to_a_given_point_and_a_budget() -> None:
+    front = torch.tensor([[0.9, -12.0], [0.7, -8.0]], dtype=torch.float64)
+    nan = torch.full((2,), math.nan, dtype=torch.float64)
+    costs = torch.tensor([math.nan, -15.0], dtype=torch.float64)
+    assert reference_point(front, None, nan, costs=costs)[1] == pytest.approx(-15.0)
+    given = torch.tensor([math.nan, -13.0], dtype=torch.float64)
+    assert reference_point(front, given, nan, costs=costs)[1] == pytest.approx(-13.0)
+    budget = torch.tensor([math.nan, -14.0], dtype=torch.float64)
+    assert reference_point(front, None, budget, costs=costs)[1] == pytest.approx(-14.0)
+    with pytest.raises(BoOptionsError, match="cost_reference_factor must be > 1"):
+        BoOptions(cost_reference_factor=1.0)
+
+
 def test_options_that_do_not_fit_the_study_are_rejected() -> None:
     sampler = BoSampler(BoOptions(startup_trials=2, reference_point=(1.0, 2.0, 3.0)), seed=0)
     with pytest.raises(BoOptionsError, match="reference_point has 3 entries but the study has 2"):
