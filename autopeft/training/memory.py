@@ -1,28 +1,42 @@
-"""Peak training memory of one step (the `peak_memory` objective; see DESIGN.md)."""
+"""Peak training memory of one step (the `peak_memory` objective; see DESIGN.md).
+
+Full-size training steps are run and their allocations measured: forward, backward, gradient clipping and an
+AdamW step, as training does, the second step with the optimiser's state already held. The steps run at
+learning rate 0, so the weights do not move, and their gradients and optimiser state are dropped afterwards.
+The same quantity is what a memory budget is checked against and what is reported, on CUDA and on CPU alike.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from autopeft.training.loop import trainable_parameters
 
+CUDA_METHOD = "cuda-max-allocated"
+CPU_METHOD = "cpu-profiled"
+
 
 @dataclass(frozen=True)
 class MemoryReading:
     bytes: int
-    method: str  # "cuda-max-allocated" or "cpu-accounted"
+    method: str  # CUDA_METHOD or CPU_METHOD
 
 
 def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, regression: bool,
                         device: torch.device) -> MemoryReading:
-    """Peak training memory of one step at full batch size and sequence length (see DESIGN.md).
+    """Peak memory of one training step at full batch size and sequence length, in bytes.
 
-    On CUDA the allocator's peak after a real forward and backward pass (the caller resets the peak at
-    trial start and reads it again after training). On CPU a deterministic account: every parameter,
-    a gradient and two AdamW moments per trainable entry, and the peak bytes autograd saves for backward,
-    which is where adapter placement shows: layers below the lowest adapter save nothing.
+    CUDA: the allocator's peak over the step (`torch.cuda.max_memory_allocated`, reset first), which counts the
+    weights already there. CPU: the weights and buffers already allocated, plus the peak of what the step
+    allocates, from the profiler's record of every allocation and free (`torch.profiler`, `profile_memory`);
+    PyTorch's CPU allocator keeps no peak of its own.
     """
     model.train()
     batch = {
@@ -32,38 +46,81 @@ def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, r
                    else torch.zeros(batch_size, dtype=torch.long, device=device)),
     }
     if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        _training_step(model, batch)
+        torch.cuda.synchronize(device)
+        return MemoryReading(int(torch.cuda.max_memory_allocated(device)), CUDA_METHOD)
+    resident = sum(t.untyped_storage().nbytes() for t in _unique_storages(model))
+    return MemoryReading(resident + _profiled_peak(lambda: _training_step(model, batch)), CPU_METHOD)
+
+
+def _training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    """Two steps: the first creates the optimiser's state; the second is a step as every later one in training
+    is, with that state held through forward and backward (for full fine-tuning that is twice the weights)."""
+    params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(params, lr=0.0)  # the training loop's optimiser
+    for _ in range(2):
         loss = model(**batch).loss
         loss.backward()
-        model.zero_grad(set_to_none=True)
-        return MemoryReading(int(torch.cuda.max_memory_allocated(device)), "cuda-max-allocated")
-
-    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        for key, nbytes in _storages(tensor):
-            if key not in param_storages and key not in saved:
-                saved[key] = nbytes
-        # Not the tensor itself: a saved tensor whose grad_fn is the node saving it is a cycle autograd never
-        # frees, and every trial leaked its step's activations (about 0.5 GB on MiniLM).
-        return tensor.detach()
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(**batch).loss
-    saved_bytes = sum(saved.values()) + loss.element_size() * loss.numel()
-    del loss
-    static = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = sum(p.numel() * p.element_size() for p in trainable_parameters(model))
-    return MemoryReading(static + 3 * trainable + saved_bytes, "cpu-accounted")
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        del loss
+        optimizer.zero_grad(set_to_none=True)
+    optimizer.state.clear()
 
 
-def _storages(tensor: torch.Tensor) -> list[tuple[int, int]]:
-    """(address, bytes) of the memory a tensor holds. A sparse COO tensor (SHiRA's delta weight) has no storage
-    of its own: it holds its indices and values."""
-    if tensor.layout == torch.sparse_coo:
-        parts = [tensor._indices(), tensor._values()]  # the uncoalesced parts: indices() would need coalescing
-        return [(p.untyped_storage().data_ptr(), p.untyped_storage().nbytes()) for p in parts]
-    if tensor.layout != torch.strided:  # other sparse layouts, which no method makes today: as dense, an upper bound
-        return [(id(tensor), tensor.element_size() * tensor.numel())]
-    storage = tensor.untyped_storage()
-    return [(storage.data_ptr(), storage.nbytes())]
+def _unique_storages(model: torch.nn.Module) -> list[torch.Tensor]:
+    """One tensor per distinct storage among the parameters and buffers (tied weights count once)."""
+    seen: dict[int, torch.Tensor] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.layout == torch.strided:
+            seen.setdefault(t.untyped_storage().data_ptr(), t)
+    return list(seen.values())
+
+
+def _profiled_peak(step: Any) -> int:
+    """The most bytes that `step()` had allocated at once (on top of what existed before it), from the profiler's
+    chrome trace, whose memory events carry the running total of the allocations it recorded."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_kineto(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    fd, path = tempfile.mkstemp(suffix=".json", prefix="autopeft-memory-")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(path)
+        with open(path, encoding="utf-8") as f:
+            trace = json.load(f)
+    finally:
+        os.unlink(path)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    totals = [e["args"]["Total Allocated"] for e in events
+              if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})]
+    if not totals:
+        raise RuntimeError("the profiler recorded no memory events; this torch build cannot measure CPU memory")
+    return max(0, int(max(totals)))
+
+
+@contextlib.contextmanager
+def _quiet_kineto() -> Any:
+    """The profiler's backend writes a line on the process's stderr as it starts and as it stops ('USDT: ...
+    profiler_start'), with no setting to turn that off; a trial run in the terminal's process (the local
+    executor, `space show`) would print them over the progress line. The descriptor is held for the step, and
+    anything else written meanwhile is passed on."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            rest = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if not line.startswith("USDT:")]
+            if rest:
+                sys.stderr.write("".join(rest))

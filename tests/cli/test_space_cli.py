@@ -27,7 +27,7 @@ def test_space_show_lists_dimensions_conditions_and_count(capsys: pytest.Capture
 def test_space_sample_counts_without_training(capsys: pytest.CaptureFixture[str], tiny_bert_dir: Path) -> None:
     assert main(["space", "sample", "small", "-n", "3", "--model", str(tiny_bert_dir), "--seed", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "cpu-accounted" in lines[0] and lines[1].split()[:3] == ["#", "trainable", "params"]
+    assert "cpu-profiled" in lines[0] and lines[1].split()[:3] == ["#", "trainable", "params"]
     assert len(lines) == 5 and all("MiB" in line for line in lines[2:])
 
 

@@ -39,7 +39,7 @@ def synthetic_table(trials: int, seed: int = 0, failed: int = 0) -> pd.DataFrame
             "trial": number, "status": "complete", "pareto": False,
             "accuracy": float(np.clip(0.5 + 0.3 * np.log1p(size) / np.log(97) + rng.normal(0, 0.04), 0, 1)),
             "trainable_params": params, "peak_memory": int((300 + 2 * size + rng.uniform(0, 60)) * MIB),
-            "trainable_pct": 100 * params / BASE_PARAMS, "memory_method": "cpu-accounted",
+            "trainable_pct": 100 * params / BASE_PARAMS, "memory_method": "cpu-profiled",
             "configuration": f"{method} r={ranks} on {target}, lr={lr:.2g}", "method": method,
             "target_modules": target, "layer_ranks": ",".join(map(str, ranks)), "learning_rate": lr,
             "lora.lora_alpha": float(rng.choice([8, 16, 32])) if method == "lora" else None,
