@@ -82,7 +82,7 @@ class FitOptions:
 def build_gp(X: torch.Tensor, Y: torch.Tensor) -> SingleTaskGP:
     """An unfitted GP on features `X` `(n, D)` and model-space objectives `Y` `(n, M)`."""
     d, m = X.shape[-1], Y.shape[-1]
-    batch = torch.Size([m])
+    batch = torch.Size([m]) if m > 1 else torch.Size([])  # botorch models one output without a batch
     lengthscale_prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(max(d, 1)), scale=math.sqrt(3))
     kernel = RBFKernel(ard_num_dims=max(d, 1), batch_shape=batch, lengthscale_prior=lengthscale_prior,
                        lengthscale_constraint=GreaterThan(MIN_LENGTHSCALE, initial_value=lengthscale_prior.mode))
@@ -164,10 +164,11 @@ class Predictor:
         inputs = model.train_inputs
         assert inputs is not None
         X = inputs[0][0] if inputs[0].dim() == 3 else inputs[0]  # batched models repeat X per output
-        y = model.train_targets  # (M, n), standardised
+        m = model.num_outputs
+        y = model.train_targets.reshape(m, -1)  # (M, n), standardised
         kernel = model.covar_module
         assert isinstance(kernel, RBFKernel), "Predictor evaluates build_gp's RBF kernel itself"
-        self._lengthscale = kernel.lengthscale.detach()  # (M, 1, D)
+        self._lengthscale = kernel.lengthscale.detach().reshape(m, 1, -1)  # (M, 1, D)
         self._constant = model.mean_module.constant.detach().reshape(-1, 1)  # (M, 1)
         self._noise = model.likelihood.noise.detach().reshape(-1, 1, 1)  # (M, 1, 1)
         if extra_X is not None and extra_X.shape[0]:

@@ -79,6 +79,10 @@ class BoOptions:
     # A configuration's parameters -> True when it must not be proposed (where trials keep failing); asked
     # afresh at every suggestion, so it may learn as the search goes.
     rules_out: Callable[[Mapping[str, Any]], bool] | None = None
+    # Failed trials that say something about their configuration (NaN loss, out of memory, rejected by peft),
+    # as opposed to interrupted ones: with it, a feasibility model (a GP classifier of where trials complete)
+    # weighs every candidate's improvement by its probability of completing. None: failures are not modelled.
+    infeasible: Callable[[FrozenTrial], bool] | None = None
     # The space's true conditions, by parameter (None: inferred from the trials, as for any Optuna study).
     conditions: Mapping[str, Condition] | None = None
     search: CandidateSearch = field(default_factory=CandidateSearch)
@@ -191,17 +195,26 @@ class BoSampler(optuna.samplers.BaseSampler):
                               costs=self._cost_references(space, Y))
         cells = hypercells(feasible, ref)
 
+        feasibility = self._feasibility(study, encoding, X)
+
+        def log_feasible(features: torch.Tensor, grad: bool = False) -> torch.Tensor | float:
+            if feasibility is None:
+                return 0.0
+            mean, var = feasibility(features, grad=grad)
+            return torch.special.log_ndtr(mean[:, 0] / var[:, 0].clamp_min(1e-12).sqrt())
+
         def score(raw: np.ndarray) -> np.ndarray:
-            mean, var = predictor(encoding.features(raw))
+            features = encoding.features(raw)
+            mean, var = predictor(features)
             mean, var, ok = self._apply_cost_model(encoding, space, raw, mean, var, floor)
             rules_out = self._options.rules_out
             if rules_out is not None:
                 ok &= np.array([not rules_out(encoding.decode(row)) for row in raw], dtype=bool)
-            out = log_ehvi(mean, var, cells).numpy()
+            out = (log_ehvi(mean, var, cells) + log_feasible(features)).numpy()
             return np.where(ok, out, -np.inf)
 
         def acquisition(features: torch.Tensor) -> torch.Tensor:
-            return log_ehvi(*predictor(features, grad=True), cells)
+            return log_ehvi(*predictor(features, grad=True), cells) + log_feasible(features, grad=True)
 
         on_front = is_on_front(believed[: rows.shape[0]])
         exclude = {encoding.key(r) for r in _raw_rows(encoding, study.get_trials(deepcopy=False))}
@@ -224,6 +237,21 @@ class BoSampler(optuna.samplers.BaseSampler):
         for j in costs:  # model space is -log(cost): the costliest observed is the minimum
             out[j] = Y[:, j].min() - math.log(factor)
         return out
+
+    def _feasibility(self, study: optuna.Study, encoding: Encoding, X: torch.Tensor) -> Predictor | None:
+        """A GP on +1 (completed) / -1 (failed for its configuration) over the same features, or None when no
+        failure is known: its posterior probability above 0 is the chance a candidate completes (a GP classifier
+        by regression on the labels, as constrained BO models a constraint)."""
+        infeasible = self._options.infeasible
+        if infeasible is None:
+            return None
+        failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if infeasible(t)]
+        rows = _raw_rows(encoding, failed)
+        if not rows.shape[0]:
+            return None
+        F = torch.cat([X, encoding.features(rows)])
+        labels = torch.cat([torch.ones(X.shape[0], 1, dtype=DTYPE), -torch.ones(rows.shape[0], 1, dtype=DTYPE)])
+        return Predictor(fit_gp(F, labels, None, self._options.fit))
 
     def _objective_space(self, study: optuna.Study) -> ObjectiveSpace:
         maximize = tuple(d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions)

@@ -136,14 +136,18 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
     return study
 
 
+def failed_for_its_configuration(t: optuna.trial.FrozenTrial) -> bool:
+    """A failed trial that says something about its configuration: not interrupted, not skipped."""
+    reason = t.user_attrs.get(ATTR_FAILURE)
+    return (t.state == optuna.trial.TrialState.FAIL and bool(reason) and reason != INTERRUPTED
+            and not t.user_attrs.get(ATTR_SKIPPED) and bool(t.user_attrs.get(ATTR_CANDIDATE)))
+
+
 def failures_of(study: optuna.Study) -> list[tuple[Candidate, str]]:
-    """The study's failed trials that say something about their configuration: not interrupted, not skipped."""
-    found = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
-        reason, candidate = t.user_attrs.get(ATTR_FAILURE), t.user_attrs.get(ATTR_CANDIDATE)
-        if candidate and reason and reason != INTERRUPTED and not t.user_attrs.get(ATTR_SKIPPED):
-            found.append((Candidate.from_dict(candidate), str(reason)))
-    return found
+    """The study's failed trials that say something about their configuration, with their reasons."""
+    return [(Candidate.from_dict(t.user_attrs[ATTR_CANDIDATE]), str(t.user_attrs[ATTR_FAILURE]))
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+            if failed_for_its_configuration(t)]
 
 
 def search_budgets(settings: SearchSettings, spec: SearchSpec,
@@ -167,7 +171,8 @@ def search_budgets(settings: SearchSettings, spec: SearchSpec,
             log.warning("no exact parameter counts for the sampler (%s: %s); it predicts them instead",
                         type(exc).__name__, exc)
     return Budgets(max_trainable_params=constraints.max_trainable_params,
-                   max_peak_memory=constraints.max_peak_memory, cost_model=cost_model, rules_out=rules_out)
+                   max_peak_memory=constraints.max_peak_memory, cost_model=cost_model, rules_out=rules_out,
+                   infeasible=failed_for_its_configuration)
 
 
 @dataclass

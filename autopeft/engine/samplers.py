@@ -42,6 +42,8 @@ class Budgets:
     max_peak_memory: float | None = None
     cost_model: Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None
     rules_out: Callable[[Mapping[str, Any]], bool] | None = None  # parameters where trials keep failing
+    # Failed trials that failed for their configuration (not interrupted, not skipped): `bo` models where they lie.
+    infeasible: Callable[[optuna.trial.FrozenTrial], bool] | None = None
 
     def limits(self, objectives: Sequence[str]) -> tuple[float | None, ...] | None:
         """The budgets as `BoOptions.limits`: one entry per objective, None where unlimited."""
@@ -104,7 +106,7 @@ def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: 
                      log_objectives=tuple(j for j, name in enumerate(objectives) if name in LOG_OBJECTIVES),
                      reference_point=tuple(given.get(name) for name in objectives) if given else None,
                      limits=budgets.limits(objectives), cost_model=budgets.indexed_cost_model(objectives),
-                     rules_out=budgets.rules_out, conditions=conditions)
+                     rules_out=budgets.rules_out, infeasible=budgets.infeasible, conditions=conditions)
 
 
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,

@@ -241,6 +241,43 @@ def test_cost_references_give_way_to_a_given_point_and_a_budget() -> None:
         BoOptions(cost_reference_factor=1.0)
 
 
+def test_bo_learns_where_trials_fail_and_steers_away() -> None:
+    """Trials fail above a size (out of memory, say); with failures modelled, `bo` proposes far fewer of them."""
+    from dataclasses import replace
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        accuracy, size = peft_like(trial)
+        if trial.params["rank_L0"] >= 8:
+            raise RuntimeError("out of memory")
+        return accuracy, size
+
+    def failures(model_failures: bool) -> int:
+        total = 0
+        for seed in range(3):
+            options = replace(FAST, log_objectives=(1,), infeasible=(lambda t: True) if model_failures else None)
+            study = optuna.create_study(directions=["maximize", "minimize"], sampler=BoSampler(options, seed=seed))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study.optimize(objective, n_trials=20, catch=(RuntimeError,))
+            total += sum(t.state.name == "FAIL" for t in study.trials[4:])
+        return total
+
+    blind, aware = failures(False), failures(True)  # of 48 model-based trials
+    assert aware <= blind // 2, (aware, blind)
+
+
+def test_one_objective_fits_and_predicts() -> None:
+    """A single output (the feasibility model's, or a one-objective study) is modelled without a batch."""
+    from autopeft.bo.model import FitOptions, Predictor, fit_gp
+
+    X = torch.rand(12, 3, dtype=torch.float64)
+    Y = (X[:, :1] * 2 - 1).sign()
+    predictor = Predictor(fit_gp(X, Y, None, FitOptions()))
+    mean, var = predictor(X)
+    assert mean.shape == (12, 1) and var.shape == (12, 1)
+    assert ((mean > 0) == (Y > 0)).float().mean() >= 0.9  # it fits the labels it saw
+
+
 def test_options_that_do_not_fit_the_study_are_rejected() -> None:
     sampler = BoSampler(BoOptions(startup_trials=2, reference_point=(1.0, 2.0, 3.0)), seed=0)
     with pytest.raises(BoOptionsError, match="reference_point has 3 entries but the study has 2"):
