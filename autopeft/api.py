@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import AutopeftError, UsageError, WriteError
-from autopeft.run.settings import SAMPLERS, SearchSettings
+from autopeft.run.settings import SAMPLERS, SIZE_OBJECTIVES, SearchSettings
 from autopeft.units import plural
 
 if TYPE_CHECKING:
@@ -96,14 +96,14 @@ class Run:
         from autopeft.run.storage import results_table
 
         table = results_table(self._dir.load_study().get_trials(deepcopy=False), self.settings.base_params)
-        table.insert(2, "pareto", pareto_mask(table))
+        table.insert(2, "pareto", pareto_mask(table, self.settings.objectives))
         return table
 
     def front(self) -> pd.DataFrame:
-        """The Pareto-optimal completed trials, most accurate first."""
+        """The Pareto-optimal completed trials on the search's objectives, most accurate first."""
         from autopeft.run.pareto import pareto_front
 
-        return pareto_front(self.results)
+        return pareto_front(self.results, self.settings.objectives)
 
     def export(self, out: str | Path | None = None, *, trial: int | None = None, pick: str = "best-accuracy",
                whole_front: bool = False, max_params: int | None = None, max_memory: str | int | None = None,
@@ -135,7 +135,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
            seed: int = 0, max_steps: int | None = None, batch_size: int | None = None, max_length: int | None = None,
            train_subset: int | None = None, eval_subset: int | None = None, out: str | Path | None = None,
            resume: str | Path | None = None, executor: str = "ray", ray_address: str | None = None, workers: int = 1,
-           cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
+           cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, size_objective: str = "trainable_params",
            progress: Callable[[SearchProgress], None] | None = None, messages: Messages = _quiet) -> Run:
     """Run a search (or resume one with `resume=RUN`) until `trials` trials have completed; the run.
 
@@ -144,13 +144,16 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     """
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if size_objective not in SIZE_OBJECTIVES:
+        raise UsageError(f"unknown size objective {size_objective!r}; choose from {', '.join(SIZE_OBJECTIVES)}")
     if executor not in ("ray", "local"):
         raise UsageError(f"unknown executor {executor!r}; choose ray or local")
     _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
-                 "startup_trials": startup_trials}
+                 "startup_trials": startup_trials,
+                 "size_objective": None if size_objective == "trainable_params" else size_objective}
         given = [f"--{k.replace('_', '-')}" for k, v in fixed.items() if v is not None]
         if given:
             raise UsageError(f"--resume continues a run with its own settings; drop {', '.join(given)} "
@@ -168,7 +171,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
                 task, data_dir, model, space, sampler, 24 if trials is None else trials, startup_trials, seed,
                 dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
                      eval_subset=eval_subset),
-                out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold)
+                out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold, size_objective)
         if fitted.left_out:
             messages(f"left out of the space for this model: {fitted.describe()}")
         _execute(run_dir, settings, fitted.spec, layout, progress)
@@ -178,8 +181,8 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
 def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
                 startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
                 executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
-                gpus_per_trial: float, messages: Messages,
-                hold: contextlib.ExitStack) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+                gpus_per_trial: float, messages: Messages, hold: contextlib.ExitStack,
+                size_objective: str) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import inspect_model, resolve_model
     from autopeft.engine.samplers import default_startup_trials
@@ -212,7 +215,8 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
         data_folder=str(source.folder.resolve()) if source.folder else None, space=space, sampler=sampler, seed=seed,
         trials=trials, startup_trials=startup_trials or default_startup_trials(trials), budget=budget,
         num_layers=info.num_layers, base_params=info.base_params, executor=executor, workers=workers,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, ray_address=ray_address)
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, ray_address=ray_address,
+        size_objective=size_objective)
     run.create(settings, resolve_space_path(space).read_text(encoding="utf-8"))
     hold.enter_context(run.locked())
     messages(f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
@@ -307,7 +311,7 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
     from autopeft.run.pareto import pareto_front
 
     log_to_file(run.log_file)
-    run.create_study(sampler=None)  # before any worker starts, so that even a search that never ran resumes
+    run.create_study(None, settings.objectives)  # before any worker starts: even a search that never ran resumes
     shown = {"failures": ""}
 
     def report(study: Any) -> None:
@@ -316,7 +320,7 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
         if progress is not None:
             progress(SearchProgress(min(len(done), settings.trials), settings.trials,
                                     float(done["accuracy"].max()) if not done.empty else None,
-                                    len(pareto_front(table)), shown["failures"]))
+                                    len(pareto_front(table, settings.objectives)), shown["failures"]))
 
     def on_status(status: str) -> None:
         shown["failures"] = status

@@ -49,3 +49,47 @@ def test_bad_input_raises_the_commands_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(AutopeftError, match=r"--resume continues a run with its own settings; drop --task"):
         autopeft.search(task="sst2", resume=tmp_path)
     assert not (tmp_path / "run").exists()
+
+
+VERA_OR_LORA = """\
+method: {choices: [vera, lora]}
+target_modules: attn_qv
+layer_rank: {choices: [0, 8]}
+learning_rate: 1.0e-3
+method_params:
+  vera: {r: 8}
+  lora: {lora_alpha: 16}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_saved_adapter_size_can_be_the_objective(tmp_path: Path, sst2_small: Path, tiny_bert_dir: Path) -> None:
+    """With `size_objective="adapter_params"` the study minimises what the saved adapter holds (VeRA's shared
+    projections count), and its front, the tables, the dashboard and export's choices follow."""
+    import optuna
+
+    space = tmp_path / "vera-or-lora.yaml"
+    space.write_text(VERA_OR_LORA)
+    run = autopeft.search(task="sst2", data_dir=str(sst2_small), model=str(tiny_bert_dir), space=str(space),
+                          trials=4, sampler="random", max_steps=2, batch_size=8, max_length=32, eval_subset=16,
+                          out=tmp_path / "run", executor="local", size_objective="adapter_params")
+    assert run.settings.objectives == ("accuracy", "adapter_params", "peak_memory")
+    study = optuna.load_study(study_name="autopeft", storage=f"sqlite:///{run.path / 'study.db'}")
+    assert study.metric_names == ["accuracy", "adapter_params", "peak_memory"]
+    results = run.results
+    done = results[results["status"].eq("complete") & results["duplicate_of"].isna()]
+    for t in study.trials:
+        if t.state.name == "COMPLETE":
+            assert t.values[1] == t.user_attrs["result"]["adapter_params"]
+    vera = done[done["method"].eq("vera")]
+    assert not vera.empty and (vera["adapter_params"] > vera["trainable_params"]).all()  # the counts differ
+    from autopeft.run.pareto import pareto_mask
+
+    assert results["pareto"].tolist() == pareto_mask(results, run.settings.objectives).tolist()
+    assert set(run.front()["trial"]) == set(results[results["pareto"]]["trial"])
+    assert "saved adapter entries" in (run.path / "dashboard.html").read_text()
+    resumed = autopeft.search(resume=run.path, trials=5, executor="local")
+    assert resumed.settings.size_objective == "adapter_params"
+    with pytest.raises(AutopeftError, match="unknown size objective 'entries'"):
+        autopeft.search(task="sst2", size_objective="entries", out=tmp_path / "other")

@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "are recorded and replaced")
     s.add_argument("--sampler", choices=SAMPLERS, default="bo",
                    help="bo: Bayesian (GP, log EHVI) after random start-up trials (default); random, tpe, nsga2")
+    s.add_argument("--size-objective", choices=("trainable_params", "adapter_params"), default="trainable_params",
+                   help="what the size objective counts: the entries the optimiser updates (default), or the "
+                   "entries of the saved adapter a user ships (VeRA's shared projections, AdaLoRA after rank "
+                   "allocation)")
     s.add_argument("--startup-trials", type=_positive_int, help="random trials before the sampler's model "
                    "takes over (default: a quarter of --trials, 4 to 10)")
     s.add_argument("--seed", type=_seed, default=0,

@@ -33,13 +33,13 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, max_length=args.max_length, train_subset=args.train_subset,
             eval_subset=args.eval_subset, out=args.out, resume=args.resume, executor=args.executor,
             ray_address=args.ray_address, workers=args.workers, cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial, progress=progress,
+            gpus_per_trial=args.gpus_per_trial, size_objective=args.size_objective, progress=progress,
             messages=lambda line: print(f"autopeft: {line}", file=sys.stderr))
         if bar is not None:
             bar.n = result.settings.trials
     finally:
         if bar is not None:
             bar.close()
-    print(front_text(result.results))
+    print(front_text(result.results, result.settings.objectives))
     print(f"\nrun directory: {result.path}  (results.csv, pareto.csv, dashboard.html, study.db, search.log)")
     return 0

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from autopeft.run.pareto import ObjectiveBounds, hypervolume_history, pareto_front, pareto_mask
+from autopeft.run.settings import OBJECTIVES
 
 MIB = 1024**2
-COSTS = ("trainable_params", "peak_memory")
 BASELINE_COLUMNS = ("label", "accuracy", "trainable_params", "peak_memory")
 
 
@@ -39,6 +39,7 @@ class Trials:
     peak_memory_mib: tuple[float, ...] = ()
     hover: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()  # the export command of each trial, shown when it is clicked
+    size: tuple[float, ...] = ()  # the search's size objective (trainable_params, or adapter_params when chosen)
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -61,7 +62,7 @@ class Unfinished:
 class FrontLine:
     """The front of accuracy against one cost alone, cheapest first: the staircase a panel draws."""
 
-    cost: str  # "trainable_params" or "peak_memory"
+    cost: str  # the size objective or "peak_memory"
     trials: tuple[int, ...]
     x: tuple[float, ...]  # the cost (parameters, or memory in MiB)
     y: tuple[float, ...]  # accuracy
@@ -82,6 +83,7 @@ class Baselines:
     trainable_params: tuple[int, ...]
     peak_memory_mib: tuple[float, ...]
     hover: tuple[str, ...]
+    size: tuple[float, ...] = ()  # the size objective (NaN where the baselines file lacks it)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -127,7 +129,7 @@ class RunPlot:
     title: str
     pareto: Trials  # on the three-objective front, most accurate first
     dominated: Trials  # the other completed trials, in trial order
-    fronts: tuple[FrontLine, ...]  # one per cost in COSTS
+    fronts: tuple[FrontLine, ...]  # one per cost: the size objective, then peak memory
     failed: Unfinished
     running: Unfinished
     hypervolume: Series  # x: trial number, y: share of the reference box dominated (see pareto.py)
@@ -147,6 +149,15 @@ class DashboardData:
     runs: tuple[RunPlot, ...]
     bounds: ObjectiveBounds | None  # the normalisation every run's hypervolume shares
     message: str | None  # shown instead of plots when no run has a completed trial
+    objectives: tuple[str, ...] = OBJECTIVES  # the runs' (their size objective names the parameters axis)
+
+    @property
+    def size(self) -> str:
+        return self.objectives[1]
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        return self.objectives[1:]
 
     @property
     def completed(self) -> int:
@@ -171,6 +182,7 @@ class RunInput:
     run_ref: str = "RUN"  # how export commands name the run directory
     baselines: pd.DataFrame | None = None
     notes: tuple[str, ...] = ()
+    objectives: tuple[str, ...] = OBJECTIVES  # the search's (its size objective may be adapter_params)
 
 
 # --- texts --------------------------------------------------------------------------------------------
@@ -220,9 +232,10 @@ def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return rows.to_dict("records")
 
 
-def _trials(rows: pd.DataFrame, run_name: str | None, run_ref: str) -> Trials:
+def _trials(rows: pd.DataFrame, run_name: str | None, run_ref: str, size: str) -> Trials:
     records = _records(rows)
     return Trials(
+        size=tuple(float(r[size]) for r in records),
         trials=tuple(int(r["trial"]) for r in records),
         accuracy=tuple(float(r["accuracy"]) for r in records),
         trainable_params=tuple(int(r["trainable_params"]) for r in records),
@@ -258,9 +271,9 @@ def _hypervolume(done: pd.DataFrame, bounds: ObjectiveBounds | None) -> Series:
     return Series(tuple(float(t) for t in trials), tuple(float(v) for v in volumes))
 
 
-def _front_rows(done: pd.DataFrame, run_ref: str) -> tuple[FrontRow, ...]:
+def _front_rows(done: pd.DataFrame, run_ref: str, objectives: tuple[str, ...]) -> tuple[FrontRow, ...]:
     rows = []
-    for r in _records(pareto_front(done)):
+    for r in _records(pareto_front(done, objectives)):
         trial = int(r["trial"])
         rows.append(FrontRow(trial, float(r["accuracy"]), int(r["trainable_params"]), _number(r.get("trainable_pct")),
                              float(r["peak_memory"]) / MIB, _text(r.get("configuration")),
@@ -268,11 +281,12 @@ def _front_rows(done: pd.DataFrame, run_ref: str) -> tuple[FrontRow, ...]:
     return tuple(rows)
 
 
-def _baselines(frame: pd.DataFrame | None) -> Baselines | None:
+def _baselines(frame: pd.DataFrame | None, size: str) -> Baselines | None:
     if frame is None or frame.empty:
         return None
     records = _records(frame)
     return Baselines(
+        size=tuple(_number(r.get(size)) or math.nan for r in records),
         labels=tuple(str(r["label"]) for r in records),
         accuracy=tuple(float(r["accuracy"]) for r in records),
         trainable_params=tuple(int(r["trainable_params"]) for r in records),
@@ -358,11 +372,10 @@ def _parallel(done: pd.DataFrame) -> Parallel | None:
 # --- the whole dashboard ------------------------------------------------------------------------------
 
 
-def _completed(table: pd.DataFrame) -> pd.DataFrame:
+def _completed(table: pd.DataFrame, objectives: Sequence[str] = OBJECTIVES) -> pd.DataFrame:
     if table.empty:
         return table
-    objectives = ["accuracy", *COSTS]
-    return table[table["status"].eq("complete") & table[objectives].notna().all(axis=1)]
+    return table[table["status"].eq("complete") & table[list(objectives)].notna().all(axis=1)]
 
 
 def _state_notes(name: str, done: pd.DataFrame, failed: Unfinished, running: Unfinished) -> list[str]:
@@ -383,13 +396,15 @@ def _state_notes(name: str, done: pd.DataFrame, failed: Unfinished, running: Unf
     return notes
 
 
-def run_plot(run: RunInput, bounds: ObjectiveBounds | None, label_runs: bool) -> RunPlot:
+def run_plot(run: RunInput, bounds: ObjectiveBounds | None, label_runs: bool,
+             objectives: tuple[str, ...] = OBJECTIVES) -> RunPlot:
     table = run.table
     hover_name = run.name if label_runs else None
-    done = _completed(table)
+    size = objectives[1]
+    done = _completed(table, objectives)
     if not table.empty:
-        on_front = pareto_mask(done) if not done.empty else pd.Series(False, index=done.index)
-        front = done[on_front].sort_values(["accuracy", "trainable_params"], ascending=[False, True])
+        on_front = pareto_mask(done, objectives) if not done.empty else pd.Series(False, index=done.index)
+        front = done[on_front].sort_values(["accuracy", size], ascending=[False, True])
         failed = _unfinished(table[table["status"].eq("fail")], "failed", hover_name)
         running = _unfinished(table[table["status"].eq("running")], "running", hover_name)
         dominated = done[~on_front].sort_values("trial")
@@ -400,31 +415,35 @@ def run_plot(run: RunInput, bounds: ObjectiveBounds | None, label_runs: bool) ->
     return RunPlot(
         name=run.name,
         title=run.title,
-        pareto=_trials(front, hover_name, run.run_ref),
-        dominated=_trials(dominated, hover_name, run.run_ref),
-        fronts=tuple(_front_line(done, cost) for cost in COSTS) if not done.empty else (),
+        pareto=_trials(front, hover_name, run.run_ref, size),
+        dominated=_trials(dominated, hover_name, run.run_ref, size),
+        fronts=tuple(_front_line(done, cost) for cost in objectives[1:]) if not done.empty else (),
         failed=failed,
         running=running,
         hypervolume=_hypervolume(done, bounds),
         parallel=_parallel(done) if not done.empty else None,
-        table=_front_rows(done, run.run_ref) if not done.empty else (),
-        baselines=_baselines(run.baselines),
+        table=_front_rows(done, run.run_ref, objectives) if not done.empty else (),
+        baselines=_baselines(run.baselines, size),
         notes=tuple(notes),
     )
 
 
 def dashboard_runs(runs: Sequence[RunInput], title: str) -> DashboardData:
     """The plot data of one or more runs; several runs share one hypervolume normalisation."""
-    bounds = ObjectiveBounds.of([_completed(r.table) for r in runs])
-    plots = tuple(run_plot(r, bounds, label_runs=len(runs) > 1) for r in runs)
+    # Runs drawn together share one set of objectives; runs that optimised different sizes are compared on
+    # the default objectives (both counts are in every results table).
+    kinds = {r.objectives for r in runs}
+    objectives = kinds.pop() if len(kinds) == 1 else OBJECTIVES
+    bounds = ObjectiveBounds.of([_completed(r.table, objectives) for r in runs], objectives)
+    plots = tuple(run_plot(r, bounds, len(runs) > 1, objectives) for r in runs)
     message = None
     if not any(p.completed for p in plots):
         message = "\n".join(note for p in plots for note in p.notes) or "No completed trial yet."
-    return DashboardData(title, plots, bounds, message)
+    return DashboardData(title, plots, bounds, message, objectives)
 
 
 def dashboard_data(table: pd.DataFrame, title: str, *, name: str = "run", run_ref: str = "RUN",
-                   baselines: pd.DataFrame | None = None) -> DashboardData:
+                   baselines: pd.DataFrame | None = None, objectives: tuple[str, ...] = OBJECTIVES) -> DashboardData:
     """The plot data of one run's results table (what the search rewrites after every trial)."""
-    return dashboard_runs([RunInput(name, table, title, run_ref, baselines)], title)
+    return dashboard_runs([RunInput(name, table, title, run_ref, baselines, objectives=objectives)], title)
 

@@ -14,13 +14,14 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from autopeft.dashboard.data import COSTS, DashboardData, RunPlot, Trials
+from autopeft.dashboard.data import DashboardData, RunPlot, Trials
 from autopeft.run.pareto import REFERENCE
 
 # One colour per run; the single-run dashboard keeps the classic red front on grey.
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 GREY = "#9aa0a6"
-COST_LABELS = {"trainable_params": "trainable parameters (log)", "peak_memory": "peak training memory (MiB)"}
+COST_LABELS = {"trainable_params": "trainable parameters (log)", "adapter_params": "saved adapter entries (log)",
+               "peak_memory": "peak training memory (MiB)"}
 HOVER = "%{text}<extra></extra>"
 
 
@@ -42,17 +43,18 @@ def _label(run: RunPlot, what: str, single: bool) -> str:
 
 
 def _x(points: Trials, cost: str) -> Sequence[float]:
-    return points.trainable_params if cost == "trainable_params" else points.peak_memory_mib
+    return points.peak_memory_mib if cost == "peak_memory" else points.size
 
 
 def fronts_figure(data: DashboardData) -> go.Figure:
-    """Accuracy against trainable parameters (log) and against peak memory, one panel each."""
+    """Accuracy against the size objective (log) and against peak memory, one panel each."""
     single = len(data.runs) == 1
-    fig = make_subplots(rows=1, cols=len(COSTS), shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=[f"accuracy vs {COST_LABELS[c].removesuffix(' (log)')}" for c in COSTS])
+    costs = data.costs
+    fig = make_subplots(rows=1, cols=len(costs), shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[f"accuracy vs {COST_LABELS[c].removesuffix(' (log)')}" for c in costs])
     for index, run in enumerate(data.runs):
         colour = _colour(index)
-        for col, cost in enumerate(COSTS, start=1):
+        for col, cost in enumerate(costs, start=1):
             first = col == 1
             line = next((f for f in run.fronts if f.cost == cost), None)
             if line is not None:
@@ -75,13 +77,13 @@ def fronts_figure(data: DashboardData) -> go.Figure:
             if run.baselines is not None:
                 b = run.baselines
                 fig.add_trace(go.Scatter(
-                    x=b.trainable_params if cost == "trainable_params" else b.peak_memory_mib, y=b.accuracy,
+                    x=b.peak_memory_mib if cost == "peak_memory" else b.size, y=b.accuracy,
                     mode="markers+text", text=b.labels, textposition="top center", hovertext=b.hover,
                     hovertemplate="%{hovertext}<extra></extra>", name=_label(run, "baseline", single),
                     legendgroup=f"{index}-baseline", showlegend=first,
                     marker={"symbol": "star", "size": 14, "color": "black", "line": {"color": colour, "width": 1}}),
                     row=1, col=col)
-            fig.update_xaxes(title_text=COST_LABELS[cost], type="log" if cost == "trainable_params" else "linear",
+            fig.update_xaxes(title_text=COST_LABELS[cost], type="linear" if cost == "peak_memory" else "log",
                              row=1, col=col)
     fig.update_yaxes(title_text="accuracy", row=1, col=1)
     fig.update_layout(height=520, legend={"orientation": "h", "y": -0.2})
@@ -99,17 +101,17 @@ def objectives_3d_figure(data: DashboardData) -> go.Figure:
             (run.pareto, "Pareto-optimal", {"color": colour, "size": 6, "line": {"color": "black", "width": 1}}),
         ):
             fig.add_trace(go.Scatter3d(
-                x=points.trainable_params, y=points.peak_memory_mib, z=points.accuracy, mode="markers",
+                x=points.size, y=points.peak_memory_mib, z=points.accuracy, mode="markers",
                 name=_label(run, what, single), marker=marker, text=points.hover, hovertemplate=HOVER,
                 customdata=points.commands))
         if run.baselines is not None:
             b = run.baselines
             fig.add_trace(go.Scatter3d(
-                x=b.trainable_params, y=b.peak_memory_mib, z=b.accuracy, mode="markers+text", text=b.labels,
+                x=b.size, y=b.peak_memory_mib, z=b.accuracy, mode="markers+text", text=b.labels,
                 hovertext=b.hover, hovertemplate="%{hovertext}<extra></extra>", name=_label(run, "baseline", single),
                 marker={"symbol": "diamond", "size": 6, "color": "black"}))
     fig.update_layout(height=620, scene={
-        "xaxis": {"title": {"text": "trainable parameters"}, "type": "log"},
+        "xaxis": {"title": {"text": COST_LABELS[data.size].removesuffix(" (log)")}, "type": "log"},
         "yaxis": {"title": {"text": "peak memory (MiB)"}},
         "zaxis": {"title": {"text": "accuracy"}},
     }, margin={"l": 0, "r": 0, "t": 30, "b": 0})

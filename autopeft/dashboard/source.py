@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASELINES_FILE = "baselines.csv"
-NUMERIC = ("trial", "accuracy", "trainable_params", "peak_memory", "trainable_pct", "learning_rate")
+NUMERIC = ("trial", "accuracy", "trainable_params", "adapter_params", "peak_memory", "trainable_pct",
+           "learning_rate")
 
 
 class RunReader:
@@ -71,7 +72,8 @@ class RunReader:
             table = results_table([], settings.base_params)
         baselines, baseline_notes = read_baselines(self.run.path / BASELINES_FILE, self.name)
         title = f"{settings.task}, {settings.model_name}, sampler {settings.sampler}"
-        return RunInput(self.name, _typed(table), title, self.ref, baselines, tuple(notes + baseline_notes))
+        return RunInput(self.name, _typed(table), title, self.ref, baselines, tuple(notes + baseline_notes),
+                        settings.objectives)
 
     def _trials_not_in(self, known: set[int], running_only: bool) -> list[FrozenTrial]:
         import optuna

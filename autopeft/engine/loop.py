@@ -22,7 +22,7 @@ from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, space_conditions
 from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
 from autopeft.run.journal import ResultJournal
-from autopeft.run.settings import SearchSettings
+from autopeft.run.settings import OBJECTIVES, SearchSettings
 from autopeft.run.storage import (
     ATTR_CANDIDATE,
     ATTR_DESCRIPTION,
@@ -47,7 +47,13 @@ class TooManyFailures(AutopeftError, RuntimeError):
     """Trials keep failing; going on would only burn compute."""
 
 
-def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = None) -> int:
+def objective_values(result: Mapping[str, Any], objectives: tuple[str, ...]) -> list[float]:
+    """A completed trial's result (`TrialResult.to_dict()`) as the study's values, in the order of `objectives`."""
+    return [float(result[name]) for name in objectives]
+
+
+def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = None,
+                        objectives: tuple[str, ...] = OBJECTIVES) -> int:
     """Trials left running by a killed driver are finished: one whose result was stored before the kill (the
     result goes in first, the state after), or kept in the journal when the database could not take it, keeps
     it; the others are marked failed (interrupted) and so run again as new trials. Returns how many were left
@@ -62,7 +68,7 @@ def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = Non
     for t in stale:
         result = t.user_attrs.get(ATTR_RESULT) or {}
         if result.get("status") == "complete":
-            study.tell(t.number, [result["accuracy"], float(result["trainable_params"]), float(result["peak_memory"])])
+            study.tell(t.number, objective_values(result, objectives))
             continue
         if result.get("status") == "failed":
             set_running_trial_user_attr(study, t, ATTR_FAILURE, result.get("failure") or "unknown failure")
@@ -100,7 +106,7 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
                 executor: Executor, on_progress: Callable[[optuna.Study], None],
                 on_status: Callable[[str], None] | None) -> optuna.Study:
     run.journal.reserve()
-    probe = run.create_study(sampler=None)
+    probe = run.create_study(sampler=None, objectives=settings.objectives)
     existing = len(probe.trials)
     memory = memory_of(failures_of(probe))
     keys = TrialKeys.of_study(probe)
@@ -115,10 +121,10 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
     # A resumed search must not replay the random proposals of its first part.
     sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
                            search_budgets(settings, spec, rules_out),
-                           reference_point=spec.reference_point.by_objective(),
+                           objectives=settings.objectives, reference_point=spec.reference_point.by_objective(),
                            conditions=space_conditions(spec, settings.num_layers))
-    study = run.create_study(sampler)
-    if recover_interrupted(study, run.journal):
+    study = run.create_study(sampler, settings.objectives)
+    if recover_interrupted(study, run.journal, settings.objectives):
         on_progress(study)
     loop = _Loop(study, settings, spec, layout, executor, run, memory, keys)
     try:
@@ -279,7 +285,7 @@ class _Loop:
                              f"; {kept} kept in {self.run.journal.path} and stored on resume")
 
     def _record(self, trial: optuna.Trial, candidate: Candidate, result: TrialResult) -> None:
-        _record(self.study, trial, result)
+        _record(self.study, trial, result, self.settings.objectives)
         self.keys.mark(candidate.key(), trial.number, COMPLETE if result.ok else FAILED)
         if result.ok:
             self.completed += 1
@@ -334,11 +340,10 @@ def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate) -
     )
 
 
-def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult) -> None:
+def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult, objectives: tuple[str, ...]) -> None:
     trial.set_user_attr(ATTR_RESULT, result.to_dict())
     if result.ok:
-        assert result.accuracy is not None and result.trainable_params is not None and result.peak_memory is not None
-        study.tell(trial, [result.accuracy, float(result.trainable_params), float(result.peak_memory)])
+        study.tell(trial, objective_values(result.to_dict(), objectives))
     else:
         trial.set_user_attr(ATTR_FAILURE, result.failure or "unknown failure")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -26,7 +26,7 @@ from autopeft.space.spec import SearchSpec
 BUDGET_AWARE = ("bo",)  # the samplers that use `Budgets` (and their cost model); the others ignore them
 
 # Parameter counts and memory are positive and spread over orders of magnitude: `bo` models their logs.
-LOG_OBJECTIVES = ("trainable_params", "peak_memory")
+LOG_OBJECTIVES = ("trainable_params", "adapter_params", "peak_memory")
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,10 @@ class Budgets:
         for name, value in given.items():
             if value is not None and value <= 0:
                 raise UsageError(f"the budget on {name} must be > 0, got {value}")
-            if value is not None and name not in objectives:
-                raise UsageError(f"a budget on {name} needs {name} among the objectives ({', '.join(objectives)})")
-        return tuple(given.get(name) for name in objectives)
+        # A budget on a count that is not an objective (trainable parameters while the search minimises the saved
+        # adapter's size) is not the sampler's to steer by: the workers enforce it.
+        limits = tuple(given.get(name) for name in objectives)
+        return limits if any(v is not None for v in limits) else None
 
     def indexed_cost_model(self, objectives: Sequence[str]) -> CostModel | None:
         """The cost model as `BoOptions.cost_model`: objective indices instead of names."""

@@ -10,6 +10,7 @@ import pandas as pd
 from autopeft import units
 from autopeft.errors import ExportError, UsageError
 from autopeft.run.pareto import pareto_front
+from autopeft.run.settings import OBJECTIVES
 from autopeft.units import format_mib
 
 MIB = 1024**2
@@ -51,15 +52,15 @@ def parse_size(text: str) -> int:
     return size
 
 
-def knee_point(front: pd.DataFrame) -> pd.Series:
+def knee_point(front: pd.DataFrame, size: str = "trainable_params") -> pd.Series:
     """The Pareto-optimal trial closest to the ideal point once each objective is scaled to [0, 1].
 
-    Scaling runs over the front itself, with trainable parameters and peak memory on a log scale
+    Scaling runs over the front itself, with the size objective and peak memory on a log scale
     (they span orders of magnitude); 0 is the best value seen for each objective, so the knee is the
     configuration that gives up the least, in balance, on all three at once.
     """
     columns = [-front["accuracy"].to_numpy(dtype=float),
-               np.log(front["trainable_params"].to_numpy(dtype=float)),
+               np.log(front[size].to_numpy(dtype=float)),
                np.log(front["peak_memory"].to_numpy(dtype=float))]
     scaled = []
     for values in columns:
@@ -69,7 +70,8 @@ def knee_point(front: pd.DataFrame) -> pd.Series:
     return front.iloc[int(np.argmin(distance))]
 
 
-def choose(table: pd.DataFrame, pick: Pick) -> list[pd.Series]:
+def choose(table: pd.DataFrame, pick: Pick, objectives: tuple[str, ...] = OBJECTIVES) -> list[pd.Series]:
+    """The trials an export asks for; fronts and knees on the search's own `objectives`."""
     done = table[table["status"].eq("complete")] if not table.empty else table
     if pick.trial is not None:
         rows = table[table["trial"].eq(pick.trial)] if not table.empty else table
@@ -92,11 +94,11 @@ def choose(table: pd.DataFrame, pick: Pick) -> list[pd.Series]:
         raise ExportError(f"no completed trial meets the budget ({pick.describe()}); the closest is "
                           f"{_closest(done, pick)}")
     if pick.whole_front:
-        return [row for _, row in pareto_front(within).iterrows()]
+        return [row for _, row in pareto_front(within, objectives).iterrows()]
     if pick.strategy == "knee":
-        return [knee_point(pareto_front(within))]
+        return [knee_point(pareto_front(within, objectives), objectives[1])]
     # Ties in accuracy go to the cheaper configuration.
-    return [within.sort_values(["accuracy", "trainable_params", "peak_memory"],
+    return [within.sort_values(["accuracy", objectives[1], "peak_memory"],
                                ascending=[False, True, True]).iloc[0]]
 
 

@@ -59,7 +59,8 @@ def export_run(run: RunDir, *, out: str | Path | None, trial: int | None, pick: 
     memory = parse_size(max_memory) if isinstance(max_memory, str) else max_memory
     choice = Pick(strategy=pick, trial=trial, max_params=max_params, max_memory=memory, whole_front=whole_front)
     settings = run.settings()
-    rows = choose(results_table(run.load_study().get_trials(deepcopy=False), settings.base_params), choice)
+    rows = choose(results_table(run.load_study().get_trials(deepcopy=False), settings.base_params), choice,
+                  settings.objectives)
     name = f"{run.path.name}-front" if whole_front else f"{run.path.name}-trial{int(rows[0]['trial'])}"
     target = Path(out) if out else Path("exports") / name
     check_out_dir(target, force)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from autopeft.run.settings import DIRECTIONS, OBJECTIVES
+from autopeft.run.settings import DIRECTION_OF, OBJECTIVES
 
 
 def _minimization_matrix(table: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:
     """Objective values as an (n, k) array in which smaller is better in every column."""
     columns = []
     for name in objectives:
-        sign = -1.0 if DIRECTIONS[OBJECTIVES.index(name)] == "maximize" else 1.0
+        sign = -1.0 if DIRECTION_OF[name] == "maximize" else 1.0
         columns.append(sign * table[name].to_numpy(dtype=float))
     return np.stack(columns, axis=1) if columns else np.empty((len(table), 0))
 
@@ -60,7 +60,7 @@ def pareto_mask(table: pd.DataFrame, objectives: Sequence[str] = OBJECTIVES) -> 
 def pareto_front(table: pd.DataFrame, objectives: Sequence[str] = OBJECTIVES) -> pd.DataFrame:
     """The Pareto-optimal rows, most accurate first."""
     front = table[pareto_mask(table, objectives)]
-    return front.sort_values(["accuracy", "trainable_params"], ascending=[False, True])
+    return front.sort_values(["accuracy", objectives[1]], ascending=[False, True])
 
 
 # --- hypervolume -------------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def pareto_front(table: pd.DataFrame, objectives: Sequence[str] = OBJECTIVES) ->
 # [0, 1.1]^3 that the front dominates, in [0, 1].
 
 REFERENCE = 1.1
-_LOG_SCALED = frozenset({"trainable_params", "peak_memory"})
+_LOG_SCALED = frozenset({"trainable_params", "adapter_params", "peak_memory"})
 
 
 @dataclass(frozen=True)

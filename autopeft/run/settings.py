@@ -7,7 +7,11 @@ from typing import Any
 
 from autopeft.space.spec import BudgetSpec
 
-OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
+OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")  # a search's objectives unless told otherwise
+# The size objective may be the entries the optimiser updates (the default) or the entries of the saved adapter.
+SIZE_OBJECTIVES = ("trainable_params", "adapter_params")
+DIRECTION_OF = {"accuracy": "maximize", "trainable_params": "minimize", "adapter_params": "minimize",
+                "peak_memory": "minimize"}
 # The samplers a search can use (`autopeft.engine.samplers.make_sampler` builds them).
 SAMPLERS = ("bo", "random", "tpe", "nsga2", "gp", "botorch")
 DIRECTIONS = ("maximize", "minimize", "minimize")
@@ -32,7 +36,13 @@ class SearchSettings:
     cpus_per_trial: float | None = None
     gpus_per_trial: float = 0.0
     ray_address: str | None = None
+    size_objective: str = "trainable_params"  # one of SIZE_OBJECTIVES
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def objectives(self) -> tuple[str, str, str]:
+        """The study's objectives, in order: accuracy, the size objective, peak memory."""
+        return ("accuracy", self.size_objective, "peak_memory")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial
 from autopeft.errors import RunDirError
 from autopeft.files import write_atomically
 from autopeft.run.journal import ResultJournal
-from autopeft.run.settings import DIRECTIONS, OBJECTIVES, SearchSettings
+from autopeft.run.settings import DIRECTION_OF, OBJECTIVES, SearchSettings
 
 STUDY_NAME = "autopeft"
 LOCK_FILE = ".lock"  # held (flock) by the driver of a running search; holds its process id
@@ -168,14 +168,15 @@ class RunDir:
         finally:
             os.close(fd)  # releases the lock
 
-    def create_study(self, sampler: optuna.samplers.BaseSampler | None) -> optuna.Study:
-        directions = [optuna.study.StudyDirection[d.upper()] for d in DIRECTIONS]
+    def create_study(self, sampler: optuna.samplers.BaseSampler | None,
+                     objectives: tuple[str, ...] = OBJECTIVES) -> optuna.Study:
+        directions = [optuna.study.StudyDirection[DIRECTION_OF[name].upper()] for name in objectives]
         study = optuna.create_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler,
                                     directions=directions, load_if_exists=True)
         if study.metric_names is None:  # optuna-dashboard and other readers show the objectives by name
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(list(OBJECTIVES))
+                study.set_metric_names(list(objectives))
         return study
 
     def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
@@ -194,10 +195,14 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         result: dict[str, Any] = t.user_attrs.get(ATTR_RESULT, {})
         values = t.values if t.state == optuna.trial.TrialState.COMPLETE and t.values else [None] * 3
         row: dict[str, Any] = {"trial": t.number, "status": t.state.name.lower()}
-        row.update(dict(zip(OBJECTIVES, values, strict=True)))
+        # Both counts come from the trial's result, whichever of them the study optimises (its second value).
+        row.update(accuracy=values[0], trainable_params=result.get("trainable_params", values[1]),
+                   peak_memory=values[2])
+        if values[0] is None:
+            row["trainable_params"] = None
         params = row["trainable_params"]
         row["trainable_pct"] = 100.0 * params / base_params if params is not None else None
-        row["adapter_params"] = result.get("adapter_params")  # entries in the saved adapter (not an objective)
+        row["adapter_params"] = result.get("adapter_params") if values[0] is not None else None
         row["memory_method"] = result.get("memory_method")
         row["configuration"] = t.user_attrs.get(ATTR_DESCRIPTION, "")
         row["method"] = candidate.get("method")
