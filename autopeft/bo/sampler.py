@@ -140,6 +140,18 @@ class BoSampler(optuna.samplers.BaseSampler):
     def options(self) -> BoOptions:
         return self._options
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (Ray Tune checkpoints its searcher): the lock and the fitted model are left behind and made
+        again; the warm start and the cost model's answers are kept."""
+        state = dict(self.__dict__)
+        state["_lock"] = None
+        state["_fitted"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def reseed_rng(self) -> None:
         self._seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._independent.reseed_rng()
