@@ -16,17 +16,16 @@ import math
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autopeft.compat import ray_bootstrap_address, route_ray_error_messages
 from autopeft.errors import AutopeftError, first_line
+from autopeft.stderr_capture import held_stderr
 from autopeft.training.trial import TrialRequest, TrialResult, TrialRunner
 
 log = logging.getLogger(__name__)
@@ -277,22 +276,13 @@ class RayExecutor(Executor):
         self._keep_logs()
 
 
-@contextlib.contextmanager
-def _stderr_into_log() -> Iterator[None]:
+def _stderr_into_log() -> contextlib.AbstractContextManager[None]:
     """Ray's C++ core writes connection retries straight to file descriptor 2: they go to the log instead."""
-    with tempfile.TemporaryFile() as sink:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode(errors="replace").strip()
-            if text:
-                log.info("Ray, while connecting:\n%s", text)
+    def to_log(text: str) -> None:
+        if text.strip():
+            log.info("Ray, while connecting:\n%s", text.strip())
+
+    return held_stderr(to_log)
 
 
 def _connect_failure(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from autopeft.stderr_capture import held_stderr
 from autopeft.training.loop import trainable_parameters
 
 CUDA_METHOD = "cuda-max-allocated"
@@ -102,25 +103,16 @@ def _profiled_peak(step: Any) -> int:
     return max(0, int(max(totals)))
 
 
-@contextlib.contextmanager
-def _quiet_kineto() -> Any:
+def _quiet_kineto() -> contextlib.AbstractContextManager[None]:
     """The profiler's backend writes a line on the process's stderr as it starts and as it stops ('USDT: ...
     profiler_start'), with no setting to turn that off; a trial run in the terminal's process (the local
-    executor, `space show`) would print them over the progress line. The descriptor is held for the step, and
-    anything else written meanwhile is passed on."""
+    executor, `space show`) would print them over the progress line. Anything else written meanwhile is passed
+    on."""
     import sys
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            rest = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
-                    if not line.startswith("USDT:")]
-            if rest:
-                sys.stderr.write("".join(rest))
+    def pass_on(text: str) -> None:
+        rest = [line for line in text.splitlines(keepends=True) if not line.startswith("USDT:")]
+        if rest:
+            sys.stderr.write("".join(rest))
+
+    return held_stderr(pass_on)

@@ -124,38 +124,51 @@ def _zdt1_max_hv(ref: Sequence[float]) -> float:
     return float(area + (ref[0] - 1.0) * ref[1])
 
 
-# --- a PEFT-like problem on autopeft's own search space ---------------------------------------------
-HIDDEN, FFN, LAYERS = 768, 3072, 12
-SHAPES = {"q": (HIDDEN, HIDDEN), "k": (HIDDEN, HIDDEN), "v": (HIDDEN, HIDDEN), "o": (HIDDEN, HIDDEN),
-          "up": (HIDDEN, FFN), "down": (FFN, HIDDEN)}
+# --- PEFT-like problems on autopeft's own search space ----------------------------------------------
 ROLES = {"attn_qv": ("q", "v"), "attn_all": ("q", "k", "v", "o"), "ffn": ("up", "down"),
          "all_linear": ("q", "k", "v", "o", "up", "down")}
-HEAD = HIDDEN * HIDDEN + HIDDEN + 2 * HIDDEN + 2
-BASE_BYTES = 110e6 * 4  # frozen fp32 weights
-LAYER_ACTIVATION_BYTES = 55e6  # saved for backward per layer at batch 32 x 128 tokens
 
 
-def peft_params(c: Candidate) -> int:
-    """Trainable parameters: adapters (LoRA r(i+o), LoHa twice that, IA3 one vector) plus the classifier head."""
-    total = HEAD
-    for rank in c.layer_ranks:
-        if rank <= 0:
-            continue
-        for role in ROLES[c.target_modules]:
-            d_in, d_out = SHAPES[role]
-            if c.method == "ia3":
-                total += d_in if role == "down" else d_out
-            else:
-                total += (2 if c.method == "loha" else 1) * rank * (d_in + d_out)
-    return total
+@dataclass(frozen=True)
+class Encoder:
+    """The sizes of a made-up transformer encoder: what parameter counts and memory follow from."""
+
+    hidden: int
+    ffn: int
+    layers: int
+    head: int  # the classifier's trainable entries
+    base_bytes: float  # frozen fp32 weights
+    layer_activation_bytes: float  # saved for backward per layer at the benchmark's batch
+
+    def shape(self, role: str) -> tuple[int, int]:
+        h, f = self.hidden, self.ffn
+        return {"up": (h, f), "down": (f, h)}.get(role, (h, h))
+
+    def params(self, c: Candidate) -> int:
+        """Trainable parameters: adapters (LoRA r(i+o), LoHa twice that, IA3 one vector) plus the head."""
+        total = self.head
+        for rank in c.layer_ranks:
+            if rank <= 0:
+                continue
+            for role in ROLES[c.target_modules]:
+                d_in, d_out = self.shape(role)
+                if c.method == "ia3":
+                    total += d_in if role == "down" else d_out
+                else:
+                    total += (2 if c.method == "loha" else 1) * rank * (d_in + d_out)
+        return total
+
+    def memory(self, c: Candidate, params: int) -> float:
+        """Peak bytes: weights, 16 bytes per trainable entry, activations from the lowest adapted layer up."""
+        per_layer = self.layer_activation_bytes * (0.6 if c.method == "ia3" else 1.0) * (
+            1.0 + 0.15 * len(ROLES[c.target_modules]) / 6)
+        return self.base_bytes + 16.0 * params + per_layer * (self.layers - min(c.active_layers))
 
 
-def peft_memory(c: Candidate, params: int) -> float:
-    """Peak bytes: weights, 16 bytes per trainable entry, activations from the lowest adapted layer up."""
-    lowest = min(c.active_layers)
-    per_layer = LAYER_ACTIVATION_BYTES * (0.6 if c.method == "ia3" else 1.0) * (
-        1.0 + 0.15 * len(ROLES[c.target_modules]) / 6)
-    return BASE_BYTES + 16.0 * params + per_layer * (LAYERS - lowest)
+BASE = Encoder(hidden=768, ffn=3072, layers=12, head=768 * 768 + 768 + 2 * 768 + 2, base_bytes=110e6 * 4,
+               layer_activation_bytes=55e6)  # BERT-base, its pooler trained, at batch 32 x 128 tokens
+LAYERS = BASE.layers
+HEAD = BASE.head
 
 
 def peft_accuracy(c: Candidate, params: int) -> float:
@@ -206,8 +219,8 @@ def _peft_problem() -> Problem:
 
     def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
         c = suggest_candidate(trial, spec, LAYERS)
-        params = peft_params(c)
-        return peft_accuracy(c, params), float(params), peft_memory(c, params)
+        params = BASE.params(c)
+        return peft_accuracy(c, params), float(params), BASE.memory(c, params)
 
     def to_loss(v: np.ndarray) -> np.ndarray:
         return np.stack([-v[:, 0], np.log10(v[:, 1]), np.log10(v[:, 2])], axis=1)
@@ -220,19 +233,16 @@ def _peft_problem() -> Problem:
                    objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate, to_loss=to_loss,
                    ref_point=(-0.8, 7.0, 9.5), max_hv=None,
                    ends={"accurate": (-0.89, 7.0, 9.5), "cheap": (-0.8, math.log10(8e5), 9.5)},
-                   cost_model=exact_count(spec, LAYERS, peft_params))
+                   cost_model=exact_count(spec, LAYERS, BASE.params))
 
 
 # --- a wider PEFT problem whose accurate end holds much of the hypervolume ---------------------------
 # 24 layers at RoBERTa-large's widths. IA3 is cheap and mediocre; the most accurate configurations are LoRA
 # and LoHa at high rank on many modules, millions of parameters: a sampler has to go far up the parameter
 # axis to find them, which a reference point set at the front's early nadir does not reward.
-WIDE_HIDDEN, WIDE_FFN, WIDE_LAYERS = 1024, 4096, 24
-WIDE_SHAPES = {"q": (WIDE_HIDDEN, WIDE_HIDDEN), "k": (WIDE_HIDDEN, WIDE_HIDDEN), "v": (WIDE_HIDDEN, WIDE_HIDDEN),
-               "o": (WIDE_HIDDEN, WIDE_HIDDEN), "up": (WIDE_HIDDEN, WIDE_FFN), "down": (WIDE_FFN, WIDE_HIDDEN)}
-WIDE_HEAD = 2 * WIDE_HIDDEN + 2  # a linear classifier on the pooled output
-WIDE_BASE_BYTES = 355e6 * 4
-WIDE_LAYER_ACTIVATION_BYTES = 70e6
+WIDE = Encoder(hidden=1024, ffn=4096, layers=24, head=2 * 1024 + 2, base_bytes=355e6 * 4,
+               layer_activation_bytes=70e6)  # RoBERTa-large's sizes, a linear classifier on the pooled output
+WIDE_LAYERS, WIDE_HEAD = WIDE.layers, WIDE.head
 
 WIDE_SPACE = """
 method: {choices: [lora, loha, ia3]}
@@ -243,27 +253,6 @@ method_params:
   lora: {lora_alpha: {choices: [8, 16, 32, 64]}}
   loha: {alpha: {choices: [8, 16, 32, 64]}}
 """
-
-
-def wide_params(c: Candidate) -> int:
-    total = WIDE_HEAD
-    for rank in c.layer_ranks:
-        if rank <= 0:
-            continue
-        for role in ROLES[c.target_modules]:
-            d_in, d_out = WIDE_SHAPES[role]
-            if c.method == "ia3":
-                total += d_in if role == "down" else d_out
-            else:
-                total += (2 if c.method == "loha" else 1) * rank * (d_in + d_out)
-    return total
-
-
-def wide_memory(c: Candidate, params: int) -> float:
-    lowest = min(c.active_layers)
-    per_layer = WIDE_LAYER_ACTIVATION_BYTES * (0.6 if c.method == "ia3" else 1.0) * (
-        1.0 + 0.15 * len(ROLES[c.target_modules]) / 6)
-    return WIDE_BASE_BYTES + 16.0 * params + per_layer * (WIDE_LAYERS - lowest)
 
 
 def wide_accuracy(c: Candidate, params: int) -> float:
@@ -291,8 +280,8 @@ def _peft_wide_problem() -> Problem:
 
     def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
         c = suggest_candidate(trial, spec, WIDE_LAYERS)
-        params = wide_params(c)
-        return wide_accuracy(c, params), float(params), wide_memory(c, params)
+        params = WIDE.params(c)
+        return wide_accuracy(c, params), float(params), WIDE.memory(c, params)
 
     return Problem(name="peft-wide", description="a PEFT space at 24 layers (RoBERTa-large widths): lora, loha, ia3 "
                    "(29 parameters, 2 conditional), accuracy rising with capacity up to millions of parameters; "
@@ -302,7 +291,7 @@ def _peft_wide_problem() -> Problem:
                    objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate, to_loss=_log_loss,
                    ref_point=(-0.75, 8.0, 10.0), max_hv=None,
                    ends={"accurate": (-0.84, 8.0, 10.0), "cheap": (-0.75, 5.5, 10.0)},
-                   cost_model=exact_count(spec, WIDE_LAYERS, wide_params))
+                   cost_model=exact_count(spec, WIDE_LAYERS, WIDE.params))
 
 
 def _log_loss(v: np.ndarray) -> np.ndarray:

@@ -13,13 +13,13 @@ import optuna
 import pytest
 
 from autopeft.adapters.models import inspect_model, resolve_model
-from autopeft.engine.executors import Executor
 from autopeft.engine.loop import run_search
 from autopeft.errors import WriteError
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
 from autopeft.space.spec import load_spec
-from autopeft.training.trial import TrialRequest, TrialResult
+from autopeft.training.trial import TrialResult
+from tests.engine.test_loop import ScriptedExecutor
 
 
 @pytest.fixture
@@ -64,33 +64,24 @@ def test_a_full_disk_is_one_line_and_the_search_resumes(small_disk: Path, sst2_s
     assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 2 and (run / "dashboard.html").is_file()
 
 
-class _FillsTheDisk(Executor):
-    """Finishes trials in order; just before trial `fill_at` reports, it fills the disk to the last byte."""
+class _FillsTheDisk(ScriptedExecutor):
+    """The loop tests' scripted executor; just before trial `fill_at` reports, it fills the disk to the last byte."""
 
-    def __init__(self, ballast: Path, fill_at: int) -> None:
-        self.slots, self.ballast, self.fill_at = 1, ballast, fill_at
-        self.queue: list[int] = []
-        self.submitted: list[int] = []
-
-    def submit(self, key: int, request: TrialRequest) -> None:
-        self.queue.append(key)
-        self.submitted.append(key)
+    def __init__(self, run: RunDir, ballast: Path, fill_at: int) -> None:
+        super().__init__(run, slots=1)
+        self.ballast, self.fill_at = ballast, fill_at
 
     def wait_any(self) -> list[tuple[int, TrialResult]]:
-        key = self.queue.pop(0)
-        if key == self.fill_at:
+        if self.queue and self.queue[0] == self.fill_at:
             with contextlib.suppress(OSError), open(self.ballast, "wb") as f:
                 while True:
                     f.write(b"\0" * 4096)
                     f.flush()
-        return [(key, TrialResult(status="complete", accuracy=0.5 + key / 100, trainable_params=100 + key,
-                                  peak_memory=1000 + key))]
+        return super().wait_any()
 
-    def in_flight(self) -> int:
-        return len(self.queue)
-
-    def close(self) -> None:
-        self.queue.clear()
+    @property
+    def submitted(self) -> list[int]:
+        return [trial for what, trial, _ in self.events if what == "submit"]
 
 
 @pytest.mark.timeout(120)
@@ -104,7 +95,7 @@ def test_a_result_the_full_database_cannot_take_is_journalled_and_stored_on_resu
     run = RunDir(small_disk / "run")
     run.create(settings, "")
     ballast = small_disk / "ballast"
-    first = _FillsTheDisk(ballast, fill_at=1)
+    first = _FillsTheDisk(run, ballast, fill_at=1)
     with pytest.raises(WriteError) as stopped:
         run_search(run, settings, spec, info.layout, first, lambda s: None)
     assert str(stopped.value).startswith(f"cannot write {run.study_db} (")
@@ -113,7 +104,7 @@ def test_a_result_the_full_database_cannot_take_is_journalled_and_stored_on_resu
     assert [number for number, _ in run.journal.entries()] == [1]
 
     ballast.unlink()  # room again
-    resumed = _FillsTheDisk(ballast, fill_at=-1)
+    resumed = _FillsTheDisk(run, ballast, fill_at=-1)
     study = run_search(run, settings, spec, info.layout, resumed, lambda s: None)
     kept = study.trials[1]
     assert kept.state.name == "COMPLETE" and kept.values == [0.51, 101.0, 1001.0]
