@@ -168,27 +168,52 @@ class Encoder:
 BASE = Encoder(hidden=768, ffn=3072, layers=12, head=768 * 768 + 768 + 2 * 768 + 2, base_bytes=110e6 * 4,
                layer_activation_bytes=55e6)  # BERT-base, its pooler trained, at batch 32 x 128 tokens
 LAYERS = BASE.layers
-HEAD = BASE.head
 
 
-def peft_accuracy(c: Candidate, params: int) -> float:
-    """A smooth, made-up accuracy landscape with the usual shape: capacity helps with diminishing returns,
-    upper layers matter more, each method has its best learning rate, LoRA wants alpha near 2 r."""
-    capacity = math.log10(max(params - HEAD, 1))
-    weights = np.array([0.4 + 0.6 * i / (LAYERS - 1) for i in range(LAYERS)])
-    coverage = float(weights[list(c.active_layers)].sum() / weights.sum())
-    acc = 0.80 + 0.07 / (1 + math.exp(-2.0 * (capacity - 4.8))) + 0.035 * coverage ** 0.7
-    acc += {"lora": 0.0, "loha": -0.004, "ia3": -0.012}[c.method]
-    acc += {"attn_qv": 0.0, "attn_all": 0.003, "ffn": 0.005, "all_linear": 0.008}[c.target_modules]
-    best_lr = {"lora": 1.2e-3, "loha": 8e-4, "ia3": 2.8e-3}[c.method]
-    acc -= 0.04 * math.log10(c.learning_rate / best_lr) ** 2
-    params_by_name = dict(c.method_params)
-    alpha = params_by_name.get("lora_alpha", params_by_name.get("alpha"))
-    ranks = [r for r in c.layer_ranks if r > 0]
-    if alpha is not None and c.method != "ia3":
-        acc -= 0.006 * math.log2(float(alpha) / (2 * float(np.mean(ranks)))) ** 2
-    jitter = int.from_bytes(hashlib.sha256(repr(c).encode()).digest()[:4], "little") / 2**32 - 0.5
-    return float(min(0.95, max(0.5, acc + 0.004 * jitter)))  # a fixed seed's run-to-run wobble
+@dataclass(frozen=True)
+class Landscape:
+    """A smooth, made-up accuracy landscape with the usual shape: capacity helps with diminishing returns (a
+    logistic in log10 adapter entries), upper layers matter more, each method and preset has its offset and each
+    method its best learning rate, LoRA wants alpha near 2 r; clipped to [0.5, 0.95], with a fixed wobble."""
+
+    encoder: Encoder
+    base: float
+    gain: float  # what capacity adds at most
+    slope: float
+    midpoint: float  # log10 adapter entries at half the gain
+    coverage_gain: float
+    coverage_power: float
+    lowest_layer_weight: float  # the bottom layer's weight in coverage (the top layer's is 1)
+    method_offset: Mapping[str, float]
+    preset_offset: Mapping[str, float]
+    best_lr: Mapping[str, float]
+    lr_penalty: float  # per squared decade away from the best learning rate
+    alpha_penalty: float  # per squared octave of alpha away from 2 r
+
+    def accuracy(self, c: Candidate, params: int) -> float:
+        layers = self.encoder.layers
+        capacity = math.log10(max(params - self.encoder.head, 1))
+        low = self.lowest_layer_weight
+        weights = np.array([low + (1 - low) * i / (layers - 1) for i in range(layers)])
+        coverage = float(weights[list(c.active_layers)].sum() / weights.sum())
+        acc = (self.base + self.gain / (1 + math.exp(-self.slope * (capacity - self.midpoint)))
+               + self.coverage_gain * coverage ** self.coverage_power)
+        acc += self.method_offset[c.method] + self.preset_offset[c.target_modules]
+        acc -= self.lr_penalty * math.log10(c.learning_rate / self.best_lr[c.method]) ** 2
+        params_by_name = dict(c.method_params)
+        alpha = params_by_name.get("lora_alpha", params_by_name.get("alpha"))
+        ranks = [r for r in c.layer_ranks if r > 0]
+        if alpha is not None and c.method != "ia3":
+            acc -= self.alpha_penalty * math.log2(float(alpha) / (2 * float(np.mean(ranks)))) ** 2
+        jitter = int.from_bytes(hashlib.sha256(repr(c).encode()).digest()[:4], "little") / 2**32 - 0.5
+        return float(min(0.95, max(0.5, acc + 0.004 * jitter)))  # a fixed seed's run-to-run wobble
+
+
+BASE_LANDSCAPE = Landscape(
+    BASE, base=0.80, gain=0.07, slope=2.0, midpoint=4.8, coverage_gain=0.035, coverage_power=0.7,
+    lowest_layer_weight=0.4, method_offset={"lora": 0.0, "loha": -0.004, "ia3": -0.012},
+    preset_offset={"attn_qv": 0.0, "attn_all": 0.003, "ffn": 0.005, "all_linear": 0.008},
+    best_lr={"lora": 1.2e-3, "loha": 8e-4, "ia3": 2.8e-3}, lr_penalty=0.04, alpha_penalty=0.006)
 
 
 def exact_count(spec: Any, layers: int, count: Callable[[Candidate], int]
@@ -214,24 +239,28 @@ method_params:
 """
 
 
-def _peft_problem() -> Problem:
-    spec = parse_spec(PEFT_SPACE, source="benchmark peft space")
+def _evaluator(spec: Any, landscape: Landscape) -> Callable[[optuna.Trial], tuple[float, ...]]:
+    """A trial's objectives on a made-up encoder: accuracy, trainable parameters, peak memory."""
+    encoder = landscape.encoder
 
     def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
-        c = suggest_candidate(trial, spec, LAYERS)
-        params = BASE.params(c)
-        return peft_accuracy(c, params), float(params), BASE.memory(c, params)
+        c = suggest_candidate(trial, spec, encoder.layers)
+        params = encoder.params(c)
+        return landscape.accuracy(c, params), float(params), encoder.memory(c, params)
 
-    def to_loss(v: np.ndarray) -> np.ndarray:
-        return np.stack([-v[:, 0], np.log10(v[:, 1]), np.log10(v[:, 2])], axis=1)
+    return evaluate
 
+
+def _peft_problem() -> Problem:
+    spec = parse_spec(PEFT_SPACE, source="benchmark peft space")
     return Problem(name="peft", description="a PEFT space at 12 layers: lora, loha, ia3 (17 parameters, 2 conditional; "
                    "3 categorical, 12 ordinal, 1 log-continuous), accuracy max, params and memory min; "
                    "hypervolume of (-accuracy, log10 params, log10 bytes) against (-0.8, 7, 9.5); accurate end: "
                    "accuracy above 0.89; cheap end: under 8e5 parameters (the head has 5.9e5)",
                    directions=("maximize", "minimize", "minimize"),
-                   objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate, to_loss=to_loss,
-                   ref_point=(-0.8, 7.0, 9.5), max_hv=None,
+                   objectives=("accuracy", "trainable_params", "peak_memory"),
+                   evaluate=_evaluator(spec, BASE_LANDSCAPE), to_loss=_log_loss, ref_point=(-0.8, 7.0, 9.5),
+                   max_hv=None,
                    ends={"accurate": (-0.89, 7.0, 9.5), "cheap": (-0.8, math.log10(8e5), 9.5)},
                    cost_model=exact_count(spec, LAYERS, BASE.params))
 
@@ -242,7 +271,7 @@ def _peft_problem() -> Problem:
 # axis to find them, which a reference point set at the front's early nadir does not reward.
 WIDE = Encoder(hidden=1024, ffn=4096, layers=24, head=2 * 1024 + 2, base_bytes=355e6 * 4,
                layer_activation_bytes=70e6)  # RoBERTa-large's sizes, a linear classifier on the pooled output
-WIDE_LAYERS, WIDE_HEAD = WIDE.layers, WIDE.head
+WIDE_LAYERS = WIDE.layers
 
 WIDE_SPACE = """
 method: {choices: [lora, loha, ia3]}
@@ -255,40 +284,24 @@ method_params:
 """
 
 
-def wide_accuracy(c: Candidate, params: int) -> float:
-    """Capacity keeps paying up to millions of parameters (a hard task on a large model), and each method
-    has a narrow best learning rate, two orders apart, so careless draws sit near chance."""
-    capacity = math.log10(max(params - WIDE_HEAD, 1))
-    weights = np.array([0.3 + 0.7 * i / (WIDE_LAYERS - 1) for i in range(WIDE_LAYERS)])
-    coverage = float(weights[list(c.active_layers)].sum() / weights.sum())
-    acc = 0.60 + 0.26 / (1 + math.exp(-1.8 * (capacity - 5.6))) + 0.05 * coverage ** 0.8
-    acc += {"lora": 0.0, "loha": -0.006, "ia3": 0.06}[c.method]  # IA3 does well for its size, no better
-    acc += {"attn_qv": 0.0, "attn_all": 0.004, "ffn": 0.008, "all_linear": 0.014}[c.target_modules]
-    best_lr = {"lora": 5e-4, "loha": 1e-3, "ia3": 5e-3}[c.method]
-    acc -= 0.08 * math.log10(c.learning_rate / best_lr) ** 2
-    params_by_name = dict(c.method_params)
-    alpha = params_by_name.get("lora_alpha", params_by_name.get("alpha"))
-    ranks = [r for r in c.layer_ranks if r > 0]
-    if alpha is not None and c.method != "ia3":
-        acc -= 0.005 * math.log2(float(alpha) / (2 * float(np.mean(ranks)))) ** 2
-    jitter = int.from_bytes(hashlib.sha256(repr(c).encode()).digest()[:4], "little") / 2**32 - 0.5
-    return float(min(0.95, max(0.5, acc + 0.004 * jitter)))
+# Capacity keeps paying up to millions of parameters (a hard task on a large model), and each method has a narrow
+# best learning rate, two orders apart, so careless draws sit near chance; IA3 does well for its size, no better.
+WIDE_LANDSCAPE = Landscape(
+    WIDE, base=0.60, gain=0.26, slope=1.8, midpoint=5.6, coverage_gain=0.05, coverage_power=0.8,
+    lowest_layer_weight=0.3, method_offset={"lora": 0.0, "loha": -0.006, "ia3": 0.06},
+    preset_offset={"attn_qv": 0.0, "attn_all": 0.004, "ffn": 0.008, "all_linear": 0.014},
+    best_lr={"lora": 5e-4, "loha": 1e-3, "ia3": 5e-3}, lr_penalty=0.08, alpha_penalty=0.005)
 
 
 def _peft_wide_problem() -> Problem:
     spec = parse_spec(WIDE_SPACE, source="benchmark peft-wide space")
-
-    def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
-        c = suggest_candidate(trial, spec, WIDE_LAYERS)
-        params = WIDE.params(c)
-        return wide_accuracy(c, params), float(params), WIDE.memory(c, params)
-
     return Problem(name="peft-wide", description="a PEFT space at 24 layers (RoBERTa-large widths): lora, loha, ia3 "
                    "(29 parameters, 2 conditional), accuracy rising with capacity up to millions of parameters; "
                    "hypervolume of (-accuracy, log10 params, log10 bytes) against (-0.75, 8, 10), where IA3's best "
                    "(about 0.82) lies; accurate end: accuracy above 0.84; cheap end: under 3e5 parameters",
                    directions=("maximize", "minimize", "minimize"),
-                   objectives=("accuracy", "trainable_params", "peak_memory"), evaluate=evaluate, to_loss=_log_loss,
+                   objectives=("accuracy", "trainable_params", "peak_memory"),
+                   evaluate=_evaluator(spec, WIDE_LANDSCAPE), to_loss=_log_loss,
                    ref_point=(-0.75, 8.0, 10.0), max_hv=None,
                    ends={"accurate": (-0.84, 8.0, 10.0), "cheap": (-0.75, 5.5, 10.0)},
                    cost_model=exact_count(spec, WIDE_LAYERS, WIDE.params))
