@@ -149,7 +149,7 @@ def summarise(results: dict[str, Any], problems: dict[str, Any]) -> dict[str, An
         if table:
             summary["hypervolume"][name] = table
             summary["trials_for_bo_to_match"][name] = _trials_to_match(results, name)
-        for measure in MEASURES:
+        for measure in MEASURES if getattr(problems[name], "ends", None) else ():  # PEFT problems only
             per_sampler = {}
             for sampler in ORDER:
                 curves = _curves(results, name, sampler, measure)
