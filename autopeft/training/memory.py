@@ -1,8 +1,8 @@
 """Peak training memory of one step (the `peak_memory` objective; see DESIGN.md).
 
-Full-size training steps are run and their allocations measured: forward, backward, gradient clipping and an
-AdamW step, as training does, the second step with the optimiser's state already held. The steps run at
-learning rate 0, so the weights do not move, and their gradients and optimiser state are dropped afterwards.
+A full-size training step is run and its allocations measured: forward, backward, gradient clipping and an
+AdamW step, as training does, with the optimiser's state already held, as in every step after the first. It runs
+at learning rate 0, so the weights do not move, and its gradients and optimiser state are dropped afterwards.
 The same quantity is what a memory budget is checked against and what is reported, on CUDA and on CPU alike.
 """
 
@@ -57,17 +57,20 @@ def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, r
 
 
 def _training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
-    """Two steps: the first creates the optimiser's state; the second is a step as every later one in training
-    is, with that state held through forward and backward (for full fine-tuning that is twice the weights)."""
+    """A step as every step after the first is: the optimiser's state is created first (a step on zero
+    gradients), and held through forward and backward (for full fine-tuning that is twice the weights)."""
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=0.0)  # the training loop's optimiser
-    for _ in range(2):
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        del loss
-        optimizer.zero_grad(set_to_none=True)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    del loss
+    optimizer.zero_grad(set_to_none=True)
     optimizer.state.clear()
 
 

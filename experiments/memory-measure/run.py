@@ -140,8 +140,8 @@ def main() -> int:
               "reserve out in the same way).", "",
               "The CPU figure had been an account (weights, three times the trainable entries, the bytes autograd "
               "saves): 15% low for top-layer LoRA and 10% high for full fine-tuning against a measured step. It "
-              "is gone; the reported figure is the profiler's measurement of two training steps, the second with "
-              "the optimiser's state held through forward and backward."]
+              "is gone; the reported figure is the profiler's measurement of one training step with the optimiser's "
+              "state held through forward and backward, as in every step after the first."]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     return 0
 
