@@ -61,8 +61,8 @@ def resolve_source(task: Task, data_dir: str | None) -> DataSource:
                             f"expected {root}/{task.glue_dir}/train.tsv and {task.eval_file}")
         if task.has_header:
             try:
-                with path.open(encoding="utf-8") as f:
-                    header = f.readline().rstrip("\n").split("\t")
+                with path.open(encoding="utf-8-sig") as f:  # a byte-order mark (spreadsheets write one) is skipped
+                    header = f.readline().rstrip("\r\n").split("\t")
             except UnicodeDecodeError as exc:
                 raise TaskError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
             missing = [c for c in (*task.tsv_text, task.tsv_label) if isinstance(c, str) and c not in header]
@@ -109,7 +109,7 @@ def load_split(source: DataSource, split: str) -> Examples:
 def _read_tsv(task: Task, path: Path) -> Examples:
     csv.field_size_limit(sys.maxsize)
     try:
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:  # as above: a byte-order mark is not text
             rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     except UnicodeDecodeError as exc:
         raise TaskError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
