@@ -61,12 +61,9 @@ def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = Non
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
     kept = dict(journal.entries()) if journal is not None else {}
     for t in stale:
-        if t.number in kept:
+        if t.number in kept:  # stored with the trial first, as the loop would have
             set_running_trial_user_attr(study, t, ATTR_RESULT, kept[t.number])
-    if kept:
-        stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
-    for t in stale:
-        result = t.user_attrs.get(ATTR_RESULT) or {}
+        result = kept.get(t.number) or t.user_attrs.get(ATTR_RESULT) or {}
         if result.get("status") == "complete":
             study.tell(t.number, objective_values(result, objectives))
             continue
@@ -341,9 +338,10 @@ def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate) -
 
 
 def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult, objectives: tuple[str, ...]) -> None:
-    trial.set_user_attr(ATTR_RESULT, result.to_dict())
+    stored = result.to_dict()
+    trial.set_user_attr(ATTR_RESULT, stored)
     if result.ok:
-        study.tell(trial, objective_values(result.to_dict(), objectives))
+        study.tell(trial, objective_values(stored, objectives))
     else:
         trial.set_user_attr(ATTR_FAILURE, result.failure or "unknown failure")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

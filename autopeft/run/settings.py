@@ -14,7 +14,6 @@ DIRECTION_OF = {"accuracy": "maximize", "trainable_params": "minimize", "adapter
                 "peak_memory": "minimize"}
 # The samplers a search can use (`autopeft.engine.samplers.make_sampler` builds them).
 SAMPLERS = ("bo", "random", "tpe", "nsga2", "gp", "botorch")
-DIRECTIONS = ("maximize", "minimize", "minimize")
 
 
 @dataclass(frozen=True)
