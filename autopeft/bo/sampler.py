@@ -133,6 +133,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         self._lock = threading.Lock()
         self._warm: HyperState | None = None
         self._fitted: tuple[tuple[Any, ...], Any] | None = None  # (data signature, model)
+        self._feasible: tuple[tuple[Any, ...], Predictor] | None = None  # (data signature, feasibility model)
         self._known: dict[Key, dict[int, float]] = {}
         self.last_report: SuggestionReport | None = None
 
@@ -145,7 +146,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         again; the warm start and the cost model's answers are kept."""
         state = dict(self.__dict__)
         state["_lock"] = None
-        state["_fitted"] = None
+        state["_fitted"] = state["_feasible"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -261,9 +262,13 @@ class BoSampler(optuna.samplers.BaseSampler):
         rows = _raw_rows(encoding, failed)
         if not rows.shape[0]:
             return None
-        F = torch.cat([X, encoding.features(rows)])
-        labels = torch.cat([torch.ones(X.shape[0], 1, dtype=DTYPE), -torch.ones(rows.shape[0], 1, dtype=DTYPE)])
-        return Predictor(fit_gp(F, labels, None, self._options.fit))
+        # Refitted only when the data changed, as the objectives' model is (parallel asks reuse it).
+        signature = (encoding.names, X.shape[0], tuple(t.number for t in failed))
+        if self._feasible is None or self._feasible[0] != signature:
+            F = torch.cat([X, encoding.features(rows)])
+            labels = torch.cat([torch.ones(X.shape[0], 1, dtype=DTYPE), -torch.ones(rows.shape[0], 1, dtype=DTYPE)])
+            self._feasible = (signature, Predictor(fit_gp(F, labels, None, self._options.fit)))
+        return self._feasible[1]
 
     def _objective_space(self, study: optuna.Study) -> ObjectiveSpace:
         maximize = tuple(d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions)
