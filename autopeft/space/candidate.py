@@ -251,6 +251,7 @@ def candidate_of(space: CompiledSpace, values: Mapping[str, Any]) -> Candidate:
     if "sparsity.fraction" in values and get_method(method).sparsity:
         sparsity = float(values["sparsity.fraction"])
         init = str(values.get("sparsity.init", "random")) if sparsity > 0 else "random"
+    lr = values.get(f"{method}.learning_rate", values.get("learning_rate"))
     return Candidate(method=method, target_modules=str(values["target_modules"]), layer_ranks=ranks,
-                     learning_rate=float(values["learning_rate"]), method_params=tuple(sorted(params.items())),
+                     learning_rate=float(lr), method_params=tuple(sorted(params.items())),
                      ffn_ranks=ffn, sparsity=sparsity, sparsity_init=init)

@@ -118,7 +118,12 @@ def compile_space(spec: SearchSpec, num_layers: int) -> CompiledSpace:
         add("rank_profile.shape", p.shape)
         add("rank_profile.total_rank", p.total_rank)
         add("rank_profile.first_layer", p.first_layer)
-    add("learning_rate", spec.learning_rate)
+    if spec.method_learning_rates:
+        for method in methods:  # each its own dimension: their scales differ by orders of magnitude
+            add(f"{method}.learning_rate", spec.learning_rate_of(method), Condition(methods=frozenset({method})))
+    else:
+        assert spec.learning_rate is not None  # validated on load
+        add("learning_rate", spec.learning_rate)
     for method in methods:
         for name, dim in spec.method_params.get(method, {}).items():
             add(f"{method}.{name}", dim, Condition(methods=frozenset({method})))

@@ -72,6 +72,10 @@ class BudgetSpec:
     max_length: int = 64
     train_subset: int | None = None  # sentences drawn from the training split; None = all
     eval_subset: int | None = None  # sentences of the evaluation split; None = all
+    # Successive halving over steps: rungs at min_steps * eta^k up to max_steps (None: every trial trains to
+    # max_steps, the full-fidelity search).
+    min_steps: int | None = None
+    eta: int = 3
 
     def replace(self, **changes: int | None) -> BudgetSpec:
         values = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -135,7 +139,7 @@ class SearchSpec:
     source: str
     method: Dimension
     target_modules: Dimension
-    learning_rate: Dimension
+    learning_rate: Dimension | None  # the range of every method without its own; None when each has one
     layer_rank: Dimension | None = None  # one dimension per layer; rank 0 = no adapter in that layer
     ffn_rank: Dimension | None = None  # a second per-layer rank, for the feed-forward modules
     rank_profile: RankProfile | None = None  # instead of layer_rank
@@ -146,11 +150,19 @@ class SearchSpec:
     constraints: Constraints = field(default_factory=Constraints)
     reference_point: ReferencePoint = field(default_factory=ReferencePoint)
     architecture: Architecture | None = None  # module naming for a model family without presets
+    # Per-method ranges (`learning_rate: {lora: .., ia3: .., default: ..}`): the methods' published rates differ
+    # by orders of magnitude, so one shared range leaves some methods at chance. Empty: one shared range.
+    method_learning_rates: Mapping[str, Dimension] = field(default_factory=dict)
 
     def methods(self) -> tuple[str, ...]:
         values = dimension_values(self.method)
         assert values is not None  # validated on load
         return tuple(str(v) for v in values)
+
+    def learning_rate_of(self, method: str) -> Dimension:
+        dim = self.method_learning_rates.get(method, self.learning_rate)
+        assert dim is not None  # validated on load: every method has a range
+        return dim
 
 
 def check_spec_for_model(spec: SearchSpec, num_layers: int) -> None:
@@ -222,10 +234,8 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
             raise SpecError(f"{source}: key 'ffn_rank' goes with 'layer_rank', not with 'rank_profile'")
         ffn_rank = _dimension(raw["ffn_rank"], source, "ffn_rank")
         _check_ranks(ffn_rank, source, "ffn_rank", allow_all_zero=True)
-    lr = _dimension(raw["learning_rate"], source, "learning_rate")
-    _check_positive_number(lr, source, "learning_rate")
-
     methods = dimension_values(method) or ()
+    lr, method_lrs = _learning_rates(raw["learning_rate"], tuple(map(str, methods)), source)
     raw_params = raw.get("method_params") or {}
     if not isinstance(raw_params, dict):
         raise SpecError(f"{source}: key 'method_params' must map method names to their parameters")
@@ -254,7 +264,28 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
                       sparsity=_sparsity(raw.get("sparsity"), source), method_params=params, budget=budget,
                       constraints=_constraints(raw.get("constraints"), source),
                       reference_point=_reference_point(raw.get("reference_point"), source),
-                      architecture=_architecture(raw.get("architecture"), source))
+                      architecture=_architecture(raw.get("architecture"), source), method_learning_rates=method_lrs)
+
+
+def _learning_rates(raw: Any, methods: tuple[str, ...], source: str) -> tuple[Dimension | None, dict[str, Dimension]]:
+    """One shared dimension, or a mapping of method (and `default`, for the methods not listed) to a dimension."""
+    if not (isinstance(raw, dict) and raw and not set(raw) & {"choices", *_RANGE_KEYS}):
+        lr = _dimension(raw, source, "learning_rate")
+        _check_positive_number(lr, source, "learning_rate")
+        return lr, {}
+    for name in raw:
+        if name != "default" and name not in methods:
+            raise SpecError(f"{source}: key 'learning_rate.{name}': {name!r} is not among the space's methods "
+                            f"({', '.join(methods)}); per-method rates are keyed by method, or 'default'")
+    dims = {str(name): _dimension(value, source, f"learning_rate.{name}") for name, value in raw.items()}
+    for name, dim in dims.items():
+        _check_positive_number(dim, source, f"learning_rate.{name}")
+    shared = dims.pop("default", None)
+    missing = [m for m in methods if m not in dims]
+    if missing and shared is None:
+        raise SpecError(f"{source}: key 'learning_rate' gives no range for {', '.join(missing)}; add them, or a "
+                        f"'default:' range for the methods not listed")
+    return shared, dims
 
 
 def _mapping(raw: Any, source: str, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -457,7 +488,7 @@ def _check_positive_number(dim: Dimension, source: str, key: str) -> None:
             raise SpecError(f"{source}: key '{key}' must be positive finite numbers, got {excerpt(v)}")
 
 
-_BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset")
+_BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta")
 
 
 def _budget(raw: Any, source: str) -> BudgetSpec:
@@ -465,13 +496,21 @@ def _budget(raw: Any, source: str) -> BudgetSpec:
         raise SpecError(f"{source}: key 'budget' must be a mapping with keys {', '.join(_BUDGET_KEYS)}")
     reject_unknown(raw, _BUDGET_KEYS, source, "budget.")
     for key, value in raw.items():
-        optional = key in ("train_subset", "eval_subset")
+        optional = key in ("train_subset", "eval_subset", "min_steps")
         if value is None and optional:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            allowed = "a whole number > 0" + (" or null for all" if optional else "")
+            allowed = "a whole number > 0" + ((" or null for no halving" if key == "min_steps" else
+                                                " or null for all") if optional else "")
             raise SpecError(f"{source}: key 'budget.{key}' must be {allowed}, got {value!r}")
-    return BudgetSpec(**raw)
+    budget = BudgetSpec(**raw)
+    if budget.eta < 2:
+        raise SpecError(f"{source}: key 'budget.eta' must be at least 2 (the 1/eta best go on at each rung), got "
+                        f"{budget.eta}")
+    if budget.min_steps is not None and budget.min_steps >= budget.max_steps:
+        raise SpecError(f"{source}: key 'budget.min_steps' ({budget.min_steps}) must be below budget.max_steps "
+                        f"({budget.max_steps}): the first rung comes before the full budget")
+    return budget
 
 
 # --- baselines files ------------------------------------------------------------------------------------

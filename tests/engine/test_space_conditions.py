@@ -49,3 +49,10 @@ def test_a_method_parameter_is_conditional_even_while_every_trial_had_its_method
     assert len(trials) == 3
     assert parent_of(Encoding.from_trials(trials), "lora.lora_alpha") is None  # looks unconditional
     assert parent_of(Encoding.from_trials(trials, conditions), "lora.lora_alpha") == "method"
+
+
+def test_a_per_method_learning_rate_hangs_on_its_method() -> None:
+    conditions = space_conditions(load_spec("default"), 6)
+    for method in load_spec("default").methods():
+        assert conditions[f"{method}.learning_rate"].parent == "method"
+        assert conditions[f"{method}.learning_rate"].values == frozenset({method})

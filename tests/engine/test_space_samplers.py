@@ -42,7 +42,8 @@ def test_samplers_stay_in_the_space_and_are_seeded(name: str) -> None:
         assert c.method in spec.methods()
         assert c.target_modules in (dimension_values(spec.target_modules) or ())
         assert len(c.layer_ranks) == NUM_LAYERS and set(c.layer_ranks) <= ranks and any(c.layer_ranks)
-        assert 3.0e-4 <= c.learning_rate <= 3.0e-3
+        rates = spec.learning_rate_of(c.method)
+        assert rates.low <= c.learning_rate <= rates.high  # type: ignore[union-attr]
     assert draw(name, seed=3) == first
 
 
@@ -55,7 +56,7 @@ def test_all_zero_draw_is_repaired_to_the_top_layer() -> None:
 
 def test_candidate_round_trips_and_reads_well() -> None:
     spec = load_spec("default")
-    trial = optuna.trial.FixedTrial({"method": "lora", "target_modules": "attn_qv", "learning_rate": 1e-3,
+    trial = optuna.trial.FixedTrial({"method": "lora", "target_modules": "attn_qv", "lora.learning_rate": 1e-3,
                                      "lora.lora_alpha": 16, **{f"rank_L{i}": r for i, r in
                                                                enumerate((8, 0, 8, 0, 16, 4))}})
     c = suggest_candidate(trial, spec, 6)

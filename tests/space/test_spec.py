@@ -122,3 +122,67 @@ def test_optional_sections_parse() -> None:
 def test_reference_point_parses_by_objective() -> None:
     spec = parse_spec(VALID + "reference_point: {accuracy: 0.6, peak_memory: 2GiB}\n", "ok.yaml")
     assert spec.reference_point.by_objective() == {"accuracy": 0.6, "peak_memory": 2.0 * 1024**3}
+
+
+PER_METHOD = VALID.replace("learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}\n",
+                           "learning_rate:\n  lora: {low: 1.0e-4, high: 1.0e-3, log: true}\n"
+                           "  ia3: {low: 1.0e-2, high: 3.0e-2, log: true}\n")
+
+
+def test_learning_rates_per_method_are_each_a_dimension_of_their_method() -> None:
+    from autopeft.space.compiled import compile_space
+
+    spec = parse_spec(PER_METHOD, "ok.yaml")
+    assert spec.learning_rate is None
+    assert spec.learning_rate_of("ia3") == FloatRange(1.0e-2, 3.0e-2, log=True)
+    space = compile_space(spec, 3)
+    assert space.get("learning_rate") is None
+    for method in ("lora", "ia3"):
+        dim = space.get(f"{method}.learning_rate")
+        assert dim is not None and dim.condition.methods == frozenset({method})
+        assert dim.dimension == spec.learning_rate_of(method)
+
+
+def test_a_default_rate_covers_the_methods_not_listed() -> None:
+    text = PER_METHOD.replace("  lora: {low: 1.0e-4, high: 1.0e-3, log: true}\n", "  default: 5.0e-4\n")
+    spec = parse_spec(text, "ok.yaml")
+    assert spec.learning_rate_of("lora").value == 5.0e-4  # type: ignore[union-attr]
+    assert spec.learning_rate_of("ia3") == FloatRange(1.0e-2, 3.0e-2, log=True)
+
+
+def test_each_method_trains_at_a_rate_from_its_own_range() -> None:
+    import optuna
+
+    from autopeft.space.candidate import suggest_candidate
+
+    spec = parse_spec(PER_METHOD, "ok.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        candidate = suggest_candidate(trial, spec, 3)
+        low, high = (1.0e-2, 3.0e-2) if candidate.method == "ia3" else (1.0e-4, 1.0e-3)
+        assert low <= candidate.learning_rate <= high
+        assert trial.params[f"{candidate.method}.learning_rate"] == candidate.learning_rate
+        assert "learning_rate" not in trial.params
+        seen.add(candidate.method)
+        study.tell(trial, 0.5)
+    assert seen == {"lora", "ia3"}
+
+
+PER_METHOD_BAD = [
+    ("rate for a method not searched", PER_METHOD.replace("  ia3:", "  vera:"),
+     "key 'learning_rate.vera': 'vera' is not among the space's methods"),
+    ("a method without a rate", PER_METHOD.replace("  ia3: {low: 1.0e-2, high: 3.0e-2, log: true}\n", ""),
+     "key 'learning_rate' gives no range for ia3; add them, or a 'default:' range"),
+    ("a negative rate", PER_METHOD.replace("low: 1.0e-2, high: 3.0e-2", "low: -1.0e-2, high: 3.0e-2"),
+     "key 'learning_rate.ia3': a log range needs low > 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [(t, m) for _, t, m in PER_METHOD_BAD],
+                         ids=[n for n, _, _ in PER_METHOD_BAD])
+def test_bad_per_method_rates_are_one_clear_line(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "bad.yaml")
+    assert message in str(info.value) and "\n" not in str(info.value)
