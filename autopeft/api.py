@@ -133,14 +133,17 @@ def load_run(path: str | Path) -> Run:
 def search(task: str | None = None, *, data_dir: str | None = None, model: str | None = None,
            space: str = "default", sampler: str = "bo", trials: int | None = None, startup_trials: int | None = None,
            seed: int = 0, max_steps: int | None = None, batch_size: int | None = None, max_length: int | None = None,
-           train_subset: int | None = None, eval_subset: int | None = None, out: str | Path | None = None,
+           train_subset: int | None = None, eval_subset: int | None = None, min_steps: int | None = None,
+           eta: int | None = None, out: str | Path | None = None,
            resume: str | Path | None = None, executor: str = "ray", ray_address: str | None = None, workers: int = 1,
            cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, size_objective: str = "trainable_params",
            progress: Callable[[SearchProgress], None] | None = None, messages: Messages = _quiet) -> Run:
     """Run a search (or resume one with `resume=RUN`) until `trials` trials have completed; the run.
 
     Every input is checked before anything is written. `progress` hears after every trial; `messages` gets the
-    lines the command prints (what runs where, what the model cannot take).
+    lines the command prints (what runs where, what the model cannot take). `min_steps` turns on successive
+    halving: rungs at min_steps * eta^k up to max_steps (eta 3 unless given), where the best 1/eta of the trials
+    at a rung, by Pareto rank on all objectives, go on and the rest stop.
     """
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
@@ -152,6 +155,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
+                 "min_steps": min_steps, "eta": eta,
                  "startup_trials": startup_trials,
                  "size_objective": None if size_objective == "trainable_params" else size_objective}
         given = [f"--{k.replace('_', '-')}" for k, v in fixed.items() if v is not None]
@@ -170,7 +174,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
             run_dir, settings, fitted, layout = _new_search(
                 task, data_dir, model, space, sampler, 24 if trials is None else trials, startup_trials, seed,
                 dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
-                     eval_subset=eval_subset),
+                     eval_subset=eval_subset, min_steps=min_steps, eta=eta),
                 out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold, size_objective)
         if fitted.left_out:
             messages(f"left out of the space for this model: {fitted.describe()}")
@@ -196,6 +200,13 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
     task = get_task(task_name)
     spec = load_spec(space)
     budget = spec.budget.replace(**budget_options)
+    if budget.min_steps is not None:
+        from autopeft.engine.halving import rungs_of
+
+        rungs_of(budget)  # --min-steps below --max-steps, --eta at least 2: one line if not
+    elif budget_options.get("eta") is not None:
+        raise UsageError("--eta sets successive halving's rate and needs --min-steps (or budget.min_steps in the "
+                         "space file)")
     ref = resolve_model(model)
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None or not Path(ref.location).exists():
@@ -219,9 +230,15 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
         size_objective=size_objective)
     run.create(settings, resolve_space_path(space).read_text(encoding="utf-8"))
     hold.enter_context(run.locked())
+    halving = ""
+    if budget.min_steps is not None:
+        from autopeft.engine.halving import rungs_of
+
+        levels = rungs_of(budget).levels  # type: ignore[union-attr]
+        halving = f", stopped early by successive halving at steps {', '.join(map(str, levels[:-1]))}"
     messages(f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
-             f"{source.describe()}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}; run directory "
-             f"{run.path}")
+             f"{source.describe()}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}{halving}; run "
+             f"directory {run.path}")
     return run, settings, fitted, info.layout
 
 
@@ -317,8 +334,9 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
     def report(study: Any) -> None:
         table = refresh_run_files(run, study, settings)
         done = table[table["status"].eq("complete")]
+        finished = len(done) + int(table["status"].eq("stopped").sum())  # successive halving's stopped trials too
         if progress is not None:
-            progress(SearchProgress(min(len(done), settings.trials), settings.trials,
+            progress(SearchProgress(min(finished, settings.trials), settings.trials,
                                     float(done["accuracy"].max()) if not done.empty else None,
                                     len(pareto_front(table, settings.objectives)), shown["failures"]))
 

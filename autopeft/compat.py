@@ -78,3 +78,34 @@ def route_ray_error_messages(handle: Any) -> None:
 
     printer.autopeft_original = original  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = printer
+
+
+def method_training_state(model: Any) -> dict[str, Any] | None:
+    """What a method keeps outside the parameters and the optimiser while it trains, for a checkpoint: AdaLoRA's
+    rank allocator (its sensitivity averages and the rank pattern it has settled on). peft offers no public
+    accessor; None for every other method."""
+    allocator = getattr(getattr(model, "base_model", None), "rankallocator", None)
+    if allocator is None:
+        return None
+    config = allocator.peft_config
+    return {"ipt": dict(allocator.ipt), "exp_avg_ipt": dict(allocator.exp_avg_ipt),
+            "exp_avg_unc": dict(allocator.exp_avg_unc), "rank_pattern": config.rank_pattern}
+
+
+def load_method_training_state(model: Any, state: dict[str, Any] | None) -> None:
+    """Put back what `method_training_state` took."""
+    if state is None:
+        return
+    allocator = model.base_model.rankallocator
+    allocator.ipt, allocator.exp_avg_ipt = dict(state["ipt"]), dict(state["exp_avg_ipt"])
+    allocator.exp_avg_unc = dict(state["exp_avg_unc"])
+    allocator.peft_config.rank_pattern = state["rank_pattern"]
+
+
+def live_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.Trial:
+    """A running trial of the study, as the `optuna.Trial` its asker held: a resumed search continues a trial
+    of successive halving that the driver before it had started. Optuna gives trials back only by their storage
+    id, which FrozenTrial keeps in a private field."""
+    import optuna
+
+    return optuna.Trial(study, trial._trial_id)

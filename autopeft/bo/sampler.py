@@ -47,6 +47,8 @@ from autopeft.errors import AutopeftError
 KNOWN_CACHE = 100_000  # cost-model answers kept across suggestions (configurations repeat near the front)
 
 CostModel = Callable[[Mapping[str, Any]], Mapping[int, float]]
+# A study -> the trials the model learns from, each with its objective values (in the study's directions).
+Observations = Callable[[optuna.Study], Sequence[tuple[FrozenTrial, Sequence[float]]]]
 """A configuration's parameters -> objectives known before training, by objective index (e.g. {1: 1.2e5})."""
 
 
@@ -85,6 +87,9 @@ class BoOptions:
     infeasible: Callable[[FrozenTrial], bool] | None = None
     # The space's true conditions, by parameter (None: inferred from the trials, as for any Optuna study).
     conditions: Mapping[str, Condition] | None = None
+    # The trials the model learns from, with their values in the study's directions (None: the completed trials
+    # and their values). Multi-fidelity search gives the results at the highest rung enough trials reached.
+    observations: Observations | None = None
     search: CandidateSearch = field(default_factory=CandidateSearch)
     fit: FitOptions = field(default_factory=FitOptions)
     torch_threads: int | None = 1  # None: leave torch's setting alone
@@ -158,10 +163,16 @@ class BoSampler(optuna.samplers.BaseSampler):
         self._independent.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        complete = _complete(study)
-        if len(complete) < self._options.startup_trials:
+        observed = self._observed(study)
+        if len(observed) < self._options.startup_trials:
             return {}
-        return Encoding.from_trials(complete, self._options.conditions).distributions
+        return Encoding.from_trials([t for t, _ in observed], self._options.conditions).distributions
+
+    def _observed(self, study: optuna.Study) -> Sequence[tuple[FrozenTrial, Sequence[float]]]:
+        given = self._options.observations
+        if given is None:
+            return [(t, t.values) for t in _complete(study)]
+        return [(t, v) for t, v in given(study) if all(np.isfinite(x) for x in v)]
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -187,14 +198,15 @@ class BoSampler(optuna.samplers.BaseSampler):
     def _suggest(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         start = time.perf_counter()
         rng = np.random.default_rng([self._seed, trial.number])
-        complete = _complete(study)
+        observed = self._observed(study)
+        complete = [t for t, _ in observed]
         encoding = Encoding.from_trials(complete, self._options.conditions)
-        rows, values = _observations(encoding, complete)
+        rows, values = _observations(encoding, observed)
         if not rows.shape[0] or encoding.dim == 0:
             return {}
         space = self._objective_space(study).usable_for(values)
         X, Y = encoding.features(rows), torch.from_numpy(space.to_model(values)).to(DTYPE)
-        model, refit = self._model(encoding, complete, X, Y)
+        model, refit = self._model(encoding, observed, X, Y)
 
         pending = _raw_rows(encoding, [t for t in _running(study) if t.number != trial.number and t.params])
         predictor = Predictor(model, encoding.features(pending) if pending.shape[0] else None)
@@ -275,10 +287,10 @@ class BoSampler(optuna.samplers.BaseSampler):
         logs = tuple(j in self._options.log_objectives for j in range(len(maximize)))
         return ObjectiveSpace(maximize, logs)
 
-    def _model(self, encoding: Encoding, complete: Sequence[FrozenTrial], X: torch.Tensor,
+    def _model(self, encoding: Encoding, observed: Sequence[tuple[FrozenTrial, Sequence[float]]], X: torch.Tensor,
                Y: torch.Tensor) -> tuple[Any, bool]:
         """The GP for these observations: reused while no trial completes (parallel asks), else refitted warm."""
-        signature = (encoding.names, tuple(t.number for t in complete))
+        signature = (encoding.names, tuple((t.number, tuple(v)) for t, v in observed))
         if self._fitted is not None and self._fitted[0] == signature:
             return self._fitted[1], False
         model = fit_gp(X, Y, self._warm, self._options.fit)
@@ -335,9 +347,10 @@ def _raw_rows(encoding: Encoding, trials: Sequence[FrozenTrial]) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, len(encoding.params)))
 
 
-def _observations(encoding: Encoding, complete: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
-    """Raw rows `(n, k)` and objective values `(n, M)` of the completed trials the encoding can represent."""
-    pairs = [(r, t.values) for r, t in ((encoding.raw_of(t.params), t) for t in complete) if r is not None]
+def _observations(encoding: Encoding, observed: Sequence[tuple[FrozenTrial, Sequence[float]]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Raw rows `(n, k)` and objective values `(n, M)` of the observed trials the encoding can represent."""
+    pairs = [(r, v) for r, v in ((encoding.raw_of(t.params), v) for t, v in observed) if r is not None]
     if not pairs:
         return np.zeros((0, len(encoding.params))), np.zeros((0, 0))
     return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], dtype=float)

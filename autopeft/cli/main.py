@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-subset", type=_positive_int, help="train on a random subset of this many examples")
     b.add_argument("--eval-subset", type=_positive_int, help="evaluate on the first N of a fixed random "
                    "subset of the evaluation split (default: all of it)")
+    h = s.add_argument_group("successive halving (multi-fidelity search; off unless --min-steps is given)")
+    h.add_argument("--min-steps", type=_positive_int, help="first rung: every trial trains this many steps, then "
+                   "only the best 1/eta at each rung (min-steps*eta^k, up to --max-steps) go on; the rest stop")
+    h.add_argument("--eta", type=_whole_number(2), help="halving rate: 1 in eta trials goes on at each rung "
+                   "(default 3)")
     r = s.add_argument_group("execution")
     r.add_argument("--out", help="run directory to create (default: runs/<task>-<sampler>-<time>)")
     r.add_argument("--resume", metavar="RUN", help="continue the search in this run directory")

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
             args.task, data_dir=args.data_dir, model=args.model, space=args.space, sampler=args.sampler,
             trials=args.trials, startup_trials=args.startup_trials, seed=args.seed, max_steps=args.max_steps,
             batch_size=args.batch_size, max_length=args.max_length, train_subset=args.train_subset,
-            eval_subset=args.eval_subset, out=args.out, resume=args.resume, executor=args.executor,
+            eval_subset=args.eval_subset, min_steps=args.min_steps, eta=args.eta, out=args.out, resume=args.resume,
+            executor=args.executor,
             ray_address=args.ray_address, workers=args.workers, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, size_objective=args.size_objective, progress=progress,
             messages=lambda line: print(f"autopeft: {line}", file=sys.stderr))

@@ -122,6 +122,26 @@ class FrontRow:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One trial's accuracy at each rung of successive halving it reached."""
+
+    trial: int
+    steps: tuple[int, ...]
+    accuracy: tuple[float, ...]
+    status: str  # "complete" (trained the full budget), "stopped" (at its last rung), or "running"/"fail"
+    hover: str
+
+
+@dataclass(frozen=True)
+class LearningCurves:
+    rungs: tuple[int, ...]  # the steps at which trials were ranked (every rung any trial reached)
+    curves: tuple[Curve, ...]  # in trial order
+
+    def stopped_at(self, steps: int) -> int:
+        return sum(1 for c in self.curves if c.status == "stopped" and c.steps[-1] == steps)
+
+
+@dataclass(frozen=True)
 class RunPlot:
     """Everything drawn for one run."""
 
@@ -137,6 +157,7 @@ class RunPlot:
     table: tuple[FrontRow, ...]  # the Pareto set, most accurate first
     baselines: Baselines | None
     notes: tuple[str, ...] = ()  # states and warnings to show above the plots
+    curves: LearningCurves | None = None  # None for a search without successive halving
 
     @property
     def completed(self) -> int:
@@ -212,10 +233,16 @@ def hover_text(row: dict[str, Any] | pd.Series, run_name: str | None = None) -> 
     share = f" ({pct:.3f}% of the model)" if pct is not None else ""
     shipped = _number(row.get("adapter_params"))
     saved = f"<br>saved adapter {int(shipped):,} entries" if shipped is not None else ""
-    return (f"{_trial_line(int(row['trial']), run_name)}<br>{html.escape(_text(row.get('configuration')))}"
-            f"<br>accuracy {float(row['accuracy']):.4f}"
-            f"<br>trainable params {int(row['trainable_params']):,}{share}{saved}"
-            f"<br>peak memory {float(row['peak_memory']) / MIB:.1f} MiB")
+    accuracy, params, memory = (_number(row.get(k)) for k in ("accuracy", "trainable_params", "peak_memory"))
+    # A trial stopped by successive halving has its counts and memory but no full-budget accuracy.
+    lines = [_trial_line(int(row["trial"]), run_name), html.escape(_text(row.get("configuration")))]
+    if accuracy is not None:
+        lines.append(f"accuracy {accuracy:.4f}")
+    if params is not None:
+        lines.append(f"trainable params {int(params):,}{share}{saved}")
+    if memory is not None:
+        lines.append(f"peak memory {memory / MIB:.1f} MiB")
+    return "<br>".join(lines)
 
 
 def export_command(run_ref: str, trial: int) -> str:
@@ -372,6 +399,25 @@ def _parallel(done: pd.DataFrame) -> Parallel | None:
 # --- the whole dashboard ------------------------------------------------------------------------------
 
 
+def _learning_curves(table: pd.DataFrame, run_name: str | None) -> LearningCurves | None:
+    """The rungs' accuracies of every trial (the `accuracy@STEPS` columns of a search with halving)."""
+    columns = sorted((c for c in table.columns if c.startswith("accuracy@")), key=lambda c: int(c[9:]))
+    if not columns:
+        return None
+    rungs = tuple(int(c[9:]) for c in columns)
+    curves = []
+    for record in _records(table):
+        points = [(steps, float(v)) for steps, c in zip(rungs, columns, strict=True)
+                  if (v := _number(record.get(c))) is not None]
+        if points:
+            steps, accuracy = zip(*points, strict=True)
+            ending = "stopped at step" if record["status"] == "stopped" else "reached step"
+            at = ", ".join(f"{a:.4f} at {n}" for n, a in points)
+            hover = f"{hover_text(record, run_name)}<br>accuracy {at}<br>{ending} {steps[-1]}"
+            curves.append(Curve(int(record["trial"]), steps, accuracy, str(record["status"]), hover))
+    return LearningCurves(rungs, tuple(curves))
+
+
 def _completed(table: pd.DataFrame, objectives: Sequence[str] = OBJECTIVES) -> pd.DataFrame:
     if table.empty:
         return table
@@ -425,6 +471,7 @@ def run_plot(run: RunInput, bounds: ObjectiveBounds | None, label_runs: bool,
         table=_front_rows(done, run.run_ref, objectives) if not done.empty else (),
         baselines=_baselines(run.baselines, size),
         notes=tuple(notes),
+        curves=_learning_curves(table, hover_name) if not table.empty else None,
     )
 
 

@@ -179,6 +179,31 @@ def parallel_figure(run: RunPlot) -> go.Figure | None:
     return fig
 
 
+def curves_figure(run: RunPlot) -> go.Figure | None:
+    """Accuracy against training steps for every trial of a search with successive halving: trials that went
+    the full budget in colour, stopped ones in grey ending in a cross at the rung that stopped them, the rungs as
+    dotted lines."""
+    if run.curves is None or not run.curves.curves:
+        return None
+    fig = go.Figure()
+    for curve in run.curves.curves:
+        stopped = curve.status == "stopped"
+        fig.add_trace(go.Scatter(
+            x=curve.steps, y=curve.accuracy, mode="lines+markers", showlegend=False,
+            line={"color": GREY if stopped else PALETTE[0], "width": 1 if stopped else 2},
+            marker={"size": [6] * (len(curve.steps) - 1) + [10 if stopped else 7],
+                    "symbol": ["circle"] * (len(curve.steps) - 1) + ["x" if stopped else "circle"]},
+            text=[curve.hover] * len(curve.steps), hovertemplate=HOVER, name=f"trial {curve.trial}"))
+    for steps in run.curves.rungs:
+        fig.add_vline(x=steps, line={"dash": "dot", "color": GREY, "width": 1},
+                      annotation_text=f"{steps} steps: {run.curves.stopped_at(steps)} stopped",
+                      annotation_position="top")
+    fig.update_xaxes(title_text="training steps (log)", type="log", tickvals=list(run.curves.rungs))
+    fig.update_yaxes(title_text="accuracy")
+    fig.update_layout(height=420)
+    return fig
+
+
 def figures(data: DashboardData) -> tuple[Figure, ...]:
     """Every plot of the page, in page order; none when there is nothing to plot yet."""
     if data.message:
@@ -189,6 +214,10 @@ def figures(data: DashboardData) -> tuple[Figure, ...]:
         Figure("objectives3d", "All three objectives (drag to turn)", objectives_3d_figure(data)),
     ]
     for index, run in enumerate(data.runs):
+        curves = curves_figure(run)
+        if curves is not None:
+            out.append(Figure(f"curves{index}", f"Learning curves of {run.name}: accuracy at each rung of successive "
+                              "halving; grey curves were stopped where they end", curves))
         parallel = parallel_figure(run)
         if parallel is not None:
             out.append(Figure(f"parallel{index}", f"Search dimensions of {run.name}, coloured by accuracy", parallel))

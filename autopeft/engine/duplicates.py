@@ -2,7 +2,8 @@
 
 Keys are `Candidate.key()`: two proposals with equal keys train the same model (a rank that a placement-only
 method reads as on/off, ranks that prompt tuning ignores, learning rates equal to 3 significant digits). A
-proposal whose key completed before is answered from the study; one whose key is running is not trained.
+proposal whose key completed before is answered from the study; one whose key is running, or was stopped by
+successive halving, is not trained.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import optuna
 from autopeft.run.storage import ATTR_CANDIDATE, ATTR_DUPLICATE_OF, ATTR_KEY, ATTR_SKIPPED
 from autopeft.space.candidate import Candidate
 
-COMPLETE, RUNNING, FAILED = "complete", "running", "failed"
+COMPLETE, RUNNING, FAILED, STOPPED = "complete", "running", "failed", "stopped"
 
 
 @dataclass(frozen=True)
 class Seen:
     trial: int  # the trial that trained (or is training) the key
-    state: str  # COMPLETE, RUNNING or FAILED
+    state: str  # COMPLETE, RUNNING, FAILED or STOPPED
 
 
 class TrialKeys:
@@ -34,7 +35,7 @@ class TrialKeys:
     def of_study(cls, study: optuna.Study) -> TrialKeys:
         keys = cls()
         states = {optuna.trial.TrialState.COMPLETE: COMPLETE, optuna.trial.TrialState.RUNNING: RUNNING,
-                  optuna.trial.TrialState.FAIL: FAILED}
+                  optuna.trial.TrialState.FAIL: FAILED, optuna.trial.TrialState.PRUNED: STOPPED}
         for t in study.get_trials(deepcopy=False):
             attrs = t.user_attrs
             if t.state not in states or attrs.get(ATTR_SKIPPED) or attrs.get(ATTR_DUPLICATE_OF) is not None:

@@ -11,13 +11,18 @@ in ASHA, so that no trial waits for others. The objectives passed in are all to 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import optuna
 
 from autopeft.compat import hypervolume
 from autopeft.errors import UsageError
+from autopeft.run.settings import DIRECTION_OF
+from autopeft.run.storage import ATTR_RUNGS
+from autopeft.space.spec import BudgetSpec
 
 
 @dataclass(frozen=True)
@@ -105,3 +110,30 @@ class Rung:
         order = ranking(np.array([self.results[t] for t in trials]))
         keep = max(1, math.floor(len(trials) / eta))
         return trials.index(trial) in order[:keep]
+
+
+def rungs_of(budget: BudgetSpec) -> Rungs | None:
+    """The budget's rungs, or None for a full-fidelity search (no `min_steps`)."""
+    return None if budget.min_steps is None else Rungs(budget.min_steps, budget.max_steps, budget.eta)
+
+
+def maximised(result: Mapping[str, Any], objectives: Sequence[str]) -> tuple[float, ...]:
+    """A result's objectives, each turned to be maximised (costs negated), for ranking at a rung."""
+    return tuple(float(result[name]) * (1.0 if DIRECTION_OF[name] == "maximize" else -1.0) for name in objectives)
+
+
+def rung_observations(study: optuna.Study, rungs: Rungs, objectives: Sequence[str],
+                      enough: int) -> list[tuple[optuna.trial.FrozenTrial, tuple[float, ...]]]:
+    """What a model-based sampler learns from under successive halving: the results at the highest rung that
+    `enough` trials have reached (as BOHB and MOBSTER do), or at the first rung while none has. Accuracy is the
+    rung's; parameter counts and memory do not depend on the steps. Values are in the study's own directions."""
+    by_level: dict[int, list[tuple[optuna.trial.FrozenTrial, tuple[float, ...]]]] = {}
+    for t in study.get_trials(deepcopy=False):
+        for reached in t.user_attrs.get(ATTR_RUNGS) or ():
+            if reached.get("status") == "complete" and reached.get("accuracy") is not None:
+                values = tuple(float(reached[name]) for name in objectives)
+                by_level.setdefault(int(reached["steps"]), []).append((t, values))
+    for level in reversed(rungs.levels):
+        if len(by_level.get(level, ())) >= enough:
+            return by_level[level]
+    return by_level.get(rungs.levels[0], [])

@@ -15,10 +15,11 @@ import optuna
 
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.materialize import adapter_plan
-from autopeft.compat import set_running_trial_user_attr
-from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, TrialKeys
+from autopeft.compat import live_trial, set_running_trial_user_attr
+from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, STOPPED, TrialKeys
 from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
+from autopeft.engine.halving import Rung, Rungs, maximised, rung_observations, rungs_of
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, space_conditions
 from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
 from autopeft.run.journal import ResultJournal
@@ -30,7 +31,9 @@ from autopeft.run.storage import (
     ATTR_FAILURE,
     ATTR_KEY,
     ATTR_RESULT,
+    ATTR_RUNGS,
     ATTR_SKIPPED,
+    ATTR_STOPPED_AT,
     RunDir,
 )
 from autopeft.space.candidate import Candidate, completions_or_none, suggest_candidate
@@ -53,12 +56,15 @@ def objective_values(result: Mapping[str, Any], objectives: tuple[str, ...]) -> 
 
 
 def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = None,
-                        objectives: tuple[str, ...] = OBJECTIVES) -> int:
+                        objectives: tuple[str, ...] = OBJECTIVES,
+                        continues: Callable[[optuna.trial.FrozenTrial], bool] | None = None) -> int:
     """Trials left running by a killed driver are finished: one whose result was stored before the kill (the
     result goes in first, the state after), or kept in the journal when the database could not take it, keeps
-    it; the others are marked failed (interrupted) and so run again as new trials. Returns how many were left
-    running."""
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    it; the others are marked failed (interrupted) and so run again as new trials. A trial of successive halving
+    that `continues` (it has a rung stored and its checkpoint) is left running, for the loop to take on.
+    Returns how many were left running."""
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING
+             and not (continues is not None and continues(t))]
     kept = dict(journal.entries()) if journal is not None else {}
     for t in stale:
         if t.number in kept:  # stored with the trial first, as the loop would have
@@ -77,16 +83,19 @@ def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = Non
     return len(stale)
 
 
-def _counts(study: optuna.Study) -> tuple[int, int]:
-    """Completed trials that trained (not answers from the study), and failed ones."""
+def _counts(study: optuna.Study) -> tuple[int, int, int]:
+    """Completed trials that trained (not answers from the study), failed ones, and ones successive halving
+    stopped."""
     states = Counter(t.state for t in study.get_trials(deepcopy=False) if ATTR_DUPLICATE_OF not in t.user_attrs)
-    return states[optuna.trial.TrialState.COMPLETE], states[optuna.trial.TrialState.FAIL]
+    return (states[optuna.trial.TrialState.COMPLETE], states[optuna.trial.TrialState.FAIL],
+            states[optuna.trial.TrialState.PRUNED])
 
 
 def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: ModuleLayout,
                executor: Executor, on_progress: Callable[[optuna.Study], None],
                on_status: Callable[[str], None] | None = None) -> optuna.Study:
-    """Run until `settings.trials` trials have completed; failed trials are recorded and replaced.
+    """Run until `settings.trials` trials have completed (or, with successive halving, completed or been stopped
+    at a rung); failed trials are recorded and replaced.
 
     Up to `executor.slots` trials run at once. As soon as one finishes it is told to the study and the
     sampler is asked for the next configuration, with the trials still running known to it (they are
@@ -115,18 +124,28 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
         return bool(found) and all(memory.rules_out(c) is not None or keys.get(c.key()) is not None
                                    for c in found or ())
 
+    rungs = rungs_of(settings.budget)
+    observations = None
+    if rungs is not None:
+        def observations(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, tuple[float, ...]]]:
+            return rung_observations(study, rungs, settings.objectives, settings.startup_trials)
+
     # A resumed search must not replay the random proposals of its first part.
     sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
                            search_budgets(settings, spec, rules_out),
                            objectives=settings.objectives, reference_point=spec.reference_point.by_objective(),
-                           conditions=space_conditions(spec, settings.num_layers))
+                           conditions=space_conditions(spec, settings.num_layers), observations=observations)
     study = run.create_study(sampler, settings.objectives)
-    if recover_interrupted(study, run.journal, settings.objectives):
+    continues = (lambda t: _continues(t, run, settings.budget.max_steps)) if rungs is not None else None
+    if recover_interrupted(study, run.journal, settings.objectives, continues):
         on_progress(study)
-    loop = _Loop(study, settings, spec, layout, executor, run, memory, keys)
+    loop = _Loop(study, settings, spec, layout, executor, run, memory, keys, rungs=rungs)
     try:
+        if continues is not None:
+            loop.take_on([t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                          if continues(t)])
         loop.fill()
-        while loop.completed < settings.trials:
+        while loop.finished < settings.trials:
             loop.collect()
             loop.fill()
             on_progress(study)
@@ -137,6 +156,14 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
         loop.interrupt()
         raise
     return study
+
+
+def _continues(t: optuna.trial.FrozenTrial, run: RunDir, max_steps: int) -> bool:
+    """A running trial of successive halving that can go on from its last rung: it has one stored, short of the
+    full budget, and its checkpoint is there (no final result was stored)."""
+    rungs = t.user_attrs.get(ATTR_RUNGS) or []
+    return (ATTR_RESULT not in t.user_attrs and bool(rungs) and int(rungs[-1]["steps"]) < max_steps
+            and run.checkpoint_file(t.number).is_file())
 
 
 def failed_for_its_configuration(t: optuna.trial.FrozenTrial) -> bool:
@@ -187,11 +214,13 @@ class _Loop:
     spec: SearchSpec
     layout: ModuleLayout
     executor: Executor
-    run: RunDir  # for the journal of results the study could not take
+    run: RunDir  # for the journal of results the study could not take, and the checkpoints of halving
     memory: FailureMemory = field(default_factory=FailureMemory)
     keys: TrialKeys = field(default_factory=TrialKeys)
+    rungs: Rungs | None = None  # successive halving's rungs; None: every trial trains the full budget
     pending: dict[int, tuple[optuna.Trial, Candidate]] = field(default_factory=dict)
     completed: int = 0
+    stopped: int = 0  # trials successive halving stopped at a rung (the study's, earlier sessions' included)
     failed: int = 0  # this loop's own failures: a resumed search does not start with its earlier ones
     skipped: int = 0  # proposals not trained because failures rule them out, or their configuration is running
     duplicates: int = 0  # proposals answered from the study: their configuration had completed before
@@ -199,7 +228,13 @@ class _Loop:
     _skips_in_a_row: int = 0
 
     def __post_init__(self) -> None:
-        self.completed = _counts(self.study)[0]
+        complete, _, self.stopped = _counts(self.study)
+        self.completed = complete
+
+    @property
+    def finished(self) -> int:
+        """Trials that ended with a result: at the full budget, or stopped at a rung."""
+        return self.completed + self.stopped
 
     @property
     def max_failures(self) -> int:
@@ -207,7 +242,7 @@ class _Loop:
 
     def fill(self) -> None:
         """Ask for a configuration for every free worker, until enough trials are done or under way."""
-        while len(self.pending) < self.executor.slots and self.completed + len(self.pending) < self.settings.trials:
+        while len(self.pending) < self.executor.slots and self.finished + len(self.pending) < self.settings.trials:
             trial = self.study.ask()
             candidate = suggest_candidate(trial, self.spec, self.settings.num_layers)
             trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
@@ -220,6 +255,8 @@ class _Loop:
             why = self.memory.rules_out(candidate)
             if why is None and seen is not None and seen.state == RUNNING:
                 why = f"the same configuration is training in trial {seen.trial}"
+            if why is None and seen is not None and seen.state == STOPPED:
+                why = f"successive halving stopped the same configuration in trial {seen.trial}"
             if why is not None:
                 self._skip(trial, why)
                 continue
@@ -230,9 +267,50 @@ class _Loop:
             except TrialFailed as exc:
                 self._record(trial, candidate, TrialResult(status="failed", failure=str(exc)))
                 continue
-            self.executor.submit(trial.number, _request(self.settings, self.spec, candidate))
-            self.pending[trial.number] = (trial, candidate)
+            self._submit(trial, candidate, self.rungs.levels[0] if self.rungs is not None else None)
             self.keys.mark(key, trial.number, RUNNING)
+
+    def _submit(self, trial: optuna.Trial, candidate: Candidate, stop_at: int | None) -> None:
+        checkpoint = str(self.run.checkpoint_file(trial.number)) if self.rungs is not None else None
+        self.executor.submit(trial.number, _request(self.settings, self.spec, candidate, stop_at, checkpoint))
+        self.pending[trial.number] = (trial, candidate)
+
+    def take_on(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        """Trials of successive halving a killed driver left between rungs go on from their last stored rung (or
+        stop there), decided again on the study as it is now."""
+        for frozen in trials:
+            candidate = Candidate.from_dict(frozen.user_attrs[ATTR_CANDIDATE])
+            self.keys.mark(candidate.key(), frozen.number, RUNNING)
+            self._decide(live_trial(self.study, frozen), candidate, frozen.user_attrs[ATTR_RUNGS][-1])
+
+    def _reached_rung(self, trial: optuna.Trial, candidate: Candidate, result: TrialResult) -> None:
+        """A leg of successive halving ended at a rung: keep its result, then finish the trial (full budget),
+        send it on to the next rung, or stop it."""
+        leg = result.to_dict()
+        trial.set_user_attr(ATTR_RUNGS, [*(trial.user_attrs.get(ATTR_RUNGS) or []), leg])
+        if result.steps >= self.settings.budget.max_steps:
+            self._record(trial, candidate, result)
+            self.run.checkpoint_file(trial.number).unlink(missing_ok=True)
+            return
+        self._decide(trial, candidate, leg)
+
+    def _decide(self, trial: optuna.Trial, candidate: Candidate, leg: Mapping[str, Any]) -> None:
+        assert self.rungs is not None
+        steps = int(leg["steps"])
+        rung = Rung(steps)
+        for t in self.study.get_trials(deepcopy=False):
+            for reached in t.user_attrs.get(ATTR_RUNGS) or ():
+                if int(reached["steps"]) == steps:
+                    rung.record(t.number, maximised(reached, self.settings.objectives))
+        if rung.goes_on(trial.number, self.rungs.eta):
+            self._submit(trial, candidate, self.rungs.next_level(steps))
+            return
+        trial.set_user_attr(ATTR_RESULT, dict(leg))
+        trial.set_user_attr(ATTR_STOPPED_AT, steps)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        self.keys.mark(candidate.key(), trial.number, STOPPED)
+        self.stopped += 1
+        self.run.checkpoint_file(trial.number).unlink(missing_ok=True)
 
     def _answer_from_study(self, trial: optuna.Trial, original: int) -> None:
         """A proposal whose configuration completed before gets that trial's objectives, without training: the
@@ -269,10 +347,17 @@ class _Loop:
         first_error: optuna.exceptions.StorageInternalError | None = None
         for number, result in finished:
             trial, candidate = self.pending.pop(number)
+            at_rung = self.rungs is not None and result.ok
             try:
-                self._record(trial, candidate, result)
+                if at_rung:
+                    self._reached_rung(trial, candidate, result)
+                else:
+                    self._record(trial, candidate, result)
+                    self.run.checkpoint_file(number).unlink(missing_ok=True)
             except optuna.exceptions.StorageInternalError as exc:  # the database is full: keep the result aside
-                self.run.journal.keep(number, result.to_dict())
+                if not at_rung or result.steps >= self.settings.budget.max_steps:
+                    self.run.journal.keep(number, result.to_dict())
+                # (a rung short of the full budget is trained again from the last stored one, on resume)
                 not_stored.append(number)
                 first_error = first_error or exc
         if first_error is not None:
@@ -307,11 +392,14 @@ class _Loop:
             parts.append(f"skipped {self.skipped}")
         if self.duplicates:
             parts.append(f"{self.duplicates} repeated configurations answered from the study")
+        if self.stopped:
+            parts.append(f"stopped early {self.stopped}")
         return ", ".join(parts)
 
     def interrupt(self) -> None:
         """Trials in flight are recorded as failed (interrupted): the database holds nothing half-told."""
         for trial, _ in self.pending.values():
+            self.run.checkpoint_file(trial.number).unlink(missing_ok=True)
             try:
                 trial.set_user_attr(ATTR_FAILURE, INTERRUPTED)
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -320,7 +408,8 @@ class _Loop:
         self.pending.clear()
 
 
-def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate) -> TrialRequest:
+def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate, stop_at: int | None = None,
+             checkpoint: str | None = None) -> TrialRequest:
     # Every trial uses the search seed (same data order, same head initialisation), so that
     # differences between trials come from their configurations rather than from luck.
     return TrialRequest(
@@ -334,6 +423,8 @@ def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate) -
         architecture=spec.architecture,
         max_trainable_params=spec.constraints.max_trainable_params,
         max_peak_memory=spec.constraints.max_peak_memory,
+        stop_at=stop_at,
+        checkpoint=checkpoint,
     )
 
 

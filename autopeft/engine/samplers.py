@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from autopeft.bo.encoding import Condition
-from autopeft.bo.sampler import BoOptions, BoSampler, CostModel
+from autopeft.bo.sampler import BoOptions, BoSampler, CostModel, Observations
 from autopeft.errors import UsageError
 from autopeft.run.settings import OBJECTIVES, SAMPLERS
 from autopeft.space.compiled import compile_space
@@ -95,7 +95,8 @@ def space_conditions(spec: SearchSpec, num_layers: int) -> dict[str, Condition]:
 
 def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: Sequence[str] = OBJECTIVES,
                reference_point: Mapping[str, float] | None = None,
-               conditions: Mapping[str, Condition] | None = None) -> BoOptions:
+               conditions: Mapping[str, Condition] | None = None,
+               observations: Observations | None = None) -> BoOptions:
     """`BoSampler` options for a study whose objectives are named `objectives` (in the study's order)."""
     budgets = budgets or Budgets()
     given = dict(reference_point or {})
@@ -107,20 +108,25 @@ def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: 
                      log_objectives=tuple(j for j, name in enumerate(objectives) if name in LOG_OBJECTIVES),
                      reference_point=tuple(given.get(name) for name in objectives) if given else None,
                      limits=budgets.limits(objectives), cost_model=budgets.indexed_cost_model(objectives),
-                     rules_out=budgets.rules_out, infeasible=budgets.infeasible, conditions=conditions)
+                     rules_out=budgets.rules_out, infeasible=budgets.infeasible, conditions=conditions,
+                     observations=observations)
 
 
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,
                  objectives: Sequence[str] = OBJECTIVES, reference_point: Mapping[str, float] | None = None,
-                 conditions: Mapping[str, Condition] | None = None) -> optuna.samplers.BaseSampler:
+                 conditions: Mapping[str, Condition] | None = None,
+                 observations: Observations | None = None) -> optuna.samplers.BaseSampler:
     """A sampler by name. `objectives` names the study's objectives in order (autopeft's by default); `bo`
     models `trainable_params` and `peak_memory` on a log scale, applies `budgets` to them and measures
-    improvement from `reference_point` (by objective name; the rest inferred). The others ignore both."""
+    improvement from `reference_point` (by objective name; the rest inferred). The others ignore both.
+    `observations` (successive halving) gives `bo` the results it learns from, the rungs' included; the other
+    samplers learn from completed trials only."""
     objectives = tuple(objectives)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "bo":
-            return BoSampler(bo_options(startup_trials, budgets, objectives, reference_point, conditions), seed=seed)
+            return BoSampler(bo_options(startup_trials, budgets, objectives, reference_point, conditions,
+                                        observations), seed=seed)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "tpe":

@@ -79,6 +79,10 @@ def choose(table: pd.DataFrame, pick: Pick, objectives: tuple[str, ...] = OBJECT
             last = f"0 to {len(table) - 1}" if len(table) else "none yet"
             raise ExportError(f"trial {pick.trial} is not in this run; its trials are {last}")
         row = rows.iloc[0]
+        if row["status"] == "stopped":
+            raise ExportError(f"trial {pick.trial} was stopped by successive halving at step {int(row['stopped_at'])}, "
+                              f"so it has no full-budget accuracy; pick a trial that trained the full budget (the "
+                              f"Pareto front holds only those)")
         if row["status"] != "complete":
             raise ExportError(f"trial {pick.trial} did not complete ({row['status']}: "
                               f"{row.get('failure_reason') or 'no objectives'}); pick a completed trial")

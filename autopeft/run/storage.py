@@ -36,6 +36,12 @@ ATTR_FAILURE = "failure_reason"
 ATTR_SKIPPED = "skipped"  # a proposal not trained: failed trials rule it out, or its configuration is running
 ATTR_KEY = "key"  # the canonical key of the trial's effective configuration (`Candidate.key`)
 ATTR_DUPLICATE_OF = "duplicate_of"  # a proposal answered from the study: the trial that trained the same key
+# Successive halving: the trial's result at every rung it reached ({steps, accuracy, counts, seconds}), in order,
+# and the step at which it was stopped (its study state is then PRUNED).
+ATTR_RUNGS = "rungs"
+ATTR_STOPPED_AT = "stopped_at"
+RUNG_FIELDS = ("steps", "accuracy", "trainable_params", "adapter_params", "peak_memory", "train_seconds",
+               "eval_seconds", "wall_seconds")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ class RunDir:
     @property
     def log_file(self) -> Path:
         return self.path / "search.log"
+
+    def checkpoint_file(self, trial: int) -> Path:
+        """Where a trial of successive halving keeps its training state between rungs."""
+        return self.path / "checkpoints" / f"trial-{trial}.pt"
 
     @property
     def journal(self) -> ResultJournal:
@@ -194,15 +204,21 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         candidate: dict[str, Any] = t.user_attrs.get(ATTR_CANDIDATE, {})
         result: dict[str, Any] = t.user_attrs.get(ATTR_RESULT, {})
         values = t.values if t.state == optuna.trial.TrialState.COMPLETE and t.values else [None] * 3
-        row: dict[str, Any] = {"trial": t.number, "status": t.state.name.lower()}
-        # Both counts come from the trial's result, whichever of them the study optimises (its second value).
-        row.update(accuracy=values[0], trainable_params=result.get("trainable_params", values[1]),
-                   peak_memory=values[2])
-        if values[0] is None:
-            row["trainable_params"] = None
+        stopped = t.state == optuna.trial.TrialState.PRUNED
+        row: dict[str, Any] = {"trial": t.number, "status": "stopped" if stopped else t.state.name.lower()}
+        # Both counts come from the trial's result, whichever of them the study optimises (its second value). A
+        # stopped trial has its counts and memory (they do not change with steps) but no full-budget accuracy.
+        known = values[0] is not None or stopped
+        row.update(accuracy=values[0], trainable_params=result.get("trainable_params", values[1]) if known else None,
+                   peak_memory=values[2] if not stopped else result.get("peak_memory"))
         params = row["trainable_params"]
         row["trainable_pct"] = 100.0 * params / base_params if params is not None else None
-        row["adapter_params"] = result.get("adapter_params") if values[0] is not None else None
+        row["adapter_params"] = result.get("adapter_params") if known else None
+        rungs = t.user_attrs.get(ATTR_RUNGS) or []
+        row["steps"] = result.get("steps")  # the steps it trained (runs from before halving did not record them)
+        for rung in rungs:
+            row[f"accuracy@{rung['steps']}"] = rung.get("accuracy")
+        row["stopped_at"] = t.user_attrs.get(ATTR_STOPPED_AT)
         row["memory_method"] = result.get("memory_method")
         row["configuration"] = t.user_attrs.get(ATTR_DESCRIPTION, "")
         row["method"] = candidate.get("method")
@@ -234,6 +250,13 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         row["finished"] = t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None
         rows.append(row)
     table = pd.DataFrame(rows)
+    if "stopped_at" in table:  # the rungs' accuracies in step order, whichever trial reached a rung first
+        rung_columns = sorted((c for c in table.columns if c.startswith("accuracy@")), key=lambda c: int(c[9:]))
+        others = [c for c in table.columns if not c.startswith("accuracy@")]
+        at = others.index("stopped_at")
+        table = table[others[:at] + rung_columns + others[at:]]
+        if table["stopped_at"].isna().all() and not rung_columns:
+            table = table.drop(columns="stopped_at")  # a search without halving
     for column in ("trainable_params", "adapter_params", "peak_memory"):
         if column in table:
             table[column] = table[column].astype("Int64")

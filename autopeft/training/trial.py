@@ -38,6 +38,10 @@ class TrialRequest:
     architecture: Architecture | None = None  # module naming given in the space, for models without presets
     max_trainable_params: int | None = None  # hard budgets: over them a trial fails before training
     max_peak_memory: int | None = None
+    # Successive halving: train only up to this step (None: `budget.max_steps`, the schedule's length), continuing
+    # from `checkpoint` when that file exists, and leave the state there when stopping before `max_steps`.
+    stop_at: int | None = None
+    checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class TrialResult:
     device: str = ""
     node: str = ""  # the Ray node id when the trial ran in a Ray worker
     started_at: float = 0.0  # when the worker began the trial (Unix time): the driver's dispatch delay shows
+    steps: int = 0  # the training steps done so far (below the budget's max_steps for a rung of halving)
 
     @property
     def ok(self) -> bool:
@@ -133,8 +138,9 @@ class TrialRunner:
         import torch
 
         from autopeft.adapters.materialize import count_adapter_entries, count_parameters, count_trainable, materialize
+        from autopeft.training.checkpoint import load_checkpoint, save_checkpoint
         from autopeft.training.data import Encoded
-        from autopeft.training.loop import TrainSettings, train
+        from autopeft.training.loop import Trainer, TrainSettings
         from autopeft.training.memory import measure_peak_memory
         from autopeft.training.tasks import get_task
 
@@ -158,7 +164,12 @@ class TrialRunner:
         _check_budget("bytes of peak memory", memory.bytes, request.max_peak_memory, "max_peak_memory")
         settings = TrainSettings(learning_rate=request.candidate.learning_rate, max_steps=budget.max_steps,
                                  batch_size=budget.batch_size, seed=request.seed)
-        stats = train(model, train_data, settings, regression, device, _after_step(model, masks))
+        trainer = Trainer(model, train_data, settings, regression, device, _after_step(model, masks))
+        if request.checkpoint and Path(request.checkpoint).exists():
+            load_checkpoint(request.checkpoint, model, trainer)
+        stats = trainer.run_to(request.stop_at or budget.max_steps)
+        if request.checkpoint and stats.steps < budget.max_steps:
+            save_checkpoint(request.checkpoint, model, trainer)
 
         if request.save_adapter_to:
             if not hasattr(model, "peft_config"):
@@ -185,6 +196,7 @@ class TrialRunner:
             host=socket.gethostname(),
             pid=os.getpid(),
             device=str(device),
+            steps=stats.steps,
         )
 
 

@@ -39,11 +39,12 @@ def test_counts_are_what_training_touched_and_what_the_file_holds(candidate: Can
 
     touched: list[int] = []
     untouched: dict[str, int] = {}  # trainable entries training left as they were, by why that may be
-    real_train = training_loop.train
+    real_run_to = training_loop.Trainer.run_to
 
-    def observed_train(model: Any, *args: Any, **kwargs: Any) -> Any:
+    def observed_train(trainer: training_loop.Trainer, until: int) -> Any:
+        model = trainer.model
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        stats = real_train(model, *args, **kwargs)
+        stats = real_run_to(trainer, until)
         touched.append(sum(int((p.detach() != before[n]).sum()) for n, p in model.named_parameters()))
         for n, p in model.named_parameters():
             same = p.detach() == before[n]
@@ -57,7 +58,7 @@ def test_counts_are_what_training_touched_and_what_the_file_holds(candidate: Can
                 untouched[why] = untouched.get(why, 0) + int(same.sum())
         return stats
 
-    monkeypatch.setattr(training_loop, "train", observed_train)
+    monkeypatch.setattr(training_loop.Trainer, "run_to", observed_train)
     ref = resolve_model(str(tiny_bert_dir))
     saved = tmp_path / "adapter"
     full = candidate.method == "full"

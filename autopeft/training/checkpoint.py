@@ -1,0 +1,43 @@
+"""A trial's training state between two legs of successive halving, as one file: the trained entries, the
+trainer's state (optimiser, schedule, data order, random state) and what the method keeps beside them.
+
+The frozen base weights are not stored: a continued trial rebuilds its model from the same candidate and seed,
+which gives the same frozen weights and masks, and then loads this file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autopeft.compat import load_method_training_state, method_training_state
+from autopeft.errors import TrialFailed
+from autopeft.training.loop import Trainer
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, trainer: Trainer) -> None:
+    """Written to a temporary file and renamed: a worker killed mid-write leaves the previous checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"trained": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+             "trainer": trainer.state_dict(), "method": method_training_state(model)}
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module, trainer: Trainer) -> None:
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise TrialFailed(f"cannot continue from checkpoint {path}: {exc}") from None
+    trained = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["trained"].items():
+            trained[name].copy_(value)
+    trainer.load_state_dict(state["trainer"])
+    load_method_training_state(model, state["method"])
