@@ -287,7 +287,12 @@ class _Loop:
         """A leg of successive halving ended at a rung: keep its result, then finish the trial (full budget),
         send it on to the next rung, or stop it."""
         leg = result.to_dict()
-        trial.set_user_attr(ATTR_RUNGS, [*(trial.user_attrs.get(ATTR_RUNGS) or []), leg])
+        before = trial.user_attrs.get(ATTR_RUNGS) or []
+        if before and result.started_from_step == 0:
+            log.warning("trial %d trained again from step 0 to step %d: its worker could not read %s (on a cluster, "
+                        "put the run directory on storage every worker sees)", trial.number, result.steps,
+                        self.run.checkpoint_file(trial.number))
+        trial.set_user_attr(ATTR_RUNGS, [*before, leg])
         if result.steps >= self.settings.budget.max_steps:
             self._record(trial, candidate, result)
             self.run.checkpoint_file(trial.number).unlink(missing_ok=True)

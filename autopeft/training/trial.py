@@ -64,6 +64,9 @@ class TrialResult:
     node: str = ""  # the Ray node id when the trial ran in a Ray worker
     started_at: float = 0.0  # when the worker began the trial (Unix time): the driver's dispatch delay shows
     steps: int = 0  # the training steps done so far (below the budget's max_steps for a rung of halving)
+    # The step this leg started from: its checkpoint's, or 0 (a first leg, or a worker that could not see the
+    # checkpoint, which then trains again from the start, to the same result, at more cost).
+    started_from_step: int = 0
 
     @property
     def ok(self) -> bool:
@@ -167,6 +170,7 @@ class TrialRunner:
         trainer = Trainer(model, train_data, settings, regression, device, _after_step(model, masks))
         if request.checkpoint and Path(request.checkpoint).exists():
             load_checkpoint(request.checkpoint, model, trainer)
+        started_from = trainer.step
         stats = trainer.run_to(request.stop_at or budget.max_steps)
         if request.checkpoint and stats.steps < budget.max_steps:
             save_checkpoint(request.checkpoint, model, trainer)
@@ -197,6 +201,7 @@ class TrialRunner:
             pid=os.getpid(),
             device=str(device),
             steps=stats.steps,
+            started_from_step=started_from,
         )
 
 

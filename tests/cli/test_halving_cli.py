@@ -75,3 +75,27 @@ def test_a_stopped_trial_is_not_exported(tmp_path: Path, sst2_small: Path, tiny_
     assert exit_code(["export", str(run), "--trial", str(stopped[0]), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert f"trial {stopped[0]} was stopped by successive halving at step 1" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_halving_on_ray_workers_continues_from_the_checkpoints(tmp_path: Path, sst2_small: Path,
+                                                               tiny_bert_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    import optuna
+
+    run = tmp_path / "run"
+    args = ["search", "--task", "sst2", "--data-dir", str(sst2_small), "--model", str(tiny_bert_dir), "--trials", "4",
+            "--out", str(run), "--min-steps", "2", "--max-steps", "6", "--batch-size", "8", "--max-length", "32",
+            "--eval-subset", "40", "--space", "small", "--workers", "2"]
+    done = subprocess.run([sys.executable, "-m", "autopeft.cli", *args], capture_output=True, text=True, timeout=220,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = optuna.load_study(study_name="autopeft", storage=f"sqlite:///{run / 'study.db'}")
+    legs = [leg for t in study.trials for leg in t.user_attrs["rungs"]]
+    assert legs and all(leg["pid"] != 0 and leg["node"] for leg in legs)  # trained in Ray workers
+    later = [leg for leg in legs if leg["steps"] > 2]
+    assert later and all(leg["started_from_step"] == 2 for leg in later if leg["steps"] == 6)
+    assert "trained again from step 0" not in (run / "search.log").read_text(encoding="utf-8")

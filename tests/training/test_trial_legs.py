@@ -51,6 +51,7 @@ def test_two_legs_through_a_checkpoint_train_as_one(name: str, tiny_bert_dir: Pa
     second = runner.run(request(checkpoint=str(checkpoint), save_adapter_to=str(tmp_path / "legs")))
     assert straight.ok and second.ok, (straight.failure, second.failure)
     assert second.steps == straight.steps == STEPS
+    assert (first.started_from_step, second.started_from_step) == (0, STEPS // 2)
     assert second.accuracy == straight.accuracy
     a, b = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("straight", "legs"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
