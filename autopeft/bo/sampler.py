@@ -44,6 +44,7 @@ from autopeft.bo.encoding import Condition, Encoding, Key
 from autopeft.bo.model import DTYPE, FitOptions, HyperState, ObjectiveSpace, Predictor, fit_gp, hyper_state
 from autopeft.errors import AutopeftError
 
+SPACE_SAMPLE = 256  # random configurations whose known costs bound the cost references from below
 KNOWN_CACHE = 100_000  # cost-model answers kept across suggestions (configurations repeat near the front)
 
 CostModel = Callable[[Mapping[str, Any]], Mapping[int, float]]
@@ -74,7 +75,9 @@ class BoOptions:
     # Costs (minimised objectives modelled on a log scale: parameters, memory) take their inferred reference
     # this factor beyond the costliest configuration observed, not at the front's nadir: the most accurate
     # configurations are usually the costliest, and a reference at the front's current edge gives extending
-    # the front there no volume (None: costs are inferred like any other objective).
+    # the front there no volume (None: costs are inferred like any other objective). Where the cost model knows
+    # a cost, the costliest of a random sample of the space counts as observed: early in a search the costliest
+    # trial is often far below the space's costliest.
     cost_reference_factor: float | None = 10.0
     limits: tuple[float | None, ...] | None = None
     cost_model: CostModel | None = None
@@ -217,7 +220,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         feasible = front[(torch.isnan(floor) | (front >= floor)).all(dim=-1)]
         ref = reference_point(feasible, None if self._options.reference_point is None else given, floor,
                               observed=Y[: self._options.startup_trials], quantile=self._options.reference_quantile,
-                              costs=self._cost_references(space, Y))
+                              costs=self._cost_references(space, Y, encoding, rng))
         cells = hypercells(feasible, ref)
 
         feasibility = self._feasibility(study, encoding, X)
@@ -252,15 +255,23 @@ class BoSampler(optuna.samplers.BaseSampler):
             log_ehvi=found.score, refit=refit)
         return encoding.decode(found.raw)
 
-    def _cost_references(self, space: ObjectiveSpace, Y: torch.Tensor) -> torch.Tensor | None:
-        """Model-space references of the cost objectives (NaN for the others), or None when there are none."""
+    def _cost_references(self, space: ObjectiveSpace, Y: torch.Tensor, encoding: Encoding,
+                         rng: np.random.Generator) -> torch.Tensor | None:
+        """Model-space references of the cost objectives (NaN for the others), or None when there are none: the
+        factor beyond the costliest configuration known, observed or, where the cost model knows the cost, in
+        a random sample of the space. Early in a search the costliest observed is often far below the space's
+        costliest, and a reference there gives the accurate, costly configurations no volume."""
         factor = self._options.cost_reference_factor
         costs = [j for j, (up, lg) in enumerate(zip(space.maximize, space.log, strict=True)) if lg and not up]
         if factor is None or not costs or not Y.shape[0]:
             return None
+        sampled = space.to_model(self._known_values(encoding, encoding.random(rng, SPACE_SAMPLE), Y.shape[1]))
         out = torch.full((Y.shape[1],), math.nan, dtype=Y.dtype)
-        for j in costs:  # model space is -log(cost): the costliest observed is the minimum
-            out[j] = Y[:, j].min() - math.log(factor)
+        for j in costs:  # model space is -log(cost): the costliest is the minimum
+            costliest = float(Y[:, j].min())
+            if np.isfinite(sampled[:, j]).any():
+                costliest = min(costliest, float(np.nanmin(sampled[:, j])))
+            out[j] = costliest - math.log(factor)
         return out
 
     def _feasibility(self, study: optuna.Study, encoding: Encoding, X: torch.Tensor) -> Predictor | None:
@@ -309,14 +320,12 @@ class BoSampler(optuna.samplers.BaseSampler):
                                      f"point must be > 0, got {raw[0, j]}")
         return torch.from_numpy(space.to_model(raw)[0]).to(DTYPE)
 
-    def _apply_cost_model(self, encoding: Encoding, space: ObjectiveSpace, raw: np.ndarray, mean: torch.Tensor,
-                          var: torch.Tensor, floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Known objectives replace predictions `(N, M)`; rows known to break a limit are marked not ok `(N,)`."""
-        ok = np.ones(raw.shape[0], dtype=bool)
+    def _known_values(self, encoding: Encoding, raw: np.ndarray, m: int) -> np.ndarray:
+        """The cost model's exact objectives of rows `(N, k)` -> `(N, M)` in raw units, NaN where it does not know."""
         cost_model = self._options.cost_model
+        known = np.full((raw.shape[0], m), np.nan)
         if cost_model is None:
-            return mean, var, ok
-        known = np.full(mean.shape, np.nan)
+            return known
         if len(self._known) > KNOWN_CACHE:
             self._known.clear()
         for i, row in enumerate(raw):
@@ -325,7 +334,16 @@ class BoSampler(optuna.samplers.BaseSampler):
                 self._known[key] = {int(j): float(v) for j, v in cost_model(encoding.decode(row)).items()}
             for j, v in self._known[key].items():
                 known[i, j] = v
-        exact = torch.from_numpy(space.to_model(known)).to(DTYPE)
+        return known
+
+    def _apply_cost_model(self, encoding: Encoding, space: ObjectiveSpace, raw: np.ndarray, mean: torch.Tensor,
+                          var: torch.Tensor, floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Known objectives replace predictions `(N, M)`; rows known to break a limit are marked not ok `(N,)`."""
+        ok = np.ones(raw.shape[0], dtype=bool)
+        cost_model = self._options.cost_model
+        if cost_model is None:
+            return mean, var, ok
+        exact = torch.from_numpy(space.to_model(self._known_values(encoding, raw, mean.shape[1]))).to(DTYPE)
         is_known = ~torch.isnan(exact)
         mean, var = torch.where(is_known, exact, mean), torch.where(is_known, torch.zeros_like(var), var)
         breaks = (is_known & ~torch.isnan(floor) & (exact < floor)).any(dim=-1)

@@ -228,6 +228,33 @@ def test_a_cost_reference_sits_a_decade_beyond_the_costliest_trial_not_at_the_fr
     assert plain.last_report is not None and plain.last_report.reference_point[1] > cost_ref
 
 
+def test_with_a_cost_model_the_reference_lies_beyond_the_spaces_costliest_configuration() -> None:
+    """Early on the costliest trial may be far below what the space holds: with exact counts, the costliest of a
+    sample of the space bounds the cost reference, so costlier configurations than any seen still have volume."""
+
+    def size(params: dict) -> dict[int, float]:
+        ranks = sum(params[f"rank_L{i}"] for i in range(3))
+        return {1: 1000.0 * (1 + ranks * (2 if params["method"] == "loha" else 1))}
+
+    space_costliest = 1000.0 * (1 + 3 * max(RANK.choices) * 2)  # loha, top rank everywhere
+    sampler = BoSampler(BoOptions(startup_trials=4, log_objectives=(1,), cost_model=size, search=FAST.search),
+                        seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        for rank in (0, 4, 4, 8):  # a start-up of small configurations only
+            study.enqueue_trial({"method": "lora", "rank_L0": rank, "rank_L1": 0, "rank_L2": 4,
+                                 "learning_rate": 1e-3, "lora.lora_alpha": ALPHA.choices[0]})
+        study.optimize(peft_like, n_trials=5)
+    assert sampler.last_report is not None
+    costliest_seen = max(t.values[1] for t in study.trials[:-1])
+    cost_ref = sampler.last_report.reference_point[1]
+    assert costliest_seen * 5 < space_costliest
+    assert cost_ref < -math.log(10 * costliest_seen)  # beyond the decade past the trials
+    # 256 random draws of this small space reach (or come close to) its costliest configuration.
+    assert cost_ref == pytest.approx(-math.log(10 * space_costliest), abs=math.log(2))
+
+
 def test_cost_references_give_way_to_a_given_point_and_a_budget() -> None:
     front = torch.tensor([[0.9, -12.0], [0.7, -8.0]], dtype=torch.float64)
     nan = torch.full((2,), math.nan, dtype=torch.float64)
