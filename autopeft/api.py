@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from autopeft.export.baselines import BaselinesOutcome
     from autopeft.export.workflow import ExportedTrial, TrainedConfiguration
     from autopeft.run.storage import RunDir
+    from autopeft.training.user_data import DataOptions
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
            eta: int | None = None, out: str | Path | None = None,
            resume: str | Path | None = None, executor: str = "ray", ray_address: str | None = None, workers: int = 1,
            cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, size_objective: str = "trainable_params",
+           text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
+           eval_fraction: float | None = None, eval_split: str | None = None, metric: str | None = None,
            progress: Callable[[SearchProgress], None] | None = None, messages: Messages = _quiet) -> Run:
     """Run a search (or resume one with `resume=RUN`) until `trials` trials have completed; the run.
 
@@ -144,6 +147,10 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     lines the command prints (what runs where, what the model cannot take). `min_steps` turns on successive
     halving: rungs at min_steps * eta^k up to max_steps (eta 3 unless given), where the best 1/eta of the trials
     at a rung, by Pareto rank on all objectives, go on and the rest stop.
+
+    `task` is a GLUE task name, or your own data: a CSV, TSV, JSONL or Parquet file (with `eval_fraction`), a folder
+    with train.* and validation.*/dev.*/test.* files, or a Hugging Face dataset id (owner/name[:config]);
+    `text_column`, `text_pair_column`, `label_column`, `eval_split` and `metric` say how to read it.
     """
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
@@ -152,10 +159,14 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     if executor not in ("ray", "local"):
         raise UsageError(f"unknown executor {executor!r}; choose ray or local")
     _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
+    from autopeft.training.user_data import DataOptions
+
+    data_options = DataOptions(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
+                               eval_fraction=eval_fraction, eval_split=eval_split, metric=metric)
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
-                 "min_steps": min_steps, "eta": eta,
+                 "min_steps": min_steps, "eta": eta, **dataclasses.asdict(data_options),
                  "startup_trials": startup_trials,
                  "size_objective": None if size_objective == "trainable_params" else size_objective}
         given = [f"--{k.replace('_', '-')}" for k, v in fixed.items() if v is not None]
@@ -175,7 +186,8 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
                 task, data_dir, model, space, sampler, 24 if trials is None else trials, startup_trials, seed,
                 dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
                      eval_subset=eval_subset, min_steps=min_steps, eta=eta),
-                out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold, size_objective)
+                out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold, size_objective,
+                data_options)
         if fitted.left_out:
             messages(f"left out of the space for this model: {fitted.describe()}")
         _execute(run_dir, settings, fitted.spec, layout, progress)
@@ -186,18 +198,25 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
                 startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
                 executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
                 gpus_per_trial: float, messages: Messages, hold: contextlib.ExitStack,
-                size_objective: str) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+                size_objective: str, data_options: DataOptions) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import inspect_model, resolve_model
     from autopeft.engine.samplers import default_startup_trials
     from autopeft.hub import use_offline_mode_unless_reachable
     from autopeft.run.storage import RunDir
     from autopeft.space.spec import load_spec, resolve_space_path
-    from autopeft.training.data import DATA_DIR_ENV, check_splits, resolve_source
-    from autopeft.training.tasks import get_task
+    from autopeft.training.data import DATA_DIR_ENV, check_splits, resolve_source, resolve_task
+    from autopeft.training.tasks import DatasetTask, is_glue_name
 
     _check_counts(trials=trials, startup_trials=startup_trials, workers=workers, **budget_options)
-    task = get_task(task_name)
+    glue = is_glue_name(task_name)
+    # A GLUE name is the registry's task; your own data is read whole and checked here, so that bad data is one line
+    # before anything else (a hub dataset checks whether the hub can be reached itself). A name that is neither is
+    # "unknown task" first, whatever else was given.
+    task = resolve_task(task_name, data_options, seed)
+    if not glue and data_dir is not None:
+        raise UsageError(f"--data-dir names a folder in GLUE layout; {task_name!r} is not a GLUE task: give your "
+                         f"data's file or folder in --task itself, and drop --data-dir")
     spec = load_spec(space)
     budget = spec.budget.replace(**budget_options)
     if budget.min_steps is not None:
@@ -208,8 +227,8 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
         raise UsageError("--eta sets successive halving's rate and needs --min-steps (or budget.min_steps in the "
                          "space file)")
     ref = resolve_model(model)
-    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
-    if data_dir is None or not Path(ref.location).exists():
+    data_dir = (data_dir or os.environ.get(DATA_DIR_ENV) or None) if glue else None
+    if (glue and data_dir is None) or not Path(ref.location).exists():
         use_offline_mode_unless_reachable()  # fail fast (cached files still load) instead of 30 s of retries
     if data_dir is not None:
         resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
@@ -218,11 +237,12 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
     fitted = fit_space(spec, info.model_type, info.layout)
     source = resolve_source(task, data_dir)
     if source.folder is not None:
-        check_splits(source)  # every row parsed once, before anything is written
-    path = Path(out) if out else Path("runs") / f"{task.name}-{sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
+        check_splits(source)  # every row parsed once, before anything is written (a dataset task was, by resolve_task)
+    slug = task.name.replace("/", "-")  # a hub id's owner/name is one folder name
+    path = Path(out) if out else Path("runs") / f"{slug}-{sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir.check_new(path)
     settings = SearchSettings(
-        task=task.name, model_name=info.ref.name, model_location=info.ref.location,
+        task=task.ref, model_name=info.ref.name, model_location=info.ref.location,
         data_folder=str(source.folder.resolve()) if source.folder else None, space=space, sampler=sampler, seed=seed,
         trials=trials, startup_trials=startup_trials or default_startup_trials(trials), budget=budget,
         num_layers=info.num_layers, base_params=info.base_params, executor=executor, workers=workers,
@@ -236,9 +256,12 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
 
         levels = rungs_of(budget).levels  # type: ignore[union-attr]
         halving = f", stopped early by successive halving at steps {', '.join(map(str, levels[:-1]))}"
+    held_out = ""
+    if isinstance(task, DatasetTask) and task.eval_split is None:
+        held_out = f" ({len(task.eval_rows)} of {task.train_rows} rows held out for evaluation, seed {seed})"
     messages(f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
-             f"{source.describe()}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}{halving}; run "
-             f"directory {run.path}")
+             f"{source.describe()}{held_out}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}"
+             f"{halving}; run directory {run.path}")
     return run, settings, fitted, info.layout
 
 
@@ -249,8 +272,8 @@ def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | N
     from autopeft.adapters.models import ModelRef, inspect_model, resolve_model
     from autopeft.run.storage import RunDir
     from autopeft.space.spec import parse_spec
-    from autopeft.training.data import resolve_source
-    from autopeft.training.tasks import get_task
+    from autopeft.training.data import check_splits, resolve_source
+    from autopeft.training.tasks import DatasetTask, get_task
 
     _check_counts(trials=trials, workers=workers)
     run = RunDir.open(path, need_study=False)
@@ -268,7 +291,9 @@ def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | N
         ref = resolve_model(settings.model_name)
     info = inspect_model(ref, task.num_labels, spec.architecture)
     fitted = fit_space(spec, info.model_type, info.layout)
-    resolve_source(task, settings.data_folder)
+    source = resolve_source(task, settings.data_folder)
+    if isinstance(task, DatasetTask):
+        check_splits(source)  # the same rows as before: a file that changed since would fail every trial
     settings = dataclasses.replace(settings, model_location=ref.location)
     messages(f"resuming {run.path} ({plural(settings.trials, 'trial')} to complete)")
     return run, settings, fitted, info.layout

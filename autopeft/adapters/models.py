@@ -73,8 +73,10 @@ def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None) ->
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    # A checkpoint that already has a head of another size (a classifier fine-tuned on two classes, for a task of
+    # three or a regression) gets a fresh one: without this, transformers refuses to load it at all.
     model = AutoModelForSequenceClassification.from_pretrained(ref.location, num_labels=num_labels,
-                                                               dtype=torch.float32)
+                                                               dtype=torch.float32, ignore_mismatched_sizes=True)
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model

@@ -60,9 +60,19 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from autopeft.run.settings import SAMPLERS
-    from autopeft.training.tasks import TASKS
+    from autopeft.training.tasks import METRICS, TASKS
 
     parser = _Parser(prog="autopeft", description="Multi-objective search over PEFT configurations: "
                      "accuracy against trainable parameters and peak training memory.")
@@ -72,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run (or resume) a search; writes a run directory",
                        description="Fine-tune the base model with one PEFT configuration per trial and keep the "
                        "Pareto front of accuracy, trainable parameters and peak memory.")
-    s.add_argument("--task", help=f"task to tune for: {', '.join(TASKS)} (required unless --resume)")
+    s.add_argument("--task", help=f"task to tune for: {', '.join(TASKS)}, or your own data: a .csv, .tsv, .jsonl "
+                   "or .parquet file, a folder with train.* and validation.*/dev.*/test.* files, or a Hugging Face "
+                   "dataset id (owner/name[:config]) (required unless --resume)")
     s.add_argument("--data-dir", help="folder in GLUE layout (DIR/SST-2/train.tsv, dev.tsv); default: "
                    "$AUTOPEFT_DATA_DIR, else the Hugging Face hub")
     s.add_argument("--model", help="Hugging Face model id or local folder (default: the embedded "
@@ -97,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-subset", type=_positive_int, help="train on a random subset of this many examples")
     b.add_argument("--eval-subset", type=_positive_int, help="evaluate on the first N of a fixed random "
                    "subset of the evaluation split (default: all of it)")
+    own = s.add_argument_group("your own data (--task FILE, FOLDER or HUB_ID)")
+    own.add_argument("--text-column", help="column holding the text (default: text, else sentence)")
+    own.add_argument("--text-pair-column", help="second text column, for sentence pairs (default: none)")
+    own.add_argument("--label-column", help="column holding the label (default: label); strings and whole numbers "
+                     "are classes, other numbers a regression target")
+    own.add_argument("--eval-fraction", type=_fraction, help="hold out this fraction of the training rows for "
+                     "evaluation (seeded by --seed, stratified by class); needed for a single file")
+    own.add_argument("--eval-split", help="a folder's file stem or a hub dataset's split to evaluate on (default: "
+                     "validation, else dev, else test)")
+    own.add_argument("--metric", choices=METRICS, help="the objective (still called accuracy in tables): accuracy "
+                     "(default for classes), f1 (two classes: of the second), macro-f1, mcc, pearson (default for "
+                     "regression) or spearman; pearson and spearman make whole-number labels a regression target")
     h = s.add_argument_group("successive halving (multi-fidelity search; off unless --min-steps is given)")
     h.add_argument("--min-steps", type=_positive_int, help="first rung: every trial trains this many steps, then "
                    "only the best 1/eta at each rung (min-steps*eta^k, up to --max-steps) go on; the rest stop")

@@ -190,7 +190,8 @@ def train_baselines(run_path: Path, *, file: str, seeds: int, only: Sequence[str
     jobs = plan_jobs(baselines, settings, seeds)
     runner, data = training_setup(settings.task, data_dir or settings.data_folder, True, threads)
     ref = model_ref_for(settings.model_name, settings.model_location)
-    settings = dataclasses.replace(settings, data_folder=data.folder, model_location=ref.location)
+    # A dataset task moved with --data-dir is the task as it is now (same rows and labels, its files elsewhere).
+    settings = dataclasses.replace(settings, task=data.task, data_folder=data.folder, model_location=ref.location)
     log_to_file(run.path / "baselines.log")
     messages(f"{len(baselines)} baselines x {seeds} seeds at the run's budget ({settings.budget.max_steps} steps of "
              f"{settings.budget.batch_size}); results go to {run.path / TRIALS_FILE}")

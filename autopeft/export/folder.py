@@ -28,7 +28,7 @@ from autopeft.run.storage import ATTR_CANDIDATE, RunDir
 from autopeft.space.candidate import Candidate
 from autopeft.space.modules import Architecture
 from autopeft.space.spec import BudgetSpec, parse_spec
-from autopeft.training.tasks import get_task
+from autopeft.training.tasks import DatasetTask, TaskRef, get_task
 from autopeft.units import format_mib
 from autopeft.version import __version__
 
@@ -39,7 +39,7 @@ class Provenance:
     `autopeft train` reads back."""
 
     candidate: Candidate
-    task: str
+    task: TaskRef  # a GLUE task's name, or the dataset task the search read (its columns and label mapping)
     model_name: str
     budget: BudgetSpec
     seed: int
@@ -111,6 +111,7 @@ def _json_default(value: Any) -> Any:
 def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
     c = p.candidate
     task = get_task(p.task)
+    names = list(task.class_names)
     return {
         "autopeft_version": __version__,
         "chosen_by": p.chosen_by,
@@ -118,10 +119,15 @@ def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
         "configuration": p.candidate.describe(),
         "candidate": p.candidate.to_dict(),
         "objectives": p.objectives,
-        "task": p.task,
+        "task": task.name,
+        "metric": task.metric,  # what the objective called `accuracy` measures
         "num_labels": task.num_labels,
-        "labels": list(task.class_names) or None,  # class id -> name; None: regression
-        "text_columns": len(task.tsv_text),  # 2: the task classifies sentence pairs
+        "labels": names or None,  # class id -> name; None: regression
+        # As transformers' config takes them (JSON keys are strings): from_pretrained(..., id2label=..., label2id=...)
+        "id2label": {str(i): name for i, name in enumerate(names)} or None,
+        "label2id": {name: i for i, name in enumerate(names)} or None,
+        "text_columns": 2 if task.is_pair else 1,  # 2: the task classifies sentence pairs
+        "dataset": _dataset(task) if isinstance(task, DatasetTask) else None,
         "base_model": p.model_name,
         "training": {
             "learning_rate": p.candidate.learning_rate,
@@ -136,6 +142,14 @@ def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
         "search": p.search,
         **extra,
     }
+
+
+def _dataset(task: DatasetTask) -> dict[str, Any]:
+    """Where a dataset task's rows came from and how they were read; the held-out rows themselves stay in the run's
+    settings.json (`export --seeds/--retrain` reads them there)."""
+    described = task.to_dict()
+    del described["eval_rows"]
+    return {**described, "held_out_rows": len(task.eval_rows) if task.eval_split is None else None}
 
 
 def provenance_from_metadata(metadata: dict[str, Any]) -> Provenance:
@@ -165,30 +179,40 @@ def _architecture(data: dict[str, Any] | None) -> Architecture | None:
 
 def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
     o = metadata["objectives"]
+    metric = metadata.get("metric") or "accuracy"
+    # The objective is called accuracy everywhere in a search; say what it measured when it is another metric.
+    score = "accuracy" if metric == "accuracy" else f"{metric} (the objective `accuracy`)"
     lines = [f"# {metadata['configuration']}", "",
              f"Exported by autopeft {metadata['autopeft_version']} for task `{metadata['task']}` on "
              f"`{metadata['base_model']}`.", ""]
+    dataset = metadata.get("dataset")
+    if dataset:
+        pair = f" and `{dataset['text_pair_column']}`" if dataset.get("text_pair_column") else ""
+        kind = "a regression target" if metadata.get("num_labels") == 1 else \
+            f"{metadata['num_labels']} classes ({', '.join(map(str, metadata.get('labels') or []))})"
+        lines += [f"Trained on `{dataset['location']}`: text from `{dataset['text_column']}`{pair}, label "
+                  f"`{dataset['label_column']}` as {kind}; metric {metric}.", ""]
     if metadata.get("trial") is not None:
         lines.append(f"Chosen: {metadata['chosen_by']} (trial {metadata['trial']} of the search).")
     else:
         lines.append(f"Origin: {metadata['chosen_by']}.")
     if o:
         lines += ["", "| objective | value |", "|---|---|",
-                  f"| {'accuracy at the search budget' if metadata.get('trial') is not None else 'accuracy'} | "
+                  f"| {score + ' at the search budget' if metadata.get('trial') is not None else score} | "
                   f"{o['accuracy']:.4f} |",
                   f"| trainable parameters | {o['trainable_params']:,} ({o['trainable_pct']:.3f}% of the model) |",
                   *([f"| entries in the saved adapter | {o['adapter_params']:,} |"] if o.get("adapter_params") else []),
                   f"| peak training memory | {format_mib(o['peak_memory'])} ({o.get('peak_memory_method')}) |"]
     confirmation = metadata.get("confirmation")
     if confirmation:
-        lines += ["", f"Confirmed over {len(confirmation['seeds'])} fresh seeds at the search budget: accuracy "
+        lines += ["", f"Confirmed over {len(confirmation['seeds'])} fresh seeds at the search budget: {metric} "
                       f"{confirmation['mean']:.4f} ± {confirmation['std']:.4f} (search: {o['accuracy']:.4f})."]
     retrained = metadata.get("retrained")
     if retrained:
-        lines += ["", f"Retrained for {retrained['max_steps']} steps: accuracy "
+        lines += ["", f"Retrained for {retrained['max_steps']} steps: {metric} "
                       f"{retrained['accuracy_after_loading']:.4f}, measured after loading the saved adapter."]
     lines += ["", "## Use it", "", *_usage(metadata, has_weights)]
-    lines += ["```", "", "`autopeft.json` holds the objectives, training settings and the search that chose it.", ""]
+    lines += ["", "`autopeft.json` holds the objectives, training settings and the search that chose it.", ""]
     return "\n".join(lines)
 
 
@@ -203,18 +227,27 @@ def _usage(metadata: dict[str, Any], has_weights: bool) -> list[str]:
              f"base_model = {base!r}  # where the search loaded it",
              f"num_labels = {metadata.get('num_labels', 2)}"]
     if labels:
-        lines.append(f"labels = {labels!r}")
-    lines += ["tokenizer = AutoTokenizer.from_pretrained(base_model)",
-              "base = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=num_labels)"]
+        id2label = {i: name for i, name in enumerate(labels)}
+        lines += [f"id2label = {id2label!r}  # class id -> label, as the search mapped them",
+                  "label2id = {name: i for i, name in id2label.items()}"]
+    lines.append("tokenizer = AutoTokenizer.from_pretrained(base_model)")
+    # A base checkpoint with a head of another size gets a fresh one, as in the search (the adapter holds the head).
+    head = "id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True" if labels else \
+        "ignore_mismatched_sizes=True"
+    lines += ["base = AutoModelForSequenceClassification.from_pretrained(",
+              f"    base_model, num_labels=num_labels, {head})"]
     if not has_weights:
         return [*lines, "config = PeftConfig.from_pretrained(folder)",
                 "model = get_peft_model(base, config)  # then train it, or: autopeft train --config THIS_FOLDER",
                 "```"]
     text = "'A man is playing a guitar.', 'Someone plays music.'" if pair else "'a gripping, beautifully acted film'"
+    if metadata.get("dataset"):
+        text = "'the first text', 'the second text'" if pair else \
+            ("'a text to classify'" if labels else "'a text to score'")
     lines += ["model = PeftModel.from_pretrained(base, folder).eval()  # the trained adapter and classifier head",
               f"inputs = tokenizer({text}, return_tensors='pt')",
               "logits = model(**inputs).logits"]
-    lines.append("print(labels[int(logits.argmax(-1))])" if labels else "print(float(logits.squeeze()))")
+    lines.append("print(base.config.id2label[int(logits.argmax(-1))])" if labels else "print(float(logits.squeeze()))")
     return [*lines, "```"]
 
 

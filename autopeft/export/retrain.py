@@ -17,7 +17,7 @@ from autopeft.adapters.models import ModelRef
 from autopeft.errors import AutopeftError
 from autopeft.export.folder import Provenance
 from autopeft.export.stats import summary_stats
-from autopeft.training.tasks import get_task
+from autopeft.training.tasks import TaskRef, get_task
 from autopeft.training.trial import TrialRequest, TrialResult, TrialRunner
 
 
@@ -27,8 +27,8 @@ class RetrainFailed(AutopeftError, RuntimeError):
 
 @dataclass(frozen=True)
 class DataPlace:
-    task: str
-    folder: str | None  # a GLUE task folder; None: the Hugging Face hub
+    task: TaskRef  # a GLUE task's name, or a dataset task (where its files are now, the search's rows and labels)
+    folder: str | None  # a GLUE task folder; None: the Hugging Face hub, or a dataset task
 
 
 def _request(p: Provenance, ref: ModelRef, data: DataPlace, seed: int, budget: Any,

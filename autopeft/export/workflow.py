@@ -22,6 +22,7 @@ from autopeft.export.folder import (
     write_config_folder,
 )
 from autopeft.run.storage import RunDir, results_table
+from autopeft.training.tasks import DatasetTask, TaskRef
 from autopeft.units import format_mib
 
 Messages = Callable[[str], None]
@@ -75,8 +76,10 @@ def export_run(run: RunDir, *, out: str | Path | None, trial: int | None, pick: 
     return done
 
 
-def training_setup(task_name: str, data_dir: str | None, needed: bool, threads: int | None = None) -> tuple[Any, Any]:
-    """A TrialRunner and the data's place, when a command must train; (None, None) otherwise."""
+def training_setup(task_name: TaskRef, data_dir: str | None, needed: bool,
+                   threads: int | None = None) -> tuple[Any, Any]:
+    """A TrialRunner and the data's place, when a command must train; (None, None) otherwise. A dataset task's
+    `data_dir` is where its files are now (default: where the search read them)."""
     if not needed:
         return None, None
     from autopeft.export.retrain import DataPlace
@@ -87,11 +90,13 @@ def training_setup(task_name: str, data_dir: str | None, needed: bool, threads: 
     from autopeft.training.trial import TrialRunner
 
     quiet_libraries()
-    if data_dir is None and not os.environ.get(DATA_DIR_ENV):
+    task = get_task(task_name)
+    local = isinstance(task, DatasetTask) and task.source != "hub"
+    if data_dir is None and not os.environ.get(DATA_DIR_ENV) and not local:
         use_offline_mode_unless_reachable()
-    source = resolve_source(get_task(task_name), data_dir)
+    source = resolve_source(task, data_dir)
     folder = str(source.folder.resolve()) if source.folder else None
-    return TrialRunner(threads=threads or os.cpu_count()), DataPlace(get_task(task_name).name, folder)
+    return TrialRunner(threads=threads or os.cpu_count()), DataPlace(source.task.ref, folder)
 
 
 def _export_one(run: RunDir, settings: Any, row: Any, pick: Pick, folder: Path, seeds: int | None, retrain: bool,

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from autopeft.space.spec import BudgetSpec
+from autopeft.training.tasks import DatasetTask, TaskRef, get_task
 
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")  # a search's objectives unless told otherwise
 # The size objective may be the entries the optimiser updates (the default) or the entries of the saved adapter.
@@ -18,10 +19,12 @@ SAMPLERS = ("bo", "random", "tpe", "nsga2", "gp", "botorch")
 
 @dataclass(frozen=True)
 class SearchSettings:
-    task: str
+    # A GLUE task's name, or the dataset task (your own data: files, columns, label mapping, metric, evaluation rows)
+    # as resolved before the search; settings.json holds the latter as an object, so old files load as they were.
+    task: TaskRef
     model_name: str
     model_location: str
-    data_folder: str | None  # the task's GLUE folder; None = Hugging Face hub
+    data_folder: str | None  # the task's GLUE folder; None = Hugging Face hub, or a dataset task (it says where)
     space: str  # the space as given (shipped name or file); its text is copied into the run
     sampler: str
     seed: int
@@ -43,12 +46,25 @@ class SearchSettings:
         """The study's objectives, in order: accuracy, the size objective, peak memory."""
         return ("accuracy", self.size_objective, "peak_memory")
 
+    @property
+    def metric(self) -> str:
+        """What the study's `accuracy` objective is: the task's metric (accuracy, f1, macro-f1, mcc, pearson or
+        spearman)."""
+        return get_task(self.task).metric
+
+    @property
+    def task_name(self) -> str:
+        return get_task(self.task).name
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # The metric is written for whoever reads settings.json (it is derived from the task, not read back).
+        return {**asdict(self), "metric": self.metric}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
         values = dict(data)
         values["budget"] = BudgetSpec(**values["budget"])
+        if isinstance(values.get("task"), dict):
+            values["task"] = DatasetTask.from_dict(values["task"])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in values.items() if k in known})

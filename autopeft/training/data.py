@@ -1,4 +1,5 @@
-"""Task data: find it (a GLUE-layout directory, else the Hugging Face hub), read it, tokenise it."""
+"""Task data: resolve `--task` (a GLUE name, or your own data), find the data (a GLUE-layout directory, else the
+Hugging Face hub; your own files through `autopeft.training.user_data`), read it, tokenise it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autopeft.errors import TaskError, first_line
-from autopeft.training.tasks import Column, Task
+from autopeft.errors import TaskError, UsageError, first_line
+from autopeft.training.tasks import Column, DatasetTask, Task, glue_task, is_glue_name
 
 if TYPE_CHECKING:
     import torch
+
+    from autopeft.training.user_data import DataOptions
 
 DATA_DIR_ENV = "AUTOPEFT_DATA_DIR"
 HUB_DATASET = "nyu-mll/glue"
@@ -32,19 +35,44 @@ class Examples:
         return len(self.labels)
 
 
+def resolve_task(name: str, options: DataOptions, seed: int) -> Task | DatasetTask:
+    """The one place a `--task` value is resolved. A GLUE name (as before: any case, `sst-2` too) is the registry's
+    task; anything else is your own data (a file, a folder of split files or a hub dataset id), read whole and
+    checked now, with `seed` drawing its evaluation rows when `--eval-fraction` holds them out."""
+    if is_glue_name(name):
+        given = options.given()
+        if given:
+            raise UsageError(f"{', '.join(given)} {'describe' if len(given) > 1 else 'describes'} your own data "
+                             f"(--task FILE, FOLDER or HUB_ID); "
+                             f"{glue_task(name).name} is a GLUE task with its own columns, labels and metric: drop "
+                             f"{'them' if len(given) > 1 else 'it'}")
+        return glue_task(name)
+    from autopeft.training.user_data import prepare
+
+    return prepare(name, options, seed)
+
+
 @dataclass(frozen=True)
 class DataSource:
-    """Where a task's data comes from: a GLUE task folder, or the hub when `folder` is None."""
+    """Where a task's data comes from: a GLUE task folder, or the hub when `folder` is None. A dataset task says
+    where its own data is (`folder` is None)."""
 
-    task: Task
+    task: Task | DatasetTask
     folder: Path | None
 
     def describe(self) -> str:
+        if isinstance(self.task, DatasetTask):
+            return self.task.describe()
         return str(self.folder) if self.folder else f"Hugging Face hub ({HUB_DATASET}/{self.task.hub_config})"
 
 
-def resolve_source(task: Task, data_dir: str | None) -> DataSource:
-    """Check that the data can be read, without reading it all; the data dir may name the task folder."""
+def resolve_source(task: Task | DatasetTask, data_dir: str | None) -> DataSource:
+    """Check that the data can be read, without reading it all; the data dir may name the task folder. For a
+    dataset task, `data_dir` is where its files are now (default: where the search read them)."""
+    if isinstance(task, DatasetTask):
+        from autopeft.training.user_data import moved
+
+        return DataSource(moved(task, data_dir), None)
     given = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if given is None:
         _check_hub(task)
@@ -97,6 +125,10 @@ def _load_hub_split(task: Task, split: str) -> Any:
 def load_split(source: DataSource, split: str) -> Examples:
     """`split` is "train" or "eval" (the task's evaluation split: SST-2 dev)."""
     task = source.task
+    if isinstance(task, DatasetTask):
+        from autopeft.training import user_data
+
+        return user_data.load_split(task, split)
     if source.folder is None:
         ds = _load_hub_split(task, "train" if split == "train" else task.hub_eval_split)
         a = tuple(ds[task.hub_text[0]])
@@ -166,7 +198,12 @@ def label_problem(task: Task, label: float) -> str | None:
 def check_splits(source: DataSource) -> tuple[int, int]:
     """Read both splits of a local task folder once, before anything is written, so that bad data is one line
     now rather than a failed trial later: every label parsed and in range, and no evaluation class that
-    training never shows. The number of training and evaluation examples."""
+    training never shows. The number of training and evaluation examples. A dataset task's own files (or hub
+    splits) are read and checked the same way."""
+    if isinstance(source.task, DatasetTask):
+        from autopeft.training.user_data import check
+
+        return check(source.task)
     train, evaluation = load_split(source, "train"), load_split(source, "eval")
     if source.task.num_labels > 1:
         if len(set(train.labels)) < 2:

@@ -1,14 +1,18 @@
-"""The task registry: GLUE tasks, their files and columns, labels and metrics.
+"""The tasks: the GLUE registry, and `DatasetTask`, a classification or regression task on your own data.
 
-Each task says where its text and labels are in the GLUE TSV layout and in the Hugging Face hub's
+Each GLUE task says where its text and labels are in the GLUE TSV layout and in the Hugging Face hub's
 `nyu-mll/glue` dataset, and which metric is its objective (reported as `accuracy` by the search, as
-DESIGN.md defines: "the task's metric on its evaluation split").
+DESIGN.md defines: "the task's metric on its evaluation split"). A `DatasetTask` says the same of a file, a
+folder of split files or a hub dataset, as `autopeft.training.user_data` resolved it once before the search:
+columns, the label mapping, the metric and the evaluation rows. Both answer `name`, `num_labels`, `metric`,
+`class_names` and `is_pair`, which is all the rest of autopeft asks of a task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from autopeft.errors import TaskError
 
@@ -34,6 +38,11 @@ class Task:
     @property
     def is_pair(self) -> bool:
         return len(self.tsv_text) == 2
+
+    @property
+    def ref(self) -> TaskRef:
+        """What settings and trial requests hold for it: the registry name."""
+        return self.name
 
 
 TASKS: dict[str, Task] = {
@@ -66,16 +75,100 @@ TASKS: dict[str, Task] = {
 
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
 
+# The metrics a dataset task may take as its objective (`--metric`); the first two kinds' defaults come first.
+CLASSIFICATION_METRICS = ("accuracy", "f1", "macro-f1", "mcc")
+REGRESSION_METRICS = ("pearson", "spearman")
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+LABEL_KINDS = ("string", "integer", "number")  # how a dataset's raw labels are read: names, whole numbers, a target
 
-def get_task(name: str) -> Task:
+
+@dataclass(frozen=True)
+class DatasetTask:
+    """A classification or regression task on your own data, resolved once before the search (by
+    `autopeft.training.user_data.prepare`): where the rows are, which columns hold text and label, how labels map
+    to class ids, the metric, and which rows are held out for evaluation. Plain data: it is stored in the run's
+    settings.json and travels to trial workers in other processes inside every `TrialRequest`."""
+
+    name: str  # shown in titles and in the default run directory: the file's stem, the folder's name or the hub id
+    source: str  # "file", "folder" or "hub"
+    location: str  # the file or folder (absolute), or the hub dataset id
+    train_split: str  # a folder's training file name, a hub split name; "" for a single file (the file itself)
+    eval_split: str | None  # a folder's evaluation file name or a hub split; None: `eval_rows` of the training split
+    text_column: str
+    text_pair_column: str | None
+    label_column: str
+    label_kind: str  # one of LABEL_KINDS; "number" is regression
+    label_names: tuple[str, ...]  # class id i is label_names[i] (sorted, or a hub ClassLabel's order); () regression
+    metric: str  # one of METRICS: the objective the study calls `accuracy`
+    hub_config: str | None = None
+    eval_fraction: float | None = None
+    eval_rows: tuple[int, ...] = ()  # rows of the training split held out for evaluation (0-based, sorted)
+    train_rows: int = 0  # rows the training split held when `eval_rows` were drawn: a changed file is caught
+
+    def __str__(self) -> str:  # titles (the dashboard's) print the task as they would a GLUE name
+        return self.name
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names) if self.label_kind != "number" else 1
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.label_names
+
+    @property
+    def is_pair(self) -> bool:
+        return self.text_pair_column is not None
+
+    @property
+    def ref(self) -> TaskRef:
+        """What settings and trial requests hold for it: the task itself, since no registry knows it."""
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetTask:
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["label_names"] = tuple(values.get("label_names", ()))
+        values["eval_rows"] = tuple(int(i) for i in values.get("eval_rows", ()))
+        return cls(**values)
+
+    def describe(self) -> str:
+        where = f"Hugging Face hub ({self.location}{':' + self.hub_config if self.hub_config else ''})" \
+            if self.source == "hub" else self.location
+        kind = "regression" if self.label_kind == "number" else f"{self.num_labels} classes"
+        return f"{where}, {kind}, metric {self.metric}"
+
+
+# What a run's settings and a trial request hold: a GLUE task's name, or the dataset task itself.
+TaskRef = str | DatasetTask
+
+
+def get_task(name: TaskRef) -> Task | DatasetTask:
+    """The task a reference names: a GLUE name (any case, `sst-2` too), or a dataset task, which is its own."""
+    if isinstance(name, DatasetTask):
+        return name
+    return glue_task(name)
+
+
+def glue_task(name: str) -> Task:
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in TASKS:
         raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[key]
 
 
-def compute_metrics(task: Task, predictions: Sequence[float], labels: Sequence[float]) -> dict[str, float]:
-    """All metrics of the task; `metrics[task.metric]` is the objective."""
+def is_glue_name(name: str) -> bool:
+    return _ALIASES.get(name.lower(), name.lower()) in TASKS
+
+
+def compute_metrics(task: Task | DatasetTask, predictions: Sequence[float],
+                    labels: Sequence[float]) -> dict[str, float]:
+    """All metrics of the task; `metrics[task.metric]` is the objective. A GLUE task reports what it always has
+    (two classes: accuracy, F1 of class 1 and MCC); a dataset task also macro-F1, and MCC for any number of
+    classes."""
     import numpy as np  # here, not at the top: the command's parser reads the task names without numpy
 
     pred = np.asarray(predictions, dtype=float)
@@ -96,4 +189,31 @@ def compute_metrics(task: Task, predictions: Sequence[float], labels: Sequence[f
         metrics["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
         denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
         metrics["mcc"] = float((tp * tn - fp * fn) / denom) if denom else 0.0
+    if isinstance(task, DatasetTask):
+        confusion = np.zeros((task.num_labels, task.num_labels))
+        np.add.at(confusion, (gold.astype(int), pred.astype(int)), 1)
+        metrics["macro-f1"] = _macro_f1(confusion)
+        metrics["mcc"] = _multiclass_mcc(confusion)
     return metrics
+
+
+def _macro_f1(confusion: Any) -> float:
+    """The mean over classes of each class's F1 (0 for a class neither predicted nor present)."""
+    import numpy as np
+
+    tp = np.diag(confusion)
+    denom = confusion.sum(axis=0) + confusion.sum(axis=1)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float(f1.mean()) if len(f1) else 0.0
+
+
+def _multiclass_mcc(confusion: Any) -> float:
+    """Matthews' correlation for K classes (Gorodkin 2004); with two classes it is the usual MCC."""
+    import numpy as np
+
+    total = confusion.sum()
+    correct = np.trace(confusion)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    cov = correct * total - float(predicted @ actual)
+    denom = np.sqrt((total**2 - float(predicted @ predicted)) * (total**2 - float(actual @ actual)))
+    return float(cov / denom) if denom else 0.0

@@ -20,6 +20,7 @@ from autopeft.errors import TrialFailed
 from autopeft.space.candidate import Candidate
 from autopeft.space.modules import Architecture
 from autopeft.space.spec import BudgetSpec
+from autopeft.training.tasks import TaskRef
 
 EVAL_BATCH_SIZE = 128
 
@@ -29,8 +30,10 @@ class TrialRequest:
     candidate: Candidate
     model_name: str
     model_location: str
-    task: str
-    data_folder: str | None  # None: the Hugging Face hub
+    # A GLUE task's name, or a dataset task: plain data that says where its rows are, how labels map to class ids
+    # and which rows are held out, so that a worker in another process reads exactly the search's examples.
+    task: TaskRef
+    data_folder: str | None  # a GLUE task folder; None: the Hugging Face hub (a dataset task says where it is)
     budget: BudgetSpec
     seed: int
     device: str = "auto"  # "auto": CUDA when the worker has a GPU, else CPU

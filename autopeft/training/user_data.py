@@ -1,0 +1,538 @@
+"""Your own data: a CSV, TSV, JSONL or Parquet file, a folder of split files, or a Hugging Face dataset, read into
+the same `Examples` as a GLUE task.
+
+`prepare` runs once, before anything of a search is written: it finds the files, reads every row, checks the
+columns and the labels, maps labels to class ids, draws the evaluation rows, and returns the `DatasetTask` that the
+run's settings keep. `load_split` reads a split again from that task alone (in a trial worker, on resume, in an
+export), with the same class ids and the same evaluation rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import math
+import numbers
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autopeft.errors import TaskError, UsageError, first_line
+from autopeft.training.data import Examples
+from autopeft.training.tasks import (
+    CLASSIFICATION_METRICS,
+    METRICS,
+    REGRESSION_METRICS,
+    TASKS,
+    DatasetTask,
+)
+
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+EVAL_NAMES = ("validation", "dev", "test")  # a folder's (or hub dataset's) evaluation split, first found
+TEXT_DEFAULTS = ("text", "sentence")
+LABEL_DEFAULT = "label"
+# owner/name, optionally :config (the hub's own ids; a bare name is a GLUE task or nothing)
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:[\w.-]+)?")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How a dataset task is read, as the command's options say (None: the default)."""
+
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    eval_fraction: float | None = None
+    eval_split: str | None = None
+    metric: str | None = None
+
+    def given(self) -> list[str]:
+        """The options given, spelled as the command's."""
+        return [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+
+def unknown_task(name: str) -> TaskError:
+    return TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}; or give a CSV, TSV, JSONL or Parquet "
+                     f"file, a folder with train.* and validation.* files, or a Hugging Face dataset id (owner/name)")
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One split as read: its columns, and where each row came from, for messages."""
+
+    where: str  # the file, or the hub dataset and split
+    columns: dict[str, list[Any]]
+    lines: list[int] | None = None  # JSONL: each row's line in the file (blank lines are skipped)
+    class_names: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # a hub ClassLabel's names
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def at(self, i: int) -> str:
+        return f"line {self.lines[i]}" if self.lines is not None else f"row {i + 1}"
+
+    def column(self, name: str, option: str) -> list[Any]:
+        if name not in self.columns:
+            raise TaskError(f"{self.where}: no column {name!r} (columns: {', '.join(self.columns) or 'none'}); "
+                            f"name the right one with {option}")
+        return self.columns[name]
+
+
+# --- finding the data -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Place:
+    source: str  # "file", "folder" or "hub"
+    location: str
+    name: str
+    train: str  # as DatasetTask.train_split
+    evaluation: str | None  # as DatasetTask.eval_split
+    config: str | None = None
+
+
+def _file_kind(path: Path) -> str:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise TaskError(f"{path}: unknown file type {path.suffix or '(no suffix)'!r}; give a .csv, .tsv, .jsonl or "
+                        f".parquet file, or a folder of them")
+    return kind
+
+
+def _split_file(folder: Path, stem: str) -> Path | None:
+    """The folder's file for one split (`train.csv`, ...): None when there is none; more than one is refused."""
+    named = sorted(p for p in folder.iterdir() if p.is_file() and p.stem == stem)
+    known = [p for p in named if p.suffix.lower() in SUFFIXES]
+    if len(known) > 1:
+        raise TaskError(f"{folder}: more than one {stem} file ({', '.join(p.name for p in known)}); keep one")
+    if not known and named:
+        _file_kind(named[0])  # train.json, train.txt: say which types work
+    return known[0] if known else None
+
+
+def _locate(ref: str, options: DataOptions) -> _Place:
+    path = Path(ref).expanduser()
+    if path.is_file():
+        _file_kind(path)
+        if options.eval_split is not None:
+            raise UsageError(f"--eval-split names a file of a folder or a split of a hub dataset, and {path} is one "
+                             f"file; hold out part of it with --eval-fraction 0.1")
+        if options.eval_fraction is None:
+            raise UsageError(f"{path} is a single file: hold out part of it for evaluation with --eval-fraction 0.1, "
+                             f"or give a folder with train and validation files")
+        return _Place("file", str(path.resolve()), path.stem, "", None)
+    if path.is_dir():
+        folder = path.resolve()
+        train = _split_file(folder, "train")
+        if train is None:
+            raise TaskError(f"{folder}: no train.csv, train.tsv, train.jsonl or train.parquet in it (files: "
+                            f"{', '.join(sorted(p.name for p in folder.iterdir())[:8]) or 'none'})")
+        evaluation: Path | None = None
+        if options.eval_split is not None:
+            evaluation = _split_file(folder, options.eval_split)
+            if evaluation is None:
+                raise TaskError(f"{folder}: no {options.eval_split} file (--eval-split {options.eval_split}) beside "
+                                f"{train.name}")
+        elif options.eval_fraction is None:
+            evaluation = next((f for f in (_split_file(folder, n) for n in EVAL_NAMES) if f is not None), None)
+            if evaluation is None:
+                raise TaskError(f"{folder}: no validation, dev or test file beside {train.name}; add one, name it "
+                                f"with --eval-split, or hold out rows of {train.name} with --eval-fraction 0.1")
+        return _Place("folder", str(folder), folder.name, train.name, evaluation.name if evaluation else None)
+    if path.suffix.lower() in SUFFIXES or ref.startswith((".", "/", "~")):
+        raise TaskError(f"{ref}: no such file or folder")
+    if not _HUB_ID.fullmatch(ref):
+        raise unknown_task(ref)
+    dataset_id, _, config = ref.partition(":")
+    splits = _hub_dataset(dataset_id, config or None)
+    if "train" not in splits:
+        raise TaskError(f"Hugging Face dataset {ref} has no train split (splits: {', '.join(splits)})")
+    if options.eval_split is not None:
+        if options.eval_split not in splits:
+            raise TaskError(f"Hugging Face dataset {ref} has no split {options.eval_split!r} (splits: "
+                            f"{', '.join(splits)})")
+        hub_eval: str | None = options.eval_split
+    elif options.eval_fraction is None:
+        hub_eval = next((n for n in EVAL_NAMES if n in splits), None)
+        if hub_eval is None:
+            raise TaskError(f"Hugging Face dataset {ref} has no validation, dev or test split (splits: "
+                            f"{', '.join(splits)}); name one with --eval-split, or hold out rows of train with "
+                            f"--eval-fraction 0.1")
+    else:
+        hub_eval = None
+    return _Place("hub", dataset_id, dataset_id, "train", hub_eval, config or None)
+
+
+@functools.lru_cache(maxsize=4)
+def _hub_dataset(dataset_id: str, config: str | None) -> Any:
+    """The dataset's splits (a `datasets.DatasetDict`), loaded once per process; the local cache works offline."""
+    from autopeft.hub import is_offline, use_offline_mode_unless_reachable
+
+    use_offline_mode_unless_reachable()  # fail fast (the cache still loads) instead of half a minute of retries
+    try:
+        from datasets import load_dataset
+
+        return load_dataset(dataset_id, config)
+    except Exception as exc:  # the datasets library raises many kinds for "not there" and "no network"
+        reason = ("the Hugging Face hub cannot be reached and it is not in the local cache" if is_offline()
+                  else f"the Hugging Face hub could not serve it: {first_line(exc, 160)}")
+        raise TaskError(f"no file or folder {dataset_id}, and no Hugging Face dataset of that id: {reason}") from None
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+def _utf8(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")  # a byte-order mark (spreadsheets write one) is not text
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TaskError(f"{path}: line {line}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _read_file(path: Path) -> _Table:
+    kind = _file_kind(path)
+    if not path.is_file():
+        raise TaskError(f"{path} not found: the data the search read is no longer there; give --data-dir with the "
+                        f"folder it is in now")
+    import pandas as pd
+
+    if kind == "parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow's errors for "not Parquet" are of several kinds
+            raise TaskError(f"{path}: not a readable Parquet file ({first_line(exc, 120)})") from None
+        frame = frame.astype(object).where(frame.notna(), None)  # pandas' NA and NaN alike: a missing value
+        return _Table(str(path), {str(c): frame[c].tolist() for c in frame.columns})
+    text = _utf8(path)
+    if kind == "jsonl":
+        return _read_jsonl(path, text)
+    try:
+        # Every cell as text: labels are typed below, by one rule for every format.
+        frame = pd.read_csv(io.StringIO(text), sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise TaskError(f"{path} is empty") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise TaskError(f"{path}: cannot be read as {kind.upper()} ({first_line(exc, 160)})") from None
+    return _Table(str(path), {str(c): frame[c].tolist() for c in frame.columns})
+
+
+def _read_jsonl(path: Path, text: str) -> _Table:
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    # Split on newlines only: str.splitlines would also cut at U+2028, which JSON strings may hold as it is.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskError(f"{path}: line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise TaskError(f"{path}: line {number}: not a JSON object; JSON Lines holds one object per line, "
+                            f'e.g. {{"text": "...", "label": "..."}}')
+        rows.append(row)
+        lines.append(number)
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return _Table(str(path), {name: [row.get(name) for row in rows] for name in names}, lines)
+
+
+def _read_hub_split(dataset_id: str, config: str | None, split: str) -> _Table:
+    from datasets import ClassLabel
+
+    data = _hub_dataset(dataset_id, config)[split]
+    where = f"Hugging Face dataset {dataset_id}{':' + config if config else ''} ({split} split)"
+    columns: dict[str, list[Any]] = {}
+    names: dict[str, tuple[str, ...]] = {}
+    for name in data.column_names:
+        values = list(data[name])
+        feature = data.features[name]
+        if isinstance(feature, ClassLabel):  # class ids with names: read the names (-1, "no label", as missing)
+            names[name] = tuple(feature.names)
+            values = [feature.names[v] if isinstance(v, int) and 0 <= v < len(feature.names) else None
+                      for v in values]
+        columns[name] = values
+    return _Table(where, columns, class_names=names)
+
+
+def _read_split(task: DatasetTask | _Place, split: str) -> _Table:
+    source = task.source
+    location = task.location
+    config = task.hub_config if isinstance(task, DatasetTask) else task.config
+    if source == "hub":
+        return _read_hub_split(location, config, split)
+    return _read_file(Path(location) if source == "file" else Path(location) / split)
+
+
+# --- labels -----------------------------------------------------------------------------------------------------
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or \
+        (isinstance(value, str) and not value.strip())
+
+
+def _number(value: Any) -> float | None:
+    """The value as a finite number, or None (text, booleans and missing values are not numbers)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, numbers.Real):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _label_kind(table: _Table, column: str, values: Sequence[Any], metric: str | None) -> str:
+    """How the training split's labels read: "string" (names), "integer" (whole numbers: classes) or "number"
+    (regression). A regression metric makes whole numbers a regression target too."""
+    for i, value in enumerate(values):
+        if _missing(value):
+            raise TaskError(f"{table.where}: {table.at(i)}: no label in column {column!r}")
+    parsed = [_number(v) for v in values]
+    if column in table.class_names or any(p is None for p in parsed):
+        if metric in REGRESSION_METRICS:
+            i = next((i for i, p in enumerate(parsed) if p is None), 0)
+            raise TaskError(f"{table.where}: {table.at(i)}: label {values[i]!r} is not a number, and --metric "
+                            f"{metric} scores a numeric target")
+        return "string"
+    fractional = next((i for i, p in enumerate(parsed) if p is not None and p != int(p)), None)
+    if fractional is not None or metric in REGRESSION_METRICS:
+        if metric in CLASSIFICATION_METRICS:
+            assert fractional is not None
+            raise TaskError(f"{table.where}: column {column!r} holds numbers that are not whole "
+                            f"({values[fractional]!r} at {table.at(fractional)}): a regression target, scored by "
+                            f"pearson or spearman, not {metric}")
+        return "number"
+    return "integer"
+
+
+def _class_key(value: Any, kind: str) -> str | None:
+    """A class label as the run's mapping names it: whole numbers as "3" (whether written 3, 3.0 or "3")."""
+    if _missing(value):
+        return None
+    if kind == "integer":
+        number = _number(value)
+        return str(int(number)) if number is not None and number == int(number) else str(value)
+    return str(value)
+
+
+def _class_names(table: _Table, column: str, values: Sequence[Any], kind: str) -> tuple[str, ...]:
+    if column in table.class_names:
+        return table.class_names[column]  # the hub dataset's own ids and names
+    keys = {_class_key(v, kind) for v in values} - {None}
+    return tuple(sorted(keys, key=int) if kind == "integer" else sorted(keys))  # type: ignore[arg-type]
+
+
+def _labels(task: DatasetTask, table: _Table, rows: Sequence[int]) -> tuple[float, ...]:
+    values = table.column(task.label_column, "--label-column")
+    if task.label_kind == "number":
+        out: list[float] = []
+        for i in rows:
+            number = _number(values[i])
+            if number is None:
+                what = "no label" if _missing(values[i]) else f"label {values[i]!r} is not a number"
+                raise TaskError(f"{table.where}: {table.at(i)}: {what} in column {task.label_column!r}")
+            out.append(number)
+        return tuple(out)
+    ids = {name: float(i) for i, name in enumerate(task.label_names)}
+    labels: list[float] = []
+    for i in rows:
+        key = _class_key(values[i], task.label_kind)
+        if key is None:
+            raise TaskError(f"{table.where}: {table.at(i)}: no label in column {task.label_column!r}")
+        if key not in ids:
+            raise TaskError(f"{table.where}: {table.at(i)}: label {str(values[i])[:40]!r} never occurs in the "
+                            f"training split (its classes: {_listed(task.label_names)})")
+        labels.append(ids[key])
+    return tuple(labels)
+
+
+def _listed(names: Sequence[str], most: int = 8) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > most else "")
+
+
+def _texts(table: _Table, column: str, option: str, rows: Sequence[int]) -> tuple[str, ...]:
+    values = table.column(column, option)
+    return tuple("" if _missing(values[i]) else str(values[i]) for i in rows)
+
+
+# --- the evaluation rows ----------------------------------------------------------------------------------------
+
+
+def held_out_rows(groups: Sequence[Any], fraction: float, seed: int, keep_one: bool) -> tuple[int, ...]:
+    """A seeded stratified sample of about `fraction` of the rows: each group (class, or a regression target's
+    decile) gives its share, the leftover places going to the groups with the largest remainders. With
+    `keep_one`, every group keeps at least one row for training (a class evaluated must have been trained on)."""
+    rng = random.Random(seed)
+    members: dict[Any, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    target = round(fraction * len(groups))
+    quota: dict[Any, int] = {}
+    remainders = []
+    for group, rows in members.items():
+        rng.shuffle(rows)
+        share = fraction * len(rows)
+        quota[group] = int(share)
+        remainders.append((share - int(share), rng.random(), group))
+    for _, _, group in sorted(remainders, reverse=True)[:max(0, target - sum(quota.values()))]:
+        quota[group] += 1
+    chosen: list[int] = []
+    for group, rows in members.items():
+        chosen += rows[:min(quota[group], len(rows) - 1 if keep_one else len(rows))]
+    return tuple(sorted(chosen))
+
+
+def _deciles(values: Sequence[float]) -> list[int]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    rank = [0] * len(values)
+    for position, i in enumerate(order):
+        rank[i] = position * 10 // max(1, len(values))
+    return rank
+
+
+# --- the task ---------------------------------------------------------------------------------------------------
+
+
+def prepare(ref: str, options: DataOptions, seed: int) -> DatasetTask:
+    """The dataset task `--task REF` names, with every row of both splits read and checked: one line naming the
+    file, the column or the row for anything that would fail a trial later."""
+    if options.eval_fraction is not None and not 0 < options.eval_fraction < 1:
+        raise UsageError(f"--eval-fraction must be between 0 and 1 (exclusive), got {options.eval_fraction:g}")
+    if options.eval_fraction is not None and options.eval_split is not None:
+        raise UsageError("--eval-fraction holds out rows of the training split and --eval-split names another "
+                         "split; give one of them")
+    if options.metric is not None and options.metric not in METRICS:
+        raise UsageError(f"unknown metric {options.metric!r}; choose from {', '.join(METRICS)}")
+    place = _locate(ref, options)
+    train = _read_split(place, place.train)
+    if not len(train):
+        raise TaskError(f"{train.where} holds no examples (a header alone, or no row)")
+    text = options.text_column or next((c for c in TEXT_DEFAULTS if c in train.columns), None)
+    if text is None:
+        raise TaskError(f"{train.where}: no column 'text' or 'sentence' (columns: {', '.join(train.columns) or 'none'})"
+                        f"; name the text column with --text-column")
+    label = options.label_column or LABEL_DEFAULT
+    for column, option in ((text, "--text-column"), (options.text_pair_column, "--text-pair-column"),
+                           (label, "--label-column")):
+        if column is not None:
+            train.column(column, option)
+    values = train.columns[label]
+    kind = _label_kind(train, label, values, options.metric)
+    names = () if kind == "number" else _class_names(train, label, values, kind)
+    metric = options.metric or ("pearson" if kind == "number" else "accuracy")
+    if metric == "f1" and len(names) != 2:
+        raise UsageError(f"--metric f1 is the F1 of the second of two classes, and {train.where} has {len(names)} "
+                         f"classes in column {label!r}; use macro-f1")
+    eval_rows: tuple[int, ...] = ()
+    if place.evaluation is None:
+        assert options.eval_fraction is not None
+        groups: list[Any] = _deciles([float(_number(v) or 0.0) for v in values]) if kind == "number" else \
+            [_class_key(v, kind) for v in values]
+        eval_rows = held_out_rows(groups, options.eval_fraction, seed, keep_one=kind != "number")
+        if not eval_rows:
+            raise TaskError(f"{train.where}: --eval-fraction {options.eval_fraction:g} of {len(train)} rows holds no "
+                            f"example for evaluation; raise it, or give a folder with a validation file")
+    task = DatasetTask(
+        name=place.name, source=place.source, location=place.location, train_split=place.train,
+        eval_split=place.evaluation, text_column=text, text_pair_column=options.text_pair_column, label_column=label,
+        label_kind=kind, label_names=names, metric=metric, hub_config=place.config,
+        eval_fraction=options.eval_fraction, eval_rows=eval_rows, train_rows=len(train) if eval_rows else 0)
+    check(task, train)
+    return task
+
+
+def check(task: DatasetTask, train_table: _Table | None = None) -> tuple[int, int]:
+    """Read both splits as a trial will, and refuse what would make the search meaningless: an empty evaluation
+    split, a single class (or a single target value) to train on, a class in evaluation that training never shows.
+    The number of training and evaluation examples."""
+    train = _split_examples(task, "train", train_table)
+    evaluation = _split_examples(task, "eval", train_table if task.eval_split is None else None)
+    where = _where(task, "train")
+    if not train.labels:
+        raise TaskError(f"{where}: no row is left for training once the evaluation rows are held out; lower "
+                        f"--eval-fraction")
+    if task.label_kind == "number":
+        if len(set(train.labels)) < 2:
+            raise TaskError(f"{where}: column {task.label_column!r} holds a single value ({train.labels[0]:g}) to "
+                            f"train on; a regression needs targets that vary")
+    elif len(set(train.labels)) < 2:
+        raise TaskError(f"{where}: the training split holds a single class "
+                        f"({task.label_names[int(train.labels[0])]!r} in column {task.label_column!r}); a "
+                        f"classifier needs at least two")
+    if not evaluation.labels:
+        raise TaskError(f"{_where(task, 'eval')} holds no examples: the evaluation split is empty")
+    return len(train), len(evaluation)
+
+
+def _where(task: DatasetTask, split: str) -> str:
+    if task.source == "hub":
+        name = task.train_split if split == "train" or task.eval_split is None else task.eval_split
+        return f"Hugging Face dataset {task.location}{':' + task.hub_config if task.hub_config else ''} ({name} split)"
+    if task.source == "file":
+        return task.location
+    return str(Path(task.location) / (task.train_split if split == "train" or task.eval_split is None
+                                      else task.eval_split))
+
+
+def load_split(task: DatasetTask, split: str) -> Examples:
+    """`split` is "train" or "eval": the task's examples, class ids mapped as the search mapped them and the same
+    evaluation rows held out."""
+    return _split_examples(task, split)
+
+
+def _split_examples(task: DatasetTask, split: str, table: _Table | None = None) -> Examples:
+    carved = task.eval_split is None
+    if table is None:
+        table = _read_split(task, task.train_split if split == "train" or carved else task.eval_split or "")
+    rows: Sequence[int] = range(len(table))
+    if carved:
+        if len(table) != task.train_rows:
+            raise TaskError(f"{table.where} now holds {len(table)} rows, not the {task.train_rows} the search drew its "
+                            f"evaluation rows from; restore it, or start a new search")
+        held = set(task.eval_rows)
+        rows = task.eval_rows if split == "eval" else [i for i in range(len(table)) if i not in held]
+    elif split == "eval" and not len(table):
+        raise TaskError(f"{table.where} holds no examples: the evaluation split is empty")
+    if len(table):
+        for column, option in ((task.text_column, "--text-column"), (task.text_pair_column, "--text-pair-column"),
+                               (task.label_column, "--label-column")):
+            if column is not None:
+                table.column(column, option)
+    text_a = _texts(table, task.text_column, "--text-column", rows)
+    text_b = _texts(table, task.text_pair_column, "--text-pair-column", rows) if task.text_pair_column else None
+    return Examples(text_a, text_b, _labels(task, table, rows))
+
+
+def moved(task: DatasetTask, data_dir: str | None) -> DatasetTask:
+    """The task with its files where they are now: `data_dir` is the folder (or, for one file, the file itself or
+    the folder holding it); without it, where the search read them. Their presence is checked."""
+    if data_dir is not None:
+        given = Path(data_dir).expanduser().resolve()
+        if task.source == "hub":
+            raise UsageError(f"--data-dir moves local files, and {task.name} comes from the Hugging Face hub; drop it")
+        if task.source == "file":
+            file = given if given.is_file() else given / Path(task.location).name
+            task = dataclasses.replace(task, location=str(file))
+        else:
+            task = dataclasses.replace(task, location=str(given))
+    if task.source != "hub":
+        for split in {task.train_split, task.eval_split or task.train_split}:
+            path = Path(task.location) if task.source == "file" else Path(task.location) / split
+            if not path.is_file():
+                raise TaskError(f"{path} not found: the data the search read is no longer there; give --data-dir "
+                                f"with where it is now")
+    return task
