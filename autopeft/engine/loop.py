@@ -70,6 +70,9 @@ def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = Non
         if t.number in kept:  # stored with the trial first, as the loop would have
             set_running_trial_user_attr(study, t, ATTR_RESULT, kept[t.number])
         result = kept.get(t.number) or t.user_attrs.get(ATTR_RESULT) or {}
+        if ATTR_STOPPED_AT in t.user_attrs:  # successive halving had stopped it; the kill came before the tell
+            study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
+            continue
         if result.get("status") == "complete":
             study.tell(t.number, objective_values(result, objectives))
             continue
@@ -310,8 +313,8 @@ class _Loop:
         if rung.goes_on(trial.number, self.rungs.eta):
             self._submit(trial, candidate, self.rungs.next_level(steps))
             return
+        trial.set_user_attr(ATTR_STOPPED_AT, steps)  # before the result: a kill in between still reads "stopped"
         trial.set_user_attr(ATTR_RESULT, dict(leg))
-        trial.set_user_attr(ATTR_STOPPED_AT, steps)
         self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         self.keys.mark(candidate.key(), trial.number, STOPPED)
         self.stopped += 1

@@ -159,3 +159,18 @@ def test_bo_learns_from_the_highest_rung_enough_trials_reached(setup) -> None:  
     assert all(t.state == COMPLETE for t, _ in top)
     # Past its start-up, bo proposed from the model (the start-up counts trials at the first rung).
     assert study.sampler.last_report is not None  # type: ignore[attr-defined]
+
+
+def test_a_trial_stopped_just_before_the_kill_stays_stopped(setup) -> None:  # type: ignore[no-untyped-def]
+    from autopeft.engine.loop import recover_interrupted
+
+    run, settings = setup[:2]
+    study = run.create_study(None, settings.objectives)
+    trial = study.ask()
+    leg = {"status": "complete", "steps": 2, "accuracy": 0.6, "trainable_params": 100, "adapter_params": 100,
+           "peak_memory": 1000}
+    trial.set_user_attr(ATTR_RUNGS, [leg])
+    trial.set_user_attr(ATTR_STOPPED_AT, 2)
+    trial.set_user_attr("result", leg)  # the driver died here, before telling the study
+    assert recover_interrupted(study) == 1
+    assert study.trials[0].state == PRUNED  # not a full-budget result at the rung's accuracy
