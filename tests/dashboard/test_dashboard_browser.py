@@ -100,6 +100,8 @@ def expected_points(data: DashboardData) -> dict[str, dict[str, int]]:
         "objectives3d": {"markers_3d": sum(r.completed + len(r.baselines or ()) for r in data.runs)},
     }
     for i, run in enumerate(data.runs):
+        if run.curves is not None and run.curves.curves:  # a point per rung each trial reached
+            expected[f"curves{i}"] = {"svg_points": sum(len(c.steps) for c in run.curves.curves)}
         if run.parallel is not None:
             expected[f"parallel{i}"] = {"parcoords_lines": run.completed, "parcoords_axes": len(run.parallel.axes)}
     return expected
@@ -179,3 +181,25 @@ def test_png_without_a_browser_is_one_line(tmp_path: Path) -> None:
                            str(tmp_path / "x.png")], capture_output=True, text=True, env=env, timeout=110)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "apt-get install chromium" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_halving_run_draws_every_rung_of_every_trial(chromium: Path, sst2_small: Path, tiny_bert_dir: Path,
+                                                       tmp_path: Path) -> None:
+    run = tmp_path / "halving"
+    assert main(["search", "--task", "sst2", "--data-dir", str(sst2_small), "--model", str(tiny_bert_dir),
+                 "--trials", "5", "--min-steps", "1", "--max-steps", "4", "--eta", "2", "--batch-size", "8",
+                 "--max-length", "32", "--eval-subset", "40", "--executor", "local", "--sampler", "random",
+                 "--space", "small", "--out", str(run)]) == 0
+    data = DashboardService(open_runs([str(run)])).data()
+    curves = data.runs[0].curves
+    assert curves is not None and curves.rungs == (1, 2, 4)
+    assert {c.status for c in curves.curves} == {"complete", "stopped"}
+    expected = expected_points(data)
+    with serving(run) as url:
+        dom = browse(chromium, tmp_path, url, "--dump-dom")
+    report = render_report(dom)
+    assert report["all_drawn"], report
+    assert report["figures"]["curves0"]["svg_points"] == expected["curves0"]["svg_points"]
+    assert "stopped" in dom and "Learning curves of" in dom
