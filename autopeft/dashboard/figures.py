@@ -198,7 +198,8 @@ def curves_figure(run: RunPlot) -> go.Figure | None:
         fig.add_vline(x=steps, line={"dash": "dot", "color": GREY, "width": 1},
                       annotation_text=f"{steps} steps: {run.curves.stopped_at(steps)} stopped",
                       annotation_position="top")
-    fig.update_xaxes(title_text="training steps (log)", type="log", tickvals=list(run.curves.rungs))
+    # A linear axis: plotly places shapes (the rung lines) on a log axis by the log of their position.
+    fig.update_xaxes(title_text="training steps", tickvals=list(run.curves.rungs), rangemode="tozero")
     fig.update_yaxes(title_text="accuracy")
     fig.update_layout(height=420)
     return fig
