@@ -104,7 +104,7 @@ def test_parameters_not_chosen_yet_are_filled_in_when_the_count_does_not_depend_
     assert lora({k: v for k, v in full.items() if k != "sparsity.fraction"}) == {}  # the fraction changes it
 
     default = TrainableParamsModel(counter, load_spec("default"))
-    vera = {"method": "vera", "target_modules": "attn_qv", "rank_L0": 4, "rank_L1": 0, "learning_rate": 1e-3}
+    vera = {"method": "vera", "target_modules": "attn_qv", "rank_L0": 4, "rank_L1": 0, "vera.learning_rate": 1e-2}
     assert default({**vera, "vera.r": 64}) != {} and default(vera) == {}  # VeRA's r (64 or 256) changes the count
 
 
@@ -113,7 +113,7 @@ def test_configurations_it_cannot_count_get_no_value() -> None:
     assert model({"method": "lora"}) == {}  # too many ways to fill in the rest
     assert model({"method": "dora", "target_modules": "attn_qv", "learning_rate": 1e-3}) == {}  # not a method
     default = TrainableParamsModel(model.counter, load_spec("default"))
-    shira = {"method": "shira", "target_modules": "attn_qv", "rank_L0": 4, "rank_L1": 0, "learning_rate": 1e-3}
+    shira = {"method": "shira", "target_modules": "attn_qv", "rank_L0": 4, "rank_L1": 0, "shira.learning_rate": 1e-3}
     assert default({**shira, "shira.r": 32}) == {}  # peft rejects r=32 on 32x32 weights
 
 

@@ -66,10 +66,11 @@ def test_a_samplers_partial_parameters_are_ruled_out_when_every_completion_is() 
     memory = FailureMemory()
     for r in (8, 32):
         memory.add(Candidate("shira", "attn_qv", (0, 0, 0, 4, 0, 0), 3e-3, (("r", r),)), SPARSE)
-    params = {"method": "shira", "target_modules": "attn_qv", "learning_rate": 1e-3,
+    params = {"method": "shira", "target_modules": "attn_qv", "shira.learning_rate": 1e-3,
               **{f"rank_L{i}": (4 if i == 3 else 0) for i in range(6)}}
     # shira.r is missing (a model-based sampler has not modelled it yet): both of its values are ruled out.
     assert memory.rules_out_params(params, spec, 6)
     assert not memory.rules_out_params({**params, "rank_L2": 8}, spec, 6)
-    assert not memory.rules_out_params({**params, "method": "lora", "lora.lora_alpha": 16}, spec, 6)
+    assert not memory.rules_out_params({**params, "method": "lora", "lora.learning_rate": 1e-3, "lora.lora_alpha": 16},
+                                       spec, 6)
     assert not FailureMemory().rules_out_params(params, spec, 6)
