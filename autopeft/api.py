@@ -140,6 +140,8 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
            cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, size_objective: str = "trainable_params",
            text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
            eval_fraction: float | None = None, eval_split: str | None = None, metric: str | None = None,
+           task_type: str | None = None, prompt_column: str | None = None, response_column: str | None = None,
+           choices: Sequence[str] | None = None,
            progress: Callable[[SearchProgress], None] | None = None, messages: Messages = _quiet) -> Run:
     """Run a search (or resume one with `resume=RUN`) until `trials` trials have completed; the run.
 
@@ -151,6 +153,9 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     `task` is a GLUE task name, or your own data: a CSV, TSV, JSONL or Parquet file (with `eval_fraction`), a folder
     with train.* and validation.*/dev.*/test.* files, or a Hugging Face dataset id (owner/name[:config]);
     `text_column`, `text_pair_column`, `label_column`, `eval_split` and `metric` say how to read it.
+    `task_type="causal-lm"` (the default when `prompt_column`, `response_column` or `choices` is given) trains the
+    model as a causal LM on the response tokens, scored by choice-accuracy with `choices` (a verbaliser), else by
+    exp(-loss) on the evaluation split.
     """
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
@@ -159,10 +164,15 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     if executor not in ("ray", "local"):
         raise UsageError(f"unknown executor {executor!r}; choose ray or local")
     _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
+    if isinstance(choices, str):  # tuple("neg,pos") would be its characters
+        raise UsageError(f"choices is a list of strings, one per class (e.g. [' negative', ' positive']), got "
+                         f"{choices!r}")
     from autopeft.training.user_data import DataOptions
 
     data_options = DataOptions(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
-                               eval_fraction=eval_fraction, eval_split=eval_split, metric=metric)
+                               eval_fraction=eval_fraction, eval_split=eval_split, metric=metric,
+                               task_type=task_type, prompt_column=prompt_column, response_column=response_column,
+                               choices=None if choices is None else tuple(choices))
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,

@@ -50,7 +50,8 @@ _ARCHITECTURES = (
         fan_in_fan_out=True,
     ),
     Architecture(
-        model_types=("llama", "qwen2", "qwen3", "mistral", "gemma", "phi3"),
+        model_types=("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3_text", "olmo2", "granite",
+                     "smollm3"),
         layers="layers",
         roles={
             "q": ("self_attn.q_proj",),
@@ -61,6 +62,22 @@ _ARCHITECTURES = (
             "gate": ("mlp.gate_proj",),
             "down": ("mlp.down_proj",),
         },
+        head=("score",),
+    ),
+    Architecture(
+        model_types=("phi3",),
+        layers="layers",
+        # Phi-3 fuses q, k and v into one linear projection, and the gate with the up projection.
+        roles={"q": ("self_attn.qkv_proj",), "k": ("self_attn.qkv_proj",), "v": ("self_attn.qkv_proj",),
+               "o": ("self_attn.o_proj",), "gate": ("mlp.gate_up_proj",), "up": ("mlp.gate_up_proj",),
+               "down": ("mlp.down_proj",)},
+        head=("score",),
+    ),
+    Architecture(
+        model_types=("phi",),  # Phi-1, Phi-1.5, Phi-2
+        layers="layers",
+        roles={"q": ("self_attn.q_proj",), "k": ("self_attn.k_proj",), "v": ("self_attn.v_proj",),
+               "o": ("self_attn.dense",), "up": ("mlp.fc1",), "down": ("mlp.fc2",)},
         head=("score",),
     ),
 )
@@ -98,6 +115,9 @@ class ModuleLayout:
     num_layers: int
     modules: tuple[Mapping[str, tuple[str, ...]], ...]
     shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # module name -> its weight's 2-D shape
+    # A causal LM (`...ForCausalLM`): peft task type CAUSAL_LM, and no classifier head to train (its LM head stays
+    # frozen, as the pretrained vocabulary projection).
+    causal_lm: bool = False
 
     def targets(self, preset: str, layers: Iterable[int]) -> dict[str, str]:
         """Full module name -> role, for the preset's roles in the given layers."""
@@ -112,7 +132,7 @@ class ModuleLayout:
 
 
 def resolve_layout(arch: Architecture, num_layers: int, module_names: Iterable[str],
-                   shapes: Mapping[str, tuple[int, int]] | None = None) -> ModuleLayout:
+                   shapes: Mapping[str, tuple[int, int]] | None = None, causal_lm: bool = False) -> ModuleLayout:
     """Find each role's modules in each layer among the model's `named_modules()` names; `shapes` (the weight
     shape by module name) lets methods check what a layer's size allows."""
     pattern = re.compile(rf"(?:^|.*\.){re.escape(arch.layers)}\.(\d+)\.(.+)$")
@@ -139,7 +159,16 @@ def resolve_layout(arch: Architecture, num_layers: int, module_names: Iterable[s
         num_layers=num_layers,
         modules=tuple({role: tuple(names) for role, names in m.items()} for m in per_layer),
         shapes=dict(shapes or {}),
+        causal_lm=causal_lm,
     )
+
+
+def is_causal_lm(model: object) -> bool:
+    """Whether a transformers model is a causal LM: its class says so (`LlamaForCausalLM`, GPT-2's `GPT2LMHeadModel`;
+    a peft wrapper's base model is looked at). Sequence classifiers end in `ForSequenceClassification`."""
+    inner = getattr(model, "get_base_model", None)
+    name = type(inner() if callable(inner) else model).__name__
+    return name.endswith(("ForCausalLM", "LMHeadModel"))
 
 
 def weight_shapes(named_modules: Iterable[tuple[str, object]]) -> dict[str, tuple[int, int]]:

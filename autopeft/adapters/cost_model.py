@@ -112,22 +112,26 @@ class ParameterCounter:
     @classmethod
     def for_model(cls, ref: ModelRef, num_labels: int, architecture: Architecture | None = None,
                   total_steps: int = 1) -> ParameterCounter:
-        """A counter for the sequence classifier of `ref` with `num_labels` outputs (only its config is read)."""
-        from autopeft.adapters.models import load_config
+        """A counter for the sequence classifier of `ref` with `num_labels` outputs, or its causal LM for
+        `num_labels == CAUSAL_LM` (only its config is read)."""
+        from autopeft.adapters.models import CAUSAL_LM, load_config
 
         config = copy.deepcopy(load_config(ref))
-        config.num_labels = num_labels
-        return cls.from_config(config, architecture, total_steps)
+        causal = num_labels == CAUSAL_LM
+        if not causal:
+            config.num_labels = num_labels
+        return cls.from_config(config, architecture, total_steps, causal_lm=causal)
 
     @classmethod
     def from_config(cls, config: Any, architecture: Architecture | None = None,
-                    total_steps: int = 1) -> ParameterCounter:
+                    total_steps: int = 1, causal_lm: bool = False) -> ParameterCounter:
         def build() -> torch.nn.Module:
             import torch
-            from transformers import AutoModelForSequenceClassification
+
+            from autopeft.adapters.models import build_from_config
 
             with torch.device("meta"):
-                return AutoModelForSequenceClassification.from_config(config)
+                return build_from_config(config, causal_lm)
 
         return cls(build, architecture, total_steps)
 

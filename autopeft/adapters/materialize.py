@@ -6,7 +6,14 @@ import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from autopeft.adapters.architectures import ModuleLayout, architecture_for, num_layers_of, resolve_layout, weight_shapes
+from autopeft.adapters.architectures import (
+    ModuleLayout,
+    architecture_for,
+    is_causal_lm,
+    num_layers_of,
+    resolve_layout,
+    weight_shapes,
+)
 from autopeft.adapters.peft_configs import AdapterPlan, peft_config
 from autopeft.errors import TrialFailed
 from autopeft.space.candidate import Candidate
@@ -22,7 +29,8 @@ def layout_of(model: torch.nn.Module, architecture: Architecture | None = None) 
     config: Any = model.config
     modules = list(model.named_modules())
     arch = architecture or architecture_for(config.model_type)
-    return resolve_layout(arch, num_layers_of(config), [name for name, _ in modules], weight_shapes(modules))
+    return resolve_layout(arch, num_layers_of(config), [name for name, _ in modules], weight_shapes(modules),
+                          causal_lm=is_causal_lm(model))
 
 
 _FFN_ROLES = frozenset({"up", "gate", "down"})
@@ -33,8 +41,11 @@ def adapter_plan(candidate: Candidate, layout: ModuleLayout, total_steps: int = 
         raise TrialFailed(f"candidate has ranks for {len(candidate.layer_ranks)} layers but the model has "
                           f"{layout.num_layers}")
     method = get_method(candidate.method)
-    plan = AdapterPlan(module_ranks={}, feedforward_modules=(), head_modules=layout.architecture.head,
-                       fan_in_fan_out=layout.architecture.fan_in_fan_out, total_steps=total_steps)
+    # A causal LM has no classifier head: its LM head is the pretrained vocabulary projection and stays frozen.
+    plan = AdapterPlan(module_ranks={}, feedforward_modules=(),
+                       head_modules=() if layout.causal_lm else layout.architecture.head,
+                       fan_in_fan_out=layout.architecture.fan_in_fan_out, total_steps=total_steps,
+                       task_type="CAUSAL_LM" if layout.causal_lm else "SEQ_CLS")
     if method.layers == NONE:
         return plan
     module_ranks: dict[str, int] = {}
@@ -90,7 +101,7 @@ def materialize(candidate: Candidate, base_model: torch.nn.Module, total_steps: 
 
 
 def count_trainable(model: torch.nn.Module, masked_entries: int = 0) -> int:
-    """Trainable entries the configuration must store, classifier head included, less the entries
+    """Trainable entries the configuration must store, classifier head included (a causal LM has none), less the entries
     that sparsity masks hold at zero. Without masks this equals peft's `get_nb_trainable_parameters`."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad) - masked_entries
 

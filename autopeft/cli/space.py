@@ -10,11 +10,17 @@ def _space_and_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import inspect_model, resolve_model
     from autopeft.space.spec import load_spec
-    from autopeft.training.tasks import get_task
 
     spec = load_spec(args.space)
-    info = inspect_model(resolve_model(args.model), get_task(args.task).num_labels, spec.architecture)
+    info = inspect_model(resolve_model(args.model), _num_labels(args), spec.architecture)
     return fit_space(spec, info.model_type, info.layout), info
+
+
+def _num_labels(args: argparse.Namespace) -> int:
+    from autopeft.adapters.models import CAUSAL_LM
+    from autopeft.training.tasks import get_task
+
+    return CAUSAL_LM if args.task_type == "causal-lm" else get_task(args.task).num_labels
 
 
 def show(args: argparse.Namespace) -> int:
@@ -26,21 +32,20 @@ def show(args: argparse.Namespace) -> int:
 
 
 def sample(args: argparse.Namespace) -> int:
-    from transformers import AutoModelForSequenceClassification
-
-    from autopeft.adapters.models import load_config
+    from autopeft.adapters.models import CAUSAL_LM, build_from_config, load_config
     from autopeft.logs import quiet_libraries
     from autopeft.training.sample import sample_candidates, sample_text
-    from autopeft.training.tasks import get_task
 
     quiet_libraries()
     fitted, info = _space_and_model(args)
     spec = fitted.spec
     config = load_config(info.ref)
-    config.num_labels = get_task(args.task).num_labels
+    num_labels = _num_labels(args)
+    if num_labels != CAUSAL_LM:
+        config.num_labels = num_labels
     if config.pad_token_id is None:
         config.pad_token_id = 0
-    base = AutoModelForSequenceClassification.from_config(config)  # costs do not depend on the weights
+    base = build_from_config(config, num_labels == CAUSAL_LM)  # costs do not depend on the weights
     samples = sample_candidates(spec, base, args.n, args.seed, spec.architecture)
     b = spec.budget
     print(f"{args.n} candidates of {spec.source} on {info.ref.name}; memory at batch {b.batch_size}, "

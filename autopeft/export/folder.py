@@ -121,7 +121,8 @@ def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
         "objectives": p.objectives,
         "task": task.name,
         "metric": task.metric,  # what the objective called `accuracy` measures
-        "num_labels": task.num_labels,
+        "task_type": "causal-lm" if task.is_causal_lm else "classification",
+        "num_labels": task.num_labels,  # 0 for a causal LM: no classifier head
         "labels": names or None,  # class id -> name; None: regression
         # As transformers' config takes them (JSON keys are strings): from_pretrained(..., id2label=..., label2id=...)
         "id2label": {str(i): name for i, name in enumerate(names)} or None,
@@ -186,7 +187,9 @@ def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
              f"Exported by autopeft {metadata['autopeft_version']} for task `{metadata['task']}` on "
              f"`{metadata['base_model']}`.", ""]
     dataset = metadata.get("dataset")
-    if dataset:
+    if dataset and metadata.get("task_type") == "causal-lm":
+        lines += [_causal_data_line(dataset, metric), ""]
+    elif dataset:
         pair = f" and `{dataset['text_pair_column']}`" if dataset.get("text_pair_column") else ""
         kind = "a regression target" if metadata.get("num_labels") == 1 else \
             f"{metadata['num_labels']} classes ({', '.join(map(str, metadata.get('labels') or []))})"
@@ -216,8 +219,58 @@ def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
     return "\n".join(lines)
 
 
+def _causal_data_line(dataset: dict[str, Any], metric: str) -> str:
+    choices = dataset.get("choices") or []
+    if choices:
+        return (f"Trained on `{dataset['location']}` as a causal LM: prompt `{dataset['text_column']}`, then the right "
+                f"one of the choices {', '.join(repr(c) for c in choices)} (label `{dataset['label_column']}`); metric "
+                f"{metric}, the share of evaluation rows whose right choice is the most likely.")
+    if dataset.get("response_column"):
+        return (f"Trained on `{dataset['location']}` as a causal LM: prompt `{dataset['text_column']}`, loss on the "
+                f"response `{dataset['response_column']}`; metric {metric} of the mean evaluation loss per response "
+                f"token.")
+    return (f"Trained on `{dataset['location']}` as a causal LM on the whole text of `{dataset['text_column']}`; "
+            f"metric {metric} of the mean evaluation loss per token.")
+
+
+def _causal_usage(metadata: dict[str, Any], has_weights: bool) -> list[str]:
+    """Python that loads a causal LM's folder and, with weights, generates (or scores the choices)."""
+    base = metadata.get("base_model_location") or metadata["base_model"]
+    choices = (metadata.get("dataset") or {}).get("choices") or []
+    lines = ["```python", "import torch",
+             "from peft import PeftConfig, PeftModel, get_peft_model",
+             "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+             "folder = 'THIS_FOLDER'  # where this README is",
+             f"base_model = {base!r}  # where the search loaded it",
+             "tokenizer = AutoTokenizer.from_pretrained(base_model)",
+             "base = AutoModelForCausalLM.from_pretrained(base_model)"]
+    if not has_weights:
+        return [*lines, "config = PeftConfig.from_pretrained(folder)",
+                "model = get_peft_model(base, config)  # then train it, or: autopeft export RUN --retrain", "```"]
+    lines += ["model = PeftModel.from_pretrained(base, folder).eval()  # the trained adapter",
+              "inputs = tokenizer('a prompt as in training', return_tensors='pt')",
+              "with torch.no_grad():",
+              "    out = model.generate(**inputs, max_new_tokens=20, do_sample=False,",
+              "                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)",
+              "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))"]
+    if choices:
+        lines += ["", f"choices = {list(choices)!r}  # as in training: the most likely one is the answer",
+                  "def choice_log_likelihood(prompt: str, choice: str) -> float:",
+                  "    p = tokenizer(prompt)['input_ids']",
+                  "    c = tokenizer(choice, add_special_tokens=False)['input_ids']",
+                  "    ids = torch.tensor([p + c])",
+                  "    with torch.no_grad():",
+                  "        logits = model(input_ids=ids).logits[0, -ids.shape[1]:]",
+                  "    log_probs = torch.log_softmax(logits[:-1], -1)",
+                  "    return float(sum(log_probs[len(p) - 1 + k, t] for k, t in enumerate(c)))",
+                  "print(max(choices, key=lambda c: choice_log_likelihood('a prompt as in training', c)))"]
+    return [*lines, "```"]
+
+
 def _usage(metadata: dict[str, Any], has_weights: bool) -> list[str]:
     """Python that loads the folder (and, with weights, predicts one example) with peft and transformers alone."""
+    if metadata.get("task_type") == "causal-lm":
+        return _causal_usage(metadata, has_weights)
     base = metadata.get("base_model_location") or metadata["base_model"]
     labels = metadata.get("labels")
     pair = metadata.get("text_columns", 1) == 2

@@ -224,6 +224,9 @@ class Encoded:
     token_type_ids: tuple[tuple[int, ...], ...] | None
     labels: tuple[float, ...]
     pad_id: int
+    # A causal LM's examples: the prompt's token count in each (the loss is on the tokens after it, the response);
+    # `batch` then gives token labels, -100 on the prompt and the padding. None: a classifier's examples.
+    prompt_lengths: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -240,6 +243,7 @@ class Encoded:
             token_type_ids=None if self.token_type_ids is None else tuple(self.token_type_ids[i] for i in picked),
             labels=tuple(self.labels[i] for i in picked),
             pad_id=self.pad_id,
+            prompt_lengths=None if self.prompt_lengths is None else tuple(self.prompt_lengths[i] for i in picked),
         )
 
     def batch(self, indices: list[int], regression: bool) -> dict[str, torch.Tensor]:
@@ -258,6 +262,14 @@ class Encoded:
         batch = {"input_ids": ids, "attention_mask": mask}
         if self.token_type_ids is not None:
             batch["token_type_ids"] = types
+        if self.prompt_lengths is not None:
+            # Next-token targets (the model shifts them): none on the prompt, none on the padding.
+            targets = ids.clone()
+            for row, i in enumerate(indices):
+                targets[row, :self.prompt_lengths[i]] = -100
+                targets[row, len(self.input_ids[i]):] = -100
+            batch["labels"] = targets
+            return batch
         label_values = [self.labels[i] for i in indices]
         batch["labels"] = torch.tensor(label_values, dtype=torch.float if regression else torch.long)
         return batch
@@ -274,3 +286,55 @@ def encode(examples: Examples, tokenizer: Any, max_length: int) -> Encoded:
         labels=examples.labels,
         pad_id=int(pad or 0),
     )
+
+
+def encode_causal(examples: Examples, tokenizer: Any, max_length: int,
+                  responses: tuple[str, ...] | None = None, end_with_eos: bool = True) -> Encoded:
+    """A causal LM's examples: the prompt (`text_a`, with the tokenizer's own start token, LLaMA's BOS) followed
+    by the response (`responses`, else `text_b`; with neither, `text_a` is a text trained on whole), and the
+    tokenizer's EOS after a response when `end_with_eos` (so that generation learns to stop; a verbaliser's choice
+    is scored without one). Longer than `max_length`, the prompt loses its first tokens (after a start token):
+    the response, and the end of the prompt next to it ("Sentiment:"), are what the loss needs."""
+    texts = responses if responses is not None else examples.text_b
+    eos = [tokenizer.eos_token_id] if end_with_eos and tokenizer.eos_token_id is not None else []
+    rows: list[tuple[int, ...]] = []
+    prompt_lengths: list[int] = []
+    if texts is None:
+        for ids in tokenizer(list(examples.text_a), add_special_tokens=True)["input_ids"]:
+            rows.append(tuple([*ids, *eos][:max_length]))
+            prompt_lengths.append(0)
+    else:
+        prompts = tokenizer(list(examples.text_a), add_special_tokens=True)["input_ids"]
+        answers = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        start = tokenizer.bos_token_id
+        for prompt, answer in zip(prompts, answers, strict=True):
+            target = [*answer, *eos][:max_length]
+            room = max_length - len(target)
+            if len(prompt) > room:
+                keep_start = bool(prompt) and prompt[0] == start and room > 1
+                tail = prompt[len(prompt) - room + keep_start:] if room else []
+                prompt = ([prompt[0]] if keep_start else []) + tail
+            rows.append(tuple([*prompt, *target]))
+            prompt_lengths.append(len(prompt))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Encoded(input_ids=tuple(rows), token_type_ids=None, labels=examples.labels, pad_id=int(pad or 0),
+                   prompt_lengths=tuple(prompt_lengths))
+
+
+def encode_task(examples: Examples, tokenizer: Any, max_length: int, task: Task | DatasetTask) -> Encoded:
+    """The task's examples as its model trains on them: a causal LM's prompt and response (a verbaliser's right
+    choice as the response), else a classifier's text."""
+    if not task.is_causal_lm:
+        return encode(examples, tokenizer, max_length)
+    assert isinstance(task, DatasetTask)
+    if task.choices:
+        right = tuple(task.choices[int(label)] for label in examples.labels)
+        return encode_causal(examples, tokenizer, max_length, right, end_with_eos=False)
+    return encode_causal(examples, tokenizer, max_length)
+
+
+def encode_choices(examples: Examples, tokenizer: Any, max_length: int,
+                   choices: tuple[str, ...]) -> tuple[Encoded, ...]:
+    """One encoding per choice, each of every example's prompt followed by that choice, in the same order."""
+    return tuple(encode_causal(examples, tokenizer, max_length, tuple(choice for _ in examples.text_a),
+                               end_with_eos=False) for choice in choices)

@@ -134,3 +134,49 @@ def predict(model: torch.nn.Module, data: Encoded, batch_size: int, regression: 
         for i, v in zip(indices, values.tolist(), strict=True):
             predictions[i] = float(v)
     return [predictions[i] for i in range(len(data))]
+
+
+@torch.no_grad()
+def target_log_likelihoods(model: torch.nn.Module, data: Encoded, batch_size: int,
+                           device: torch.device) -> tuple[list[float], list[int]]:
+    """A causal LM's summed log-probability of each example's target tokens (those `data.batch` labels: the
+    response, or a verbaliser's choice) given what precedes them, and how many target tokens each has."""
+    model.eval()
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        batch = _to(data.batch(indices, False), device)
+        labels = batch.pop("labels")
+        # Prompt tuning puts its virtual tokens before the text: the text's logits are the last ones.
+        logits = model(**batch).logits[:, -labels.shape[1]:]
+        log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        targets = labels[:, 1:]
+        mask = targets != -100
+        picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+        for i, total, n in zip(indices, picked.sum(-1).tolist(), mask.sum(-1).tolist(), strict=True):
+            sums[i], counts[i] = float(total), int(n)
+    return [sums[i] for i in range(len(data))], [counts[i] for i in range(len(data))]
+
+
+def causal_metrics(model: torch.nn.Module, data: Encoded, choices: tuple[Encoded, ...], batch_size: int,
+                   device: torch.device) -> dict[str, float]:
+    """A causal LM's metrics on the evaluation split: `eval_loss`, the mean loss per target token of `data` (its
+    responses, or its right choices), and `exp(-loss)`; with `choices` (one encoding per choice, in the same order
+    as `data`), `choice-accuracy`: how often the right choice (`data.labels`) has the highest summed
+    log-likelihood given the prompt."""
+    from autopeft.training.tasks import CHOICE_ACCURACY, EXP_NEG_LOSS
+
+    if not choices:
+        sums, counts = target_log_likelihoods(model, data, batch_size, device)
+        loss = -sum(sums) / max(1, sum(counts))
+        return {"eval_loss": loss, EXP_NEG_LOSS: math.exp(-loss)}
+    # Each choice's pass holds the right choice's rows too: the loss is read from them, not from a pass of its own.
+    scored = [target_log_likelihoods(model, c, batch_size, device) for c in choices]
+    rights = [int(label) for label in data.labels]
+    loss = -sum(scored[j][0][i] for i, j in enumerate(rights)) / max(1, sum(scored[j][1][i]
+                                                                          for i, j in enumerate(rights)))
+    picked = [max(range(len(choices)), key=[s[0][i] for s in scored].__getitem__) for i in range(len(data))]
+    right = sum(int(p == j) for p, j in zip(picked, rights, strict=True))
+    return {"eval_loss": loss, EXP_NEG_LOSS: math.exp(-loss), CHOICE_ACCURACY: right / len(data) if len(data) else 0.0}

@@ -31,19 +31,23 @@ class MemoryReading:
 
 
 def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, regression: bool,
-                        device: torch.device) -> MemoryReading:
+                        device: torch.device, causal_lm: bool = False) -> MemoryReading:
     """Peak memory of one training step at full batch size and sequence length, in bytes.
 
     CUDA: the allocator's peak over the step (`torch.cuda.max_memory_allocated`, reset first), which counts the
     weights already there. CPU: the weights and buffers already allocated, plus the peak of what the step
     allocates, from the profiler's record of every allocation and free (`torch.profiler`, `profile_memory`);
     PyTorch's CPU allocator keeps no peak of its own.
+
+    A causal LM's step has a token target at every position (the loss over the vocabulary's logits costs the same
+    whichever positions are masked, and a full-length response is the step's worst case).
     """
     model.train()
+    ids = torch.full((batch_size, seq_len), 100, dtype=torch.long, device=device)
     batch = {
-        "input_ids": torch.full((batch_size, seq_len), 100, dtype=torch.long, device=device),
+        "input_ids": ids,
         "attention_mask": torch.ones((batch_size, seq_len), dtype=torch.long, device=device),
-        "labels": (torch.zeros(batch_size, device=device) if regression
+        "labels": (ids.clone() if causal_lm else torch.zeros(batch_size, device=device) if regression
                    else torch.zeros(batch_size, dtype=torch.long, device=device)),
     }
     if device.type == "cuda":

@@ -28,7 +28,7 @@ def sample_candidates(spec: SearchSpec, base_model: Any, n: int, seed: int,
     import optuna
     import torch
 
-    from autopeft.adapters.architectures import num_layers_of
+    from autopeft.adapters.architectures import is_causal_lm, num_layers_of
     from autopeft.adapters.materialize import count_trainable, materialize
     from autopeft.adapters.sparsity import create_masks
     from autopeft.training.memory import measure_peak_memory
@@ -42,7 +42,8 @@ def sample_candidates(spec: SearchSpec, base_model: Any, n: int, seed: int,
         model = materialize(candidate, copy.deepcopy(base_model), budget.max_steps, architecture)
         masks = create_masks(model, candidate.sparsity, candidate.sparsity_init, seed, _dummy_loss(model, budget)) \
             if candidate.sparsity else None
-        memory = measure_peak_memory(model, budget.batch_size, budget.max_length, False, torch.device("cpu"))
+        memory = measure_peak_memory(model, budget.batch_size, budget.max_length, False, torch.device("cpu"),
+                                     causal_lm=is_causal_lm(base_model))
         out.append(SampledCandidate(candidate, count_trainable(model, masks.masked_entries if masks else 0),
                                     memory.bytes, memory.method))
     return out
@@ -52,8 +53,11 @@ def _dummy_loss(model: Any, budget: Any) -> Any:
     import torch
 
     def loss() -> Any:
+        from autopeft.adapters.architectures import is_causal_lm
+
         ids = torch.full((2, min(16, budget.max_length)), 100, dtype=torch.long)
-        return model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.zeros(2, dtype=torch.long)).loss
+        labels = ids.clone() if is_causal_lm(model) else torch.zeros(2, dtype=torch.long)  # next tokens, or classes
+        return model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss
 
     return loss
 

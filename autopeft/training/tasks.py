@@ -40,6 +40,10 @@ class Task:
         return len(self.tsv_text) == 2
 
     @property
+    def is_causal_lm(self) -> bool:
+        return False  # GLUE tasks are classified (or regressed) on a sequence-classification head
+
+    @property
     def ref(self) -> TaskRef:
         """What settings and trial requests hold for it: the registry name."""
         return self.name
@@ -80,6 +84,15 @@ CLASSIFICATION_METRICS = ("accuracy", "f1", "macro-f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
 METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 LABEL_KINDS = ("string", "integer", "number")  # how a dataset's raw labels are read: names, whole numbers, a target
+# Task types of your own data: a classifier (or regression) on a sequence-classification head, or a causal LM trained
+# on the response tokens.
+TASK_TYPES = ("classification", "causal-lm")
+# A causal-LM task's objective: with a verbaliser (`--choices`), the share of evaluation rows whose right choice has
+# the highest summed log-likelihood given the prompt; without one, exp(-mean loss per response token), which is in
+# (0, 1] and grows as the loss falls, so that the objective is maximised as every other task's is.
+CHOICE_ACCURACY = "choice-accuracy"
+EXP_NEG_LOSS = "exp(-loss)"
+CAUSAL_METRICS = (CHOICE_ACCURACY, EXP_NEG_LOSS)
 
 
 @dataclass(frozen=True)
@@ -104,12 +117,27 @@ class DatasetTask:
     eval_fraction: float | None = None
     eval_rows: tuple[int, ...] = ()  # rows of the training split held out for evaluation (0-based, sorted)
     train_rows: int = 0  # rows the training split held when `eval_rows` were drawn: a changed file is caught
+    task_type: str = "classification"  # one of TASK_TYPES
+    # A causal LM's columns: `text_column` is the prompt (context, no loss) when `response_column` (the tokens trained
+    # on) or `choices` (the right choice is the response) is set; with neither, the text trained on whole.
+    response_column: str | None = None
+    # A verbaliser: choice i is class id i (`label_names[i]`); each is appended to the prompt as it is written.
+    choices: tuple[str, ...] = ()
 
     def __str__(self) -> str:  # titles (the dashboard's) print the task as they would a GLUE name
         return self.name
 
     @property
+    def is_causal_lm(self) -> bool:
+        return self.task_type == "causal-lm"
+
+    @property
     def num_labels(self) -> int:
+        """Outputs of the classifier head; CAUSAL_LM (0) for a causal-LM task, which has none."""
+        from autopeft.adapters.models import CAUSAL_LM
+
+        if self.is_causal_lm:
+            return CAUSAL_LM
         return len(self.label_names) if self.label_kind != "number" else 1
 
     @property
@@ -133,12 +161,16 @@ class DatasetTask:
         values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values["label_names"] = tuple(values.get("label_names", ()))
         values["eval_rows"] = tuple(int(i) for i in values.get("eval_rows", ()))
+        values["choices"] = tuple(values.get("choices", ()))
         return cls(**values)
 
     def describe(self) -> str:
         where = f"Hugging Face hub ({self.location}{':' + self.hub_config if self.hub_config else ''})" \
             if self.source == "hub" else self.location
-        kind = "regression" if self.label_kind == "number" else f"{self.num_labels} classes"
+        if self.is_causal_lm:
+            kind = f"causal LM, {len(self.choices)} choices" if self.choices else "causal LM"
+        else:
+            kind = "regression" if self.label_kind == "number" else f"{self.num_labels} classes"
         return f"{where}, {kind}, metric {self.metric}"
 
 

@@ -20,7 +20,7 @@ from autopeft.errors import TrialFailed
 from autopeft.space.candidate import Candidate
 from autopeft.space.modules import Architecture
 from autopeft.space.spec import BudgetSpec
-from autopeft.training.tasks import TaskRef
+from autopeft.training.tasks import DatasetTask, TaskRef
 
 EVAL_BATCH_SIZE = 128
 
@@ -107,7 +107,7 @@ class TrialRunner:
 
     def _data(self, request: TrialRequest, split: str) -> Any:
         from autopeft.adapters.models import ModelRef, load_tokenizer
-        from autopeft.training.data import DataSource, encode, load_split
+        from autopeft.training.data import DataSource, encode_choices, encode_task, load_split
         from autopeft.training.tasks import get_task
 
         key = (request.model_location, request.task, request.data_folder, request.budget.max_length, split)
@@ -115,9 +115,15 @@ class TrialRunner:
             ref = ModelRef(request.model_name, request.model_location)
             if ref.location not in self._tokenizers:
                 self._tokenizers[ref.location] = load_tokenizer(ref)
+            tokenizer = self._tokenizers[ref.location]
             folder = Path(request.data_folder) if request.data_folder else None
-            examples = load_split(DataSource(get_task(request.task), folder), split)
-            self._encoded[key] = encode(examples, self._tokenizers[ref.location], request.budget.max_length)
+            task = get_task(request.task)
+            examples = load_split(DataSource(task, folder), "eval" if split == "choices" else split)
+            if split == "choices":  # a verbaliser's evaluation: every prompt followed by each choice
+                choices = task.choices if isinstance(task, DatasetTask) else ()
+                self._encoded[key] = encode_choices(examples, tokenizer, request.budget.max_length, choices)
+            else:
+                self._encoded[key] = encode_task(examples, tokenizer, request.budget.max_length, task)
         return self._encoded[key]
 
     def run(self, request: TrialRequest) -> TrialResult:
@@ -166,7 +172,8 @@ class TrialRunner:
         _check_budget("trainable parameters", trainable, request.max_trainable_params, "max_trainable_params")
 
         # One measured training step: the budget is checked on the figure that is reported.
-        memory = measure_peak_memory(model, budget.batch_size, budget.max_length, regression, device)
+        memory = measure_peak_memory(model, budget.batch_size, budget.max_length, regression, device,
+                                     causal_lm=task.is_causal_lm)
         _check_budget("bytes of peak memory", memory.bytes, request.max_peak_memory, "max_peak_memory")
         settings = TrainSettings(learning_rate=request.candidate.learning_rate, max_steps=budget.max_steps,
                                  batch_size=budget.batch_size, seed=request.seed)
@@ -226,13 +233,13 @@ class TrialRunner:
         return len(self._data(request, "train"))
 
     def _base_model(self, request: TrialRequest) -> Any:
-        from autopeft.adapters.models import ModelRef, load_classifier
+        from autopeft.adapters.models import ModelRef, load_model
         from autopeft.training.tasks import get_task
 
         ref = ModelRef(request.model_name, request.model_location)
         self._data(request, "eval")  # loads the tokenizer too
         pad = self._tokenizers[ref.location].pad_token_id
-        return load_classifier(ref, get_task(request.task).num_labels, pad)
+        return load_model(ref, get_task(request.task).num_labels, pad)  # a causal LM for a causal-LM task
 
     def _evaluate(self, model: Any, request: TrialRequest, device: Any) -> dict[str, float]:
         from autopeft.training.loop import predict
@@ -241,6 +248,14 @@ class TrialRunner:
         task = get_task(request.task)
         # The evaluation subset is the same for every trial, so that their accuracies compare.
         eval_data = self._data(request, "eval").sample(request.budget.eval_subset, 0)
+        if task.is_causal_lm:
+            from autopeft.training.loop import causal_metrics
+
+            # The same rows of each choice's encoding (a seeded draw of the same size from as many rows).
+            choices = tuple(c.sample(request.budget.eval_subset, 0) for c in self._data(request, "choices")) \
+                if isinstance(task, DatasetTask) and task.choices else ()
+            # Logits over a whole vocabulary are large: a causal LM is evaluated at the training batch size.
+            return causal_metrics(model, eval_data, choices, request.budget.batch_size, device)
         predictions = predict(model, eval_data, EVAL_BATCH_SIZE, task.num_labels == 1, device)
         return compute_metrics(task, predictions, eval_data.labels)
 

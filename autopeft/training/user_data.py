@@ -25,9 +25,12 @@ from typing import Any
 from autopeft.errors import TaskError, UsageError, first_line
 from autopeft.training.data import Examples
 from autopeft.training.tasks import (
+    CHOICE_ACCURACY,
     CLASSIFICATION_METRICS,
+    EXP_NEG_LOSS,
     METRICS,
     REGRESSION_METRICS,
+    TASK_TYPES,
     TASKS,
     DatasetTask,
 )
@@ -50,6 +53,16 @@ class DataOptions:
     eval_fraction: float | None = None
     eval_split: str | None = None
     metric: str | None = None
+    task_type: str | None = None  # one of TASK_TYPES; None: causal-lm when a causal LM's option is given
+    prompt_column: str | None = None
+    response_column: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def causal_lm(self) -> bool:
+        if self.task_type is not None:
+            return self.task_type == "causal-lm"
+        return any(v is not None for v in (self.prompt_column, self.response_column, self.choices))
 
     def given(self) -> list[str]:
         """The options given, spelled as the command's."""
@@ -417,10 +430,18 @@ def prepare(ref: str, options: DataOptions, seed: int) -> DatasetTask:
                          "split; give one of them")
     if options.metric is not None and options.metric not in METRICS:
         raise UsageError(f"unknown metric {options.metric!r}; choose from {', '.join(METRICS)}")
+    if options.task_type is not None and options.task_type not in TASK_TYPES:
+        raise UsageError(f"unknown task type {options.task_type!r}; choose from {', '.join(TASK_TYPES)}")
+    if options.task_type == "classification" and \
+            any(v is not None for v in (options.prompt_column, options.response_column, options.choices)):
+        raise UsageError("--prompt-column, --response-column and --choices describe a causal-LM task; drop them, or "
+                         "use --task-type causal-lm")
     place = _locate(ref, options)
     train = _read_split(place, place.train)
     if not len(train):
         raise TaskError(f"{train.where} holds no examples (a header alone, or no row)")
+    if options.causal_lm:
+        return _prepare_causal(place, train, options, seed)
     text = options.text_column or next((c for c in TEXT_DEFAULTS if c in train.columns), None)
     if text is None:
         raise TaskError(f"{train.where}: no column 'text' or 'sentence' (columns: {', '.join(train.columns) or 'none'})"
@@ -455,6 +476,103 @@ def prepare(ref: str, options: DataOptions, seed: int) -> DatasetTask:
     return task
 
 
+def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: int) -> DatasetTask:
+    """A causal-LM task: prompt and response columns, or one text column trained on whole, or a prompt and a
+    verbaliser (`choices`) with the label column saying which choice is right."""
+    for option, value in (("--metric", options.metric), ("--text-pair-column", options.text_pair_column)):
+        if value is not None:
+            raise UsageError(f"{option} is for classification; a causal-LM task is scored by {CHOICE_ACCURACY} (with "
+                             f"--choices) or {EXP_NEG_LOSS} of the evaluation loss on the response tokens: drop it")
+    if options.text_column is not None and options.prompt_column is not None:
+        raise UsageError("--text-column and --prompt-column both name the prompt; give one of them")
+    choices = tuple(options.choices or ())
+    for column, option in ((options.prompt_column, "--prompt-column"), (options.text_column, "--text-column"),
+                           (options.response_column, "--response-column")):
+        if column is not None:
+            train.column(column, option)  # a column named that is not there comes first
+    prompt = options.prompt_column or options.text_column
+    response = options.response_column
+    label = ""
+    names: tuple[str, ...] = ()
+    kind = "string"
+    if choices:
+        if len(choices) < 2 or len(set(choices)) < len(choices):
+            raise UsageError(f"--choices needs at least two different choices, got {list(choices)}")
+        if response is not None:
+            raise UsageError("--choices makes the right choice the response; drop --response-column")
+        prompt = prompt or next((c for c in (*TEXT_DEFAULTS, "prompt") if c in train.columns), None)
+        if prompt is None:
+            raise TaskError(f"{train.where}: no column 'text', 'sentence' or 'prompt' (columns: "
+                            f"{', '.join(train.columns) or 'none'}); name the prompt column with --prompt-column")
+        label = options.label_column or LABEL_DEFAULT
+        values = train.column(label, "--label-column")
+        kind = _label_kind(train, label, values, None)
+        names = _choice_classes(train, label, values, kind, choices)
+    elif response is None and prompt is not None and options.text_column is None:
+        response = "response" if "response" in train.columns else None
+        if response is None:
+            raise TaskError(f"{train.where}: no column 'response' (columns: {', '.join(train.columns) or 'none'}); "
+                            f"name the response column with --response-column, or give --choices")
+    elif response is None and prompt is None and {"prompt", "response"} <= set(train.columns):
+        prompt, response = "prompt", "response"
+    elif response is None:
+        prompt = prompt or next((c for c in TEXT_DEFAULTS if c in train.columns), None)
+        if prompt is None:
+            raise TaskError(f"{train.where}: no column 'text' or 'sentence' (columns: "
+                            f"{', '.join(train.columns) or 'none'}); name the text with --text-column, or give "
+                            f"--prompt-column and --response-column")
+    elif prompt is None:  # a response alone is a text trained on whole
+        prompt, response = response, None
+    assert prompt is not None
+    train.column(prompt, "--prompt-column" if options.prompt_column else "--text-column")
+    if response is not None:
+        train.column(response, "--response-column")
+    trained = response or (None if choices else prompt)  # the column whose text the loss is on
+    if trained is not None:
+        values = train.columns[trained]
+        empty = next((i for i, v in enumerate(values) if _missing(v)), None)
+        if empty is not None:
+            raise TaskError(f"{train.where}: {train.at(empty)}: no text in column {trained!r} to train on")
+    eval_rows: tuple[int, ...] = ()
+    if place.evaluation is None:
+        assert options.eval_fraction is not None
+        groups = [_class_key(v, kind) for v in train.columns[label]] if choices else [0] * len(train)
+        eval_rows = held_out_rows(groups, options.eval_fraction, seed, keep_one=True)
+        if not eval_rows:
+            raise TaskError(f"{train.where}: --eval-fraction {options.eval_fraction:g} of {len(train)} rows holds no "
+                            f"example for evaluation; raise it, or give a folder with a validation file")
+    task = DatasetTask(
+        name=place.name, source=place.source, location=place.location, train_split=place.train,
+        eval_split=place.evaluation, text_column=prompt, text_pair_column=None, label_column=label,
+        label_kind=kind, label_names=names, metric=CHOICE_ACCURACY if choices else EXP_NEG_LOSS,
+        hub_config=place.config, eval_fraction=options.eval_fraction, eval_rows=eval_rows,
+        train_rows=len(train) if eval_rows else 0, task_type="causal-lm", response_column=response, choices=choices)
+    check(task, train)
+    return task
+
+
+def _choice_classes(table: _Table, column: str, values: Sequence[Any], kind: str,
+                    choices: tuple[str, ...]) -> tuple[str, ...]:
+    """Class names for a verbaliser: whole-number labels are the choice's index (0 to k-1), string labels its text
+    without surrounding spaces (`positive` for the choice " positive"). Anything else is one line."""
+    if kind == "integer":
+        names = tuple(str(i) for i in range(len(choices)))
+    elif kind == "string":
+        names = tuple(c.strip() for c in choices)
+        if len(set(names)) < len(names):
+            raise UsageError(f"--choices {list(choices)} differ only in spaces, so string labels cannot name them; "
+                             f"give labels as the choice's index 0 to {len(choices) - 1}")
+    else:
+        raise TaskError(f"{table.where}: column {column!r} holds numbers that are not whole; with --choices a label is "
+                        f"the right choice's index (0 to {len(choices) - 1}) or its text")
+    for i, value in enumerate(values):
+        if _class_key(value, kind) not in names:
+            raise TaskError(f"{table.where}: {table.at(i)}: label {str(value)[:40]!r} in column {column!r} is not one "
+                            f"of the {len(choices)} choices (a label is the choice's index 0 to {len(choices) - 1}, or "
+                            f"its text: {_listed(names)})")
+    return names
+
+
 def check(task: DatasetTask, train_table: _Table | None = None) -> tuple[int, int]:
     """Read both splits as a trial will, and refuse what would make the search meaningless: an empty evaluation
     split, a single class (or a single target value) to train on, a class in evaluation that training never shows.
@@ -465,7 +583,9 @@ def check(task: DatasetTask, train_table: _Table | None = None) -> tuple[int, in
     if not train.labels:
         raise TaskError(f"{where}: no row is left for training once the evaluation rows are held out; lower "
                         f"--eval-fraction")
-    if task.label_kind == "number":
+    if task.is_causal_lm:
+        pass  # a language model trains on any text; a verbaliser's labels were checked against its choices
+    elif task.label_kind == "number":
         if len(set(train.labels)) < 2:
             raise TaskError(f"{where}: column {task.label_column!r} holds a single value ({train.labels[0]:g}) to "
                             f"train on; a regression needs targets that vary")
@@ -507,6 +627,8 @@ def _split_examples(task: DatasetTask, split: str, table: _Table | None = None) 
         rows = task.eval_rows if split == "eval" else [i for i in range(len(table)) if i not in held]
     elif split == "eval" and not len(table):
         raise TaskError(f"{table.where} holds no examples: the evaluation split is empty")
+    if task.is_causal_lm:
+        return _causal_examples(task, table, rows)
     if len(table):
         for column, option in ((task.text_column, "--text-column"), (task.text_pair_column, "--text-pair-column"),
                                (task.label_column, "--label-column")):
@@ -515,6 +637,18 @@ def _split_examples(task: DatasetTask, split: str, table: _Table | None = None) 
     text_a = _texts(table, task.text_column, "--text-column", rows)
     text_b = _texts(table, task.text_pair_column, "--text-pair-column", rows) if task.text_pair_column else None
     return Examples(text_a, text_b, _labels(task, table, rows))
+
+
+def _causal_examples(task: DatasetTask, table: _Table, rows: Sequence[int]) -> Examples:
+    """A causal LM's examples: `text_a` the prompt (the whole text when nothing else is trained on), `text_b` the
+    response (None with a verbaliser: the right choice, `labels` its index, is the response; or a text trained on
+    whole), labels 0 without a verbaliser."""
+    if not len(table):
+        return Examples((), None, ())
+    prompts = _texts(table, task.text_column, "--prompt-column", rows)
+    responses = _texts(table, task.response_column, "--response-column", rows) if task.response_column else None
+    labels = _labels(task, table, rows) if task.choices else tuple(0.0 for _ in rows)
+    return Examples(prompts, responses, labels)
 
 
 def moved(task: DatasetTask, data_dir: str | None) -> DatasetTask:
