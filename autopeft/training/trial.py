@@ -150,7 +150,12 @@ class TrialRunner:
         import torch
 
         from autopeft.adapters.materialize import count_adapter_entries, count_parameters, count_trainable, materialize
-        from autopeft.training.checkpoint import load_checkpoint, save_checkpoint
+        from autopeft.training.checkpoint import (
+            checkpoint_memory,
+            read_checkpoint,
+            restore_checkpoint,
+            save_checkpoint,
+        )
         from autopeft.training.data import Encoded
         from autopeft.training.loop import Trainer, TrainSettings
         from autopeft.training.memory import measure_peak_memory
@@ -171,19 +176,22 @@ class TrialRunner:
         trainable = count_trainable(model, masks.masked_entries if masks else 0)
         _check_budget("trainable parameters", trainable, request.max_trainable_params, "max_trainable_params")
 
+        # A leg of successive halving continues from its checkpoint, which holds the memory measured in the first.
+        saved = read_checkpoint(request.checkpoint) if request.checkpoint and Path(request.checkpoint).exists() \
+            else None
         # One measured training step: the budget is checked on the figure that is reported.
-        memory = measure_peak_memory(model, budget.batch_size, budget.max_length, regression, device,
-                                     causal_lm=task.is_causal_lm)
+        memory = checkpoint_memory(saved) if saved is not None else measure_peak_memory(
+            model, budget.batch_size, budget.max_length, regression, device, causal_lm=task.is_causal_lm)
         _check_budget("bytes of peak memory", memory.bytes, request.max_peak_memory, "max_peak_memory")
         settings = TrainSettings(learning_rate=request.candidate.learning_rate, max_steps=budget.max_steps,
                                  batch_size=budget.batch_size, seed=request.seed)
         trainer = Trainer(model, train_data, settings, regression, device, _after_step(model, masks))
-        if request.checkpoint and Path(request.checkpoint).exists():
-            load_checkpoint(request.checkpoint, model, trainer)
+        if saved is not None:
+            restore_checkpoint(saved, model, trainer)
         started_from = trainer.step
         stats = trainer.run_to(request.stop_at or budget.max_steps)
         if request.checkpoint and stats.steps < budget.max_steps:
-            save_checkpoint(request.checkpoint, model, trainer)
+            save_checkpoint(request.checkpoint, model, trainer, memory)
 
         if request.save_adapter_to:
             if not hasattr(model, "peft_config"):
