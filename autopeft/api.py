@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -157,22 +158,12 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     model as a causal LM on the response tokens, scored by choice-accuracy with `choices` (a verbaliser), else by
     exp(-loss) on the evaluation split.
     """
-    if sampler not in SAMPLERS:
-        raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    if size_objective not in SIZE_OBJECTIVES:
-        raise UsageError(f"unknown size objective {size_objective!r}; choose from {', '.join(SIZE_OBJECTIVES)}")
-    if executor not in ("ray", "local"):
-        raise UsageError(f"unknown executor {executor!r}; choose ray or local")
-    _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
-    if isinstance(choices, str):  # tuple("neg,pos") would be its characters
-        raise UsageError(f"choices is a list of strings, one per class (e.g. [' negative', ' positive']), got "
-                         f"{choices!r}")
-    from autopeft.training.user_data import DataOptions
-
-    data_options = DataOptions(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
-                               eval_fraction=eval_fraction, eval_split=eval_split, metric=metric,
-                               task_type=task_type, prompt_column=prompt_column, response_column=response_column,
-                               choices=None if choices is None else tuple(choices))
+    data_options = _checked_data_options(sampler, size_objective, executor, seed, ray_address, cpus_per_trial,
+                                         gpus_per_trial, choices, text_column=text_column,
+                                         text_pair_column=text_pair_column, label_column=label_column,
+                                         eval_fraction=eval_fraction, eval_split=eval_split, metric=metric,
+                                         task_type=task_type, prompt_column=prompt_column,
+                                         response_column=response_column)
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
@@ -204,17 +195,90 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     return Run(run_dir)
 
 
+def check_search(task: str, **options: Any) -> None:
+    """Make every check that `search(task, **options)` makes before it writes anything, and write nothing: raises
+    the `AutopeftError` the search would raise (its message is the command's one line). For a new search; the
+    options are `search`'s, less `resume`, `progress` and `messages`."""
+    signature = inspect.signature(search)
+    unknown = sorted(set(options) - set(signature.parameters) | set(options) & {"task", "resume", "progress",
+                                                                                    "messages"})
+    if unknown:
+        raise UsageError(f"unknown search option {unknown[0]!r}")
+    given = signature.bind(task, **options)
+    given.apply_defaults()
+    o = given.arguments
+    data_options = _checked_data_options(
+        o["sampler"], o["size_objective"], o["executor"], o["seed"], o["ray_address"], o["cpus_per_trial"],
+        o["gpus_per_trial"], o["choices"], **{k: o[k] for k in _DATA_OPTION_NAMES})
+    _planned_search(task, o["data_dir"], o["model"], o["space"], o["sampler"], 24 if o["trials"] is None else
+                    o["trials"], o["startup_trials"], o["seed"], {k: o[k] for k in _BUDGET_OPTION_NAMES}, o["out"],
+                    o["executor"], o["ray_address"], o["workers"], o["cpus_per_trial"], o["gpus_per_trial"],
+                    o["size_objective"], data_options)
+
+
+_DATA_OPTION_NAMES = ("text_column", "text_pair_column", "label_column", "eval_fraction", "eval_split", "metric",
+                      "task_type", "prompt_column", "response_column")
+_BUDGET_OPTION_NAMES = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta")
+
+
+def _checked_data_options(sampler: str, size_objective: str, executor: str, seed: int, ray_address: str | None,
+                          cpus_per_trial: float | None, gpus_per_trial: float, choices: Sequence[str] | None,
+                          **columns: Any) -> DataOptions:
+    """The checks of a search's options that need neither data nor model; how to read the task's data."""
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if size_objective not in SIZE_OBJECTIVES:
+        raise UsageError(f"unknown size objective {size_objective!r}; choose from {', '.join(SIZE_OBJECTIVES)}")
+    if executor not in ("ray", "local"):
+        raise UsageError(f"unknown executor {executor!r}; choose ray or local")
+    _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
+    if isinstance(choices, str):  # tuple("neg,pos") would be its characters
+        raise UsageError(f"choices is a list of strings, one per class (e.g. [' negative', ' positive']), got "
+                         f"{choices!r}")
+    from autopeft.training.user_data import DataOptions
+
+    return DataOptions(**columns, choices=None if choices is None else tuple(choices))
+
+
+@dataclass(frozen=True)
+class _PlannedSearch:
+    """A new search, checked and ready to be written: nothing of it exists on disk yet."""
+
+    run: RunDir
+    settings: SearchSettings
+    fitted: FittedSpace
+    layout: Any
+    summary: str  # what is searched where, in one line
+
+
 def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
                 startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
                 executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
                 gpus_per_trial: float, messages: Messages, hold: contextlib.ExitStack,
                 size_objective: str, data_options: DataOptions) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+    from autopeft.space.spec import resolve_space_path
+
+    plan = _planned_search(task_name, data_dir, model, space, sampler, trials, startup_trials, seed, budget_options,
+                           out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, size_objective,
+                           data_options)
+    plan.run.create(plan.settings, resolve_space_path(space).read_text(encoding="utf-8"))
+    hold.enter_context(plan.run.locked())
+    messages(plan.summary)
+    return plan.run, plan.settings, plan.fitted, plan.layout
+
+
+def _planned_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
+                    startup_trials: int | None, seed: int, budget_options: dict[str, int | None],
+                    out: str | Path | None, executor: str, ray_address: str | None, workers: int,
+                    cpus_per_trial: float | None, gpus_per_trial: float, size_objective: str,
+                    data_options: DataOptions) -> _PlannedSearch:
+    """Every check of a new search (options, data, model, space), before anything is written."""
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import inspect_model, resolve_model
     from autopeft.engine.samplers import default_startup_trials
     from autopeft.hub import use_offline_mode_unless_reachable
     from autopeft.run.storage import RunDir
-    from autopeft.space.spec import load_spec, resolve_space_path
+    from autopeft.space.spec import load_spec
     from autopeft.training.data import DATA_DIR_ENV, check_splits, resolve_source, resolve_task
     from autopeft.training.tasks import DatasetTask, is_glue_name
 
@@ -258,8 +322,6 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
         num_layers=info.num_layers, base_params=info.base_params, executor=executor, workers=workers,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, ray_address=ray_address,
         size_objective=size_objective)
-    run.create(settings, resolve_space_path(space).read_text(encoding="utf-8"))
-    hold.enter_context(run.locked())
     halving = ""
     if budget.min_steps is not None:
         from autopeft.engine.halving import rungs_of
@@ -269,10 +331,10 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
     held_out = ""
     if isinstance(task, DatasetTask) and task.eval_split is None:
         held_out = f" ({len(task.eval_rows)} of {task.train_rows} rows held out for evaluation, seed {seed})"
-    messages(f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
-             f"{source.describe()}{held_out}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}"
-             f"{halving}; run directory {run.path}")
-    return run, settings, fitted, info.layout
+    summary = (f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
+               f"{source.describe()}{held_out}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}"
+               f"{halving}; run directory {run.path}")
+    return _PlannedSearch(run, settings, fitted, info.layout, summary)
 
 
 def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | None, workers: int,
@@ -482,5 +544,6 @@ def write_dashboard(runs: Sequence[str | Path], html: str | Path | None = None,
     return written
 
 
-__all__ = ["Run", "SearchInterrupted", "SearchProgress", "baselines", "load_run", "search", "train",
+__all__ = ["Run", "SearchInterrupted", "SearchProgress", "baselines", "check_search", "load_run", "search",
+           "train",
            "write_dashboard"]

@@ -51,3 +51,11 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
 class WriteError(AutopeftError, OSError):
     """A file could not be written (a full disk, a read-only folder); the previous version is kept."""
+
+
+class ServiceError(AutopeftError, RuntimeError):
+    """An autopeft service answered a request with an error (its one line), or could not be reached."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status; 0 when no answer came

@@ -70,46 +70,41 @@ def _fraction(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
+    """`autopeft search`'s options; `remote`: as `autopeft submit` sends them to a service, which chooses where
+    the run is written and which Ray runs it."""
     from autopeft.run.settings import SAMPLERS
     from autopeft.training.tasks import METRICS, TASK_TYPES, TASKS
 
-    parser = _Parser(prog="autopeft", description="Multi-objective search over PEFT configurations: "
-                     "accuracy against trainable parameters and peak training memory.")
-    parser.add_argument("--version", action="version", version=f"autopeft {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    s = sub.add_parser("search", help="run (or resume) a search; writes a run directory",
-                       description="Fine-tune the base model with one PEFT configuration per trial and keep the "
-                       "Pareto front of accuracy, trainable parameters and peak memory.")
-    s.add_argument("--task", help=f"task to tune for: {', '.join(TASKS)}, or your own data: a .csv, .tsv, .jsonl "
+    parser.add_argument("--task", help=f"task to tune for: {', '.join(TASKS)}, or your own data: a .csv, .tsv, .jsonl "
                    "or .parquet file, a folder with train.* and validation.*/dev.*/test.* files, or a Hugging Face "
                    "dataset id (owner/name[:config]) (required unless --resume)")
-    s.add_argument("--data-dir", help="folder in GLUE layout (DIR/SST-2/train.tsv, dev.tsv); default: "
+    parser.add_argument("--data-dir", help="folder in GLUE layout (DIR/SST-2/train.tsv, dev.tsv); default: "
                    "$AUTOPEFT_DATA_DIR, else the Hugging Face hub")
-    s.add_argument("--model", help="Hugging Face model id or local folder (default: the embedded "
+    parser.add_argument("--model", help="Hugging Face model id or local folder (default: the embedded "
                    "sentence-transformers/all-MiniLM-L6-v2)")
-    s.add_argument("--space", default="default", help="search space: a shipped name or a YAML file (default: default)")
-    s.add_argument("--trials", type=_positive_int, help="completed trials to reach (default 24); failed trials "
+    parser.add_argument("--space", default="default", help="search space: a shipped name or a YAML file (default: "
+                        "default)")
+    parser.add_argument("--trials", type=_positive_int, help="completed trials to reach (default 24); failed trials "
                    "are recorded and replaced")
-    s.add_argument("--sampler", choices=SAMPLERS, default="bo",
+    parser.add_argument("--sampler", choices=SAMPLERS, default="bo",
                    help="bo: Bayesian (GP, log EHVI) after random start-up trials (default); random, tpe, nsga2")
-    s.add_argument("--size-objective", choices=("trainable_params", "adapter_params"), default="trainable_params",
+    parser.add_argument("--size-objective", choices=("trainable_params", "adapter_params"), default="trainable_params",
                    help="what the size objective counts: the entries the optimiser updates (default), or the "
                    "entries of the saved adapter a user ships (VeRA's shared projections, AdaLoRA after rank "
                    "allocation)")
-    s.add_argument("--startup-trials", type=_positive_int, help="random trials before the sampler's model "
+    parser.add_argument("--startup-trials", type=_positive_int, help="random trials before the sampler's model "
                    "takes over (default: a quarter of --trials, 4 to 10)")
-    s.add_argument("--seed", type=_seed, default=0,
+    parser.add_argument("--seed", type=_seed, default=0,
                    help="seed of the sampler and of every trial's training (default 0)")
-    b = s.add_argument_group("budget per trial (overrides the space's budget section)")
+    b = parser.add_argument_group("budget per trial (overrides the space's budget section)")
     b.add_argument("--max-steps", type=_positive_int, help="training steps (space default: 200)")
     b.add_argument("--batch-size", type=_positive_int, help="training batch size (space default: 32)")
     b.add_argument("--max-length", type=_positive_int, help="maximum sequence length in tokens (space default: 64)")
     b.add_argument("--train-subset", type=_positive_int, help="train on a random subset of this many examples")
     b.add_argument("--eval-subset", type=_positive_int, help="evaluate on the first N of a fixed random "
                    "subset of the evaluation split (default: all of it)")
-    own = s.add_argument_group("your own data (--task FILE, FOLDER or HUB_ID)")
+    own = parser.add_argument_group("your own data (--task FILE, FOLDER or HUB_ID)")
     own.add_argument("--text-column", help="column holding the text (default: text, else sentence)")
     own.add_argument("--text-pair-column", help="second text column, for sentence pairs (default: none)")
     own.add_argument("--label-column", help="column holding the label (default: label); strings and whole numbers "
@@ -121,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--metric", choices=METRICS, help="the objective (still called accuracy in tables): accuracy "
                      "(default for classes), f1 (two classes: of the second), macro-f1, mcc, pearson (default for "
                      "regression) or spearman; pearson and spearman make whole-number labels a regression target")
-    lm = s.add_argument_group("causal language models (your own data; --task-type causal-lm)")
+    lm = parser.add_argument_group("causal language models (your own data; --task-type causal-lm)")
     lm.add_argument("--task-type", choices=TASK_TYPES, help="classification: a classifier head on the text (classes or "
                     "a regression target, as the labels say; the default); causal-lm: the model as a causal LM "
                     "trained on the response tokens (the default when --prompt-column, --response-column or --choices "
@@ -133,20 +128,37 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--choices", nargs="+", metavar="CHOICE", help="causal-lm: a verbaliser, one choice per class as "
                     "appended to the prompt (e.g. --choices ' negative' ' positive'); --label-column gives the right "
                     "one (its index 0 to k-1 or its text); the objective is then choice-accuracy, else exp(-loss)")
-    h = s.add_argument_group("successive halving (multi-fidelity search; off unless --min-steps is given)")
+    h = parser.add_argument_group("successive halving (multi-fidelity search; off unless --min-steps is given)")
     h.add_argument("--min-steps", type=_positive_int, help="first rung: every trial trains this many steps, then "
                    "only the best 1/eta at each rung (min-steps*eta^k, up to --max-steps) go on; the rest stop")
     h.add_argument("--eta", type=_whole_number(2), help="halving rate: 1 in eta trials goes on at each rung "
                    "(default 3)")
-    r = s.add_argument_group("execution")
-    r.add_argument("--out", help="run directory to create (default: runs/<task>-<sampler>-<time>)")
-    r.add_argument("--resume", metavar="RUN", help="continue the search in this run directory")
+    r = parser.add_argument_group("execution")
+    if not remote:
+        r.add_argument("--out", help="run directory to create (default: runs/<task>-<sampler>-<time>)")
+        r.add_argument("--resume", metavar="RUN", help="continue the search in this run directory")
     r.add_argument("--executor", choices=("ray", "local"), default="ray",
                    help="ray: trials in Ray workers (default); local: in this process")
-    r.add_argument("--ray-address", help="existing Ray cluster (auto, host:port, ray://...); default: a local Ray")
+    if not remote:
+        r.add_argument("--ray-address", help="existing Ray cluster (auto, host:port, ray://...); default: a local "
+                       "Ray")
     r.add_argument("--workers", type=_positive_int, default=1, help="trials in flight at once (default 1)")
     r.add_argument("--cpus-per-trial", type=_non_negative_float, help="CPUs per trial (default: all cores / workers)")
     r.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0, help="GPUs per trial (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from autopeft.training.tasks import TASK_TYPES, TASKS
+
+    parser = _Parser(prog="autopeft", description="Multi-objective search over PEFT configurations: "
+                     "accuracy against trainable parameters and peak training memory.")
+    parser.add_argument("--version", action="version", version=f"autopeft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="run (or resume) a search; writes a run directory",
+                       description="Fine-tune the base model with one PEFT configuration per trial and keep the "
+                       "Pareto front of accuracy, trainable parameters and peak memory.")
+    _add_search_options(s, remote=False)
     s.set_defaults(handler="search:run")
 
     e = sub.add_parser("export", help="write chosen configurations as peft folders (optionally retrained)",
@@ -238,6 +250,66 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--png", help="write the plots as PNG images (FILE, FILE's stem + -<plot> for the others) "
                    "instead of serving; needs Chrome or Chromium (apt-get install chromium)")
     d.set_defaults(handler="dashboard:run")
+
+    service_options = _Parser(add_help=False)
+    service_options.add_argument("--db", help="database of the service's records: sqlite:///FILE or "
+                                 "postgresql://USER@HOST[:PORT]/DB (default: sqlite:///RUNS_DIR/service.db)")
+    service_options.add_argument("--runs-dir", help="folder of the searches' run directories (default: "
+                                 "autopeft-service)")
+    sv = sub.add_parser("serve", parents=[service_options], help="run autopeft as a "
+                        "service: searches submitted, watched and exported over HTTP",
+                        description="Serve the HTTP API (/v1, OpenAPI page at /docs) and the searches page (/) on "
+                        "uvicorn; every search runs as its own driver process on Ray. Every route but /healthz "
+                        "needs a token: create one with 'autopeft serve token create --user NAME'.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="port (default 8000)")
+    sv.add_argument("--ray-address", help="Ray cluster every search runs on (default: a private local Ray per "
+                    "search)")
+    sv.add_argument("--data-root", action="append", default=[], metavar="DIR", help="a folder searches may read "
+                    "data and models from (repeatable; default: $AUTOPEFT_DATA_DIR); paths in a submission are "
+                    "relative to it")
+    sv.add_argument("--max-running", type=_positive_int, default=2, help="searches running at once (default 2)")
+    sv.add_argument("--max-running-per-user", type=_positive_int, default=1,
+                    help="searches running at once per user (default 1); the others wait in the queue")
+    sv.set_defaults(handler="serve:run")
+    serve_sub = sv.add_subparsers(dest="serve_command", parser_class=_Parser)
+    tokens = serve_sub.add_parser("token", help="manage the service's tokens")
+    token_sub = tokens.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    create = token_sub.add_parser("create", parents=[service_options], help="create a token for a user (printed "
+                                  "alone on the last line; stored only as its hash)")
+    create.add_argument("--user", required=True, help="the user's name (created when new)")
+    create.add_argument("--admin", action="store_true", help="the user sees and acts on every search")
+    create.set_defaults(handler="serve:token_create")
+
+    client_options = _Parser(add_help=False)
+    client_options.add_argument("--server", help="the service's URL (default: $AUTOPEFT_SERVER)")
+    client_options.add_argument("--token", help="your token (default: $AUTOPEFT_TOKEN)")
+    sm = sub.add_parser("submit", parents=[client_options], help="submit a search to an autopeft service",
+                        description="Submit a search to the service at --server, with autopeft search's options; "
+                        "a --space file is sent as its YAML text. Prints the search's id.")
+    sm.add_argument("--id", help="your id for the search: submitting again with the same id and options is safe")
+    sm.add_argument("--wait", action="store_true", help="follow the search until it ends, then print its front")
+    _add_search_options(sm, remote=True)
+    sm.set_defaults(handler="remote:submit")
+    st = sub.add_parser("status", parents=[client_options], help="the state of your searches on a service, or one")
+    st.add_argument("id", nargs="?", help="a search's id (default: every search of yours)")
+    st.set_defaults(handler="remote:status")
+    sp_ = sub.add_parser("stop", parents=[client_options], help="stop a search on a service (trials in flight are "
+                         "recorded as interrupted; resume continues it)")
+    sp_.add_argument("id", help="the search's id")
+    sp_.set_defaults(handler="remote:stop")
+    fe = sub.add_parser("fetch-export", parents=[client_options], help="download a search's export from a service",
+                        description="Download the chosen trial of a search as a ready-to-use peft folder (the "
+                        "service runs autopeft export: the most accurate trial unless told).")
+    fe.add_argument("id", help="the search's id")
+    fe.add_argument("--out", required=True, help="folder to write")
+    choose = fe.add_mutually_exclusive_group()
+    choose.add_argument("--trial", type=int, help="this trial number")
+    choose.add_argument("--pick", choices=("best-accuracy", "knee"), help="how to choose (default best-accuracy)")
+    fe.add_argument("--max-params", type=_positive_int, help="budget: at most N trainable parameters")
+    fe.add_argument("--max-memory", help="budget: at most this peak training memory (e.g. 400MiB)")
+    fe.add_argument("--force", action="store_true", help="replace --out if it exists")
+    fe.set_defaults(handler="remote:fetch_export")
     return parser
 
 
