@@ -136,7 +136,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
            space: str = "default", sampler: str = "bo", trials: int | None = None, startup_trials: int | None = None,
            seed: int = 0, max_steps: int | None = None, batch_size: int | None = None, max_length: int | None = None,
            train_subset: int | None = None, eval_subset: int | None = None, min_steps: int | None = None,
-           eta: int | None = None, out: str | Path | None = None,
+           eta: int | None = None, out: str | Path | None = None, storage: str | None = None,
            resume: str | Path | None = None, executor: str = "ray", ray_address: str | None = None, workers: int = 1,
            cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, size_objective: str = "trainable_params",
            text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
@@ -150,6 +150,9 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     lines the command prints (what runs where, what the model cannot take). `min_steps` turns on successive
     halving: rungs at min_steps * eta^k up to max_steps (eta 3 unless given), where the best 1/eta of the trials
     at a rung, by Pareto rank on all objectives, go on and the rest stop.
+
+    `storage` (an SQLAlchemy URL: postgresql://USER@HOST/DB or sqlite:///FILE) keeps the study in that database
+    instead of the run's own study.db; the run directory records where.
 
     `task` is a GLUE task name, or your own data: a CSV, TSV, JSONL or Parquet file (with `eval_fraction`), a folder
     with train.* and validation.*/dev.*/test.* files, or a Hugging Face dataset id (owner/name[:config]);
@@ -167,7 +170,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
-                 "min_steps": min_steps, "eta": eta, **dataclasses.asdict(data_options),
+                 "min_steps": min_steps, "eta": eta, "storage": storage, **dataclasses.asdict(data_options),
                  "startup_trials": startup_trials,
                  "size_objective": None if size_objective == "trainable_params" else size_objective}
         given = [f"--{k.replace('_', '-')}" for k, v in fixed.items() if v is not None]
@@ -188,7 +191,7 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
                 dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
                      eval_subset=eval_subset, min_steps=min_steps, eta=eta),
                 out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold, size_objective,
-                data_options)
+                data_options, storage)
         if fitted.left_out:
             messages(f"left out of the space for this model: {fitted.describe()}")
         _execute(run_dir, settings, fitted.spec, layout, progress)
@@ -213,7 +216,7 @@ def check_search(task: str, **options: Any) -> None:
     _planned_search(task, o["data_dir"], o["model"], o["space"], o["sampler"], 24 if o["trials"] is None else
                     o["trials"], o["startup_trials"], o["seed"], {k: o[k] for k in _BUDGET_OPTION_NAMES}, o["out"],
                     o["executor"], o["ray_address"], o["workers"], o["cpus_per_trial"], o["gpus_per_trial"],
-                    o["size_objective"], data_options)
+                    o["size_objective"], data_options, o["storage"])
 
 
 _DATA_OPTION_NAMES = ("text_column", "text_pair_column", "label_column", "eval_fraction", "eval_split", "metric",
@@ -249,19 +252,21 @@ class _PlannedSearch:
     fitted: FittedSpace
     layout: Any
     summary: str  # what is searched where, in one line
+    storage: str | None  # the study's database, when not the run's study.db
 
 
 def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
                 startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
                 executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
                 gpus_per_trial: float, messages: Messages, hold: contextlib.ExitStack,
-                size_objective: str, data_options: DataOptions) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
+                size_objective: str, data_options: DataOptions,
+                storage: str | None) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
     from autopeft.space.spec import resolve_space_path
 
     plan = _planned_search(task_name, data_dir, model, space, sampler, trials, startup_trials, seed, budget_options,
                            out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, size_objective,
-                           data_options)
-    plan.run.create(plan.settings, resolve_space_path(space).read_text(encoding="utf-8"))
+                           data_options, storage)
+    plan.run.create(plan.settings, resolve_space_path(space).read_text(encoding="utf-8"), plan.storage)
     hold.enter_context(plan.run.locked())
     messages(plan.summary)
     return plan.run, plan.settings, plan.fitted, plan.layout
@@ -271,7 +276,7 @@ def _planned_search(task_name: str, data_dir: str | None, model: str | None, spa
                     startup_trials: int | None, seed: int, budget_options: dict[str, int | None],
                     out: str | Path | None, executor: str, ray_address: str | None, workers: int,
                     cpus_per_trial: float | None, gpus_per_trial: float, size_objective: str,
-                    data_options: DataOptions) -> _PlannedSearch:
+                    data_options: DataOptions, storage: str | None) -> _PlannedSearch:
     """Every check of a new search (options, data, model, space), before anything is written."""
     from autopeft.adapters.fit import fit_space
     from autopeft.adapters.models import inspect_model, resolve_model
@@ -315,6 +320,10 @@ def _planned_search(task_name: str, data_dir: str | None, model: str | None, spa
     slug = task.name.replace("/", "-")  # a hub id's owner/name is one folder name
     path = Path(out) if out else Path("runs") / f"{slug}-{sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir.check_new(path)
+    if storage is not None:
+        from autopeft.run.storage import check_storage
+
+        check_storage(storage)
     settings = SearchSettings(
         task=task.ref, model_name=info.ref.name, model_location=info.ref.location,
         data_folder=str(source.folder.resolve()) if source.folder else None, space=space, sampler=sampler, seed=seed,
@@ -334,7 +343,7 @@ def _planned_search(task_name: str, data_dir: str | None, model: str | None, spa
     summary = (f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
                f"{source.describe()}{held_out}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}"
                f"{halving}; run directory {run.path}")
-    return _PlannedSearch(run, settings, fitted, info.layout, summary)
+    return _PlannedSearch(run, settings, fitted, info.layout, summary, storage)
 
 
 def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | None, workers: int,

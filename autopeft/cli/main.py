@@ -137,6 +137,8 @@ def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
     if not remote:
         r.add_argument("--out", help="run directory to create (default: runs/<task>-<sampler>-<time>)")
         r.add_argument("--resume", metavar="RUN", help="continue the search in this run directory")
+        r.add_argument("--storage", metavar="URL", help="keep the study in this database (postgresql://USER@HOST/DB "
+                       "or sqlite:///FILE) instead of the run directory's study.db")
     r.add_argument("--executor", choices=("ray", "local"), default="ray",
                    help="ray: trials in Ray workers (default); local: in this process")
     if not remote:

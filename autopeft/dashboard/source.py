@@ -16,12 +16,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import pandas as pd
 
 from autopeft.dashboard.data import BASELINE_COLUMNS, RunInput
-from autopeft.run.storage import STUDY_NAME, RunDir, results_table
+from autopeft.run.storage import RunDir, results_table
 
 if TYPE_CHECKING:
     import optuna
@@ -62,8 +61,8 @@ class RunReader:
             known = set(table["trial"].astype(int)) if table is not None else set()
             extra = self._trials_not_in(known, running_only=table is not None)
         except Exception as exc:  # a locked, damaged or foreign database must not take the page down
-            log.warning("cannot read %s: %s", self.run.study_db, exc)
-            notes.append(f"{self.name}: running trials unknown (study.db cannot be read read-only: {exc})")
+            log.warning("cannot read %s: %s", self.run.study_location, exc)
+            notes.append(f"{self.name}: running trials unknown (the study cannot be read read-only: {exc})")
             extra = []
         if extra:
             rows = results_table(extra, settings.base_params)
@@ -80,9 +79,9 @@ class RunReader:
 
         if self._storage is None:
             # mode=ro: SQLite itself refuses every write; skip_table_creation: no CREATE TABLE attempt.
-            url = f"sqlite:///file:{quote(str(self.run.study_db.resolve()))}?mode=ro&uri=true"
-            self._storage = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
-        study_id = self._storage.get_study_id_from_name(STUDY_NAME)
+            self._storage = optuna.storages.RDBStorage(self.run.read_only_url, skip_table_creation=True,
+                                                       skip_compatibility_check=True)
+        study_id = self._storage.get_study_id_from_name(self.run.study_name)
         states = (optuna.trial.TrialState.RUNNING,) if running_only else None
         trials = self._storage.get_all_trials(study_id, deepcopy=False, states=states)
         return [t for t in trials if t.number not in known]

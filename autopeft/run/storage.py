@@ -1,7 +1,8 @@
 """The run directory: study database, settings, space, results table and the files made from them.
 
-The Optuna study (SQLite) is the only record of a search; every other file in the directory is
-derived from it and can be written again at any time.
+The Optuna study is the only record of a search; every other file in the directory is derived from it and can be
+written again at any time. It lives in the run's own SQLite file (study.db), or, when the search was given
+`--storage URL`, in that database (PostgreSQL, or a shared SQLite file), named by storage.json in the run.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial
 
-from autopeft.errors import RunDirError
+from autopeft.errors import RunDirError, UsageError
 from autopeft.files import write_atomically
 from autopeft.run.journal import ResultJournal
 from autopeft.run.settings import DIRECTION_OF, OBJECTIVES, SearchSettings
 
 STUDY_NAME = "autopeft"
+STORAGE_FILE = "storage.json"  # where the study is, when not in the run's study.db: {"url": ..., "study": ...}
 LOCK_FILE = ".lock"  # held (flock) by the driver of a running search; holds its process id
 # Trial user attributes written by the search loop.
 ATTR_CANDIDATE = "candidate"
@@ -85,8 +88,43 @@ class RunDir:
         return ResultJournal(self.path)
 
     @property
+    def storage_file(self) -> Path:
+        return self.path / STORAGE_FILE
+
+    def _external(self) -> dict[str, str] | None:
+        try:
+            found = json.loads(self.storage_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise RunDirError(f"{self.storage_file} cannot be read ({exc}); was it edited by hand?") from None
+        return {"url": str(found["url"]), "study": str(found["study"])}
+
+    @property
     def storage_url(self) -> str:
-        return f"sqlite:///{self.study_db.resolve()}"
+        external = self._external()
+        return optuna_url(external["url"]) if external else f"sqlite:///{self.study_db.resolve()}"
+
+    @property
+    def study_name(self) -> str:
+        external = self._external()
+        return external["study"] if external else STUDY_NAME
+
+    @property
+    def read_only_url(self) -> str:
+        """The study's storage for readers that must not write: SQLite's own read-only mode for study.db; a
+        database server's URL as it is (readers there only select)."""
+        if self._external():
+            return self.storage_url
+        return f"sqlite:///file:{quote(str(self.study_db.resolve()))}?mode=ro&uri=true"
+
+    @property
+    def study_location(self) -> str:
+        """Where the study is, for messages (no password)."""
+        external = self._external()
+        if external is None:
+            return str(self.study_db)
+        return f"study {external['study']!r} in {_without_password(external['url'])}"
 
     @classmethod
     def check_new(cls, path: Path) -> RunDir:
@@ -97,9 +135,10 @@ class RunDir:
             raise RunDirError(f"{path} already exists and is not empty; {hint} (autopeft never overwrites a run)")
         return cls(path)
 
-    def create(self, settings: SearchSettings, space_text: str) -> None:
+    def create(self, settings: SearchSettings, space_text: str, storage: str | None = None) -> None:
         """Settings and space are written beside the run and moved into place together: a run directory either
-        holds both (and resumes) or does not exist, whenever the command is stopped."""
+        holds both (and resumes) or does not exist, whenever the command is stopped. With `storage` (an SQLAlchemy
+        URL), the study lives in that database, named after the run's absolute path."""
         staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -107,6 +146,10 @@ class RunDir:
             (staging / self.settings_file.name).write_text(json.dumps(settings.to_dict(), indent=2) + "\n",
                                                            encoding="utf-8")
             (staging / self.space_file.name).write_text(space_text, encoding="utf-8")
+            if storage is not None:  # it may hold a password: readable by its owner only
+                fd = os.open(staging / STORAGE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump({"url": storage, "study": f"autopeft:{self.path.resolve()}"}, out)
             os.replace(staging, self.path)  # onto nothing, or onto the empty folder check_new allowed
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -121,8 +164,8 @@ class RunDir:
         if not path.is_dir():
             raise RunDirError(f"run directory {path} does not exist; give the folder a search wrote "
                               f"(printed at its end, by default under runs/)")
-        needed_files = (run.settings_file, run.space_file, run.study_db) if need_study else \
-            (run.settings_file, run.space_file)
+        needed_files = (run.settings_file, run.space_file, run.study_db) if need_study and not \
+            run.storage_file.exists() else (run.settings_file, run.space_file)
         for needed in needed_files:
             if not needed.is_file():
                 raise RunDirError(f"{path} is not an autopeft run directory: {needed.name} is missing")
@@ -181,8 +224,9 @@ class RunDir:
     def create_study(self, sampler: optuna.samplers.BaseSampler | None,
                      objectives: tuple[str, ...] = OBJECTIVES) -> optuna.Study:
         directions = [optuna.study.StudyDirection[DIRECTION_OF[name].upper()] for name in objectives]
-        study = optuna.create_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler,
-                                    directions=directions, load_if_exists=True)
+        with self._reaching_storage():
+            study = optuna.create_study(storage=self.storage_url, study_name=self.study_name, sampler=sampler,
+                                        directions=directions, load_if_exists=True)
         if study.metric_names is None:  # optuna-dashboard and other readers show the objectives by name
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -191,9 +235,60 @@ class RunDir:
 
     def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
         try:
-            return optuna.load_study(storage=self.storage_url, study_name=STUDY_NAME, sampler=sampler)
+            with self._reaching_storage():
+                return optuna.load_study(storage=self.storage_url, study_name=self.study_name, sampler=sampler)
         except KeyError:
-            raise RunDirError(f"{self.study_db} holds no autopeft study") from None
+            raise RunDirError(f"{self.study_location} holds no autopeft study") from None
+
+    @contextmanager
+    def _reaching_storage(self) -> Iterator[None]:
+        """A database server that cannot be reached is one line, not a driver's traceback."""
+        import sqlalchemy
+
+        try:
+            yield
+        except sqlalchemy.exc.OperationalError as exc:
+            if not self._external():
+                raise
+            first = (str(exc.orig or exc).strip().splitlines() or ["?"])[0]
+            raise RunDirError(f"cannot reach the {self.study_location} ({first}); start the database, or resume "
+                              f"when it is back") from None
+
+
+def optuna_url(url: str) -> str:
+    """An SQLAlchemy URL for a study database: `postgresql://` means psycopg (3), which autopeft depends on;
+    SQLAlchemy alone would pick psycopg2."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(optuna_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def check_storage(url: str) -> None:
+    """A study database that cannot be used (a malformed URL, a server that does not answer) is one line now,
+    before anything is written."""
+    import sqlalchemy
+
+    given = optuna_url(url)
+    if not given.startswith(("sqlite:///", "postgresql+psycopg://")):
+        raise UsageError(f"--storage {url!r}: give postgresql://USER@HOST[:PORT]/DATABASE or sqlite:///FILE")
+    try:
+        engine = sqlalchemy.create_engine(given)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+        raise UsageError(f"--storage {_without_password(url)}: cannot connect ({first})") from None
 
 
 def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFrame:

@@ -380,9 +380,14 @@ def searches_html(user: User, rows: list[dict[str, Any]]) -> str:
                     f"<a href='{link}/export'>export</a></td></tr>")
     head = ("<th>owner</th>" if user.admin else "") + "".join(
         f"<th>{h}</th>" for h in ("search", "state", "trials", "best accuracy", "front", "task", "error", ""))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='5'>"
+    # The table is fetched again every five seconds and swapped in place (a reload would lose the scroll).
+    script = ("<script>setInterval(async () => { const r = await fetch(location.pathname, {cache: 'no-store'});"
+              " if (!r.ok) return; const doc = new DOMParser().parseFromString(await r.text(), 'text/html');"
+              " document.getElementById('searches').replaceWith(doc.getElementById('searches')); }, 5000);"
+              "</script>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>autopeft: searches of {html.escape(user.name)}</title><style>body{{font-family:sans-serif}}"
             f"td,th{{padding:4px 10px;text-align:left}}</style></head><body><h1>autopeft searches of "
             f"{html.escape(user.name)}</h1><table id='searches'><tr>{head}</tr>{''.join(body)}</table>"
             f"<p>{len(rows)} searches. Submit with <code>autopeft submit</code> or POST /v1/searches "
-            f"(<a href='/docs'>API</a>).</p></body></html>")
+            f"(<a href='/docs'>API</a>).</p>{script}</body></html>")

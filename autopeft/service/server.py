@@ -58,7 +58,10 @@ def serve(host: str, port: int, db: str | None, runs_dir: str | None, data_roots
         raise UsageError("--max-running and --max-running-per-user must be at least 1")
     store = open_store(db, runs)
     folders = Folders(runs, tuple(r.resolve() for r in roots))
-    supervisor = Supervisor(store, folders, limits, ray_address)
+    # With a database server, the searches' studies live in it too. SQLite takes one writer at a time, so with the
+    # default SQLite file each study stays in its run directory's own study.db.
+    studies = db if db is not None and store.engine.dialect.name == "postgresql" else None
+    supervisor = Supervisor(store, folders, limits, ray_address, studies)
     app = create_app(store, ServiceConfig(folders, ray_address), supervisor)
     if not is_loopback(host):
         say(f"warning: serving on {host}, beyond this machine, over plain HTTP: tokens cross the network in the "

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from autopeft.errors import UsageError
+from autopeft.run.storage import optuna_url
 from autopeft.service.schema import migrate, searches, tokens, users
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
@@ -57,14 +58,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def engine_url(db: str) -> str:
-    """`postgresql://...` means psycopg (3), which the service depends on; SQLAlchemy alone would pick psycopg2."""
-    for plain in ("postgresql://", "postgres://"):
-        if db.startswith(plain):
-            return "postgresql+psycopg://" + db[len(plain):]
-    return db
-
-
 class Store:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -72,7 +65,7 @@ class Store:
     @classmethod
     def open(cls, db: str) -> Store:
         """The store in this database (an SQLAlchemy URL: sqlite:///FILE or postgresql://...), migrated."""
-        url = engine_url(db)
+        url = optuna_url(db)
         if not url.startswith(("sqlite:", "postgresql+psycopg:")):
             raise UsageError(f"--db {db!r}: give sqlite:///FILE or postgresql://USER@HOST[:PORT]/DATABASE")
         if url.startswith("sqlite:///"):

@@ -68,12 +68,13 @@ def _locked(path: Path) -> bool:
 
 class Supervisor(threading.Thread):
     def __init__(self, store: Store, folders: Folders, limits: Limits, ray_address: str | None,
-                 poll_seconds: float = 0.5) -> None:
+                 study_storage: str | None = None, poll_seconds: float = 0.5) -> None:
         super().__init__(name="autopeft-supervisor", daemon=True)
         self.store = store
         self.folders = folders
         self.limits = limits
         self.ray_address = ray_address
+        self.study_storage = study_storage  # the database new searches keep their studies in; None: study.db
         self.poll_seconds = poll_seconds
         self.drivers: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._stopping = threading.Event()
@@ -160,6 +161,8 @@ class Supervisor(threading.Thread):
             space = folder / SPACE
             args = driver_arguments({**record.options, "trials": record.trials}, run,
                                     space if space.is_file() else None)
+            if self.study_storage:
+                args.append(f"--storage={self.study_storage}")
         if self.ray_address:
             args.append(f"--ray-address={self.ray_address}")
         command = [sys.executable, "-m", "autopeft.cli", "search", *args]

@@ -16,6 +16,7 @@ import pytest
 
 from autopeft.client import Client
 from autopeft.errors import ServiceError
+from autopeft.run.storage import optuna_url
 from tests.service.service_fixtures import Service, autopeft, postgres_server, search_options, wait_for
 
 pytestmark = pytest.mark.slow
@@ -137,6 +138,15 @@ def test_a_search_submitted_watched_and_exported(service: Service, tokens: dict[
     status_code, archive = service.request("GET", "/v1/searches/first/export?pick=knee", token=tokens["ana"])
     assert status_code == 200 and "adapter_config.json" in zipfile.ZipFile(io.BytesIO(archive)).namelist()
     assert "searching sst2" in client.log("first")
+    # With PostgreSQL the study lives in the service's database too; with SQLite in the run's own study.db.
+    run = service.runs_dir / "ana" / "first" / "run"
+    if service.db.startswith("postgresql"):
+        import optuna
+
+        assert (run / "storage.json").is_file() and not (run / "study.db").exists()
+        assert f"autopeft:{run.resolve()}" in optuna.get_all_study_names(optuna_url(service.db))
+    else:
+        assert (run / "study.db").is_file() and not (run / "storage.json").exists()
     # Another user sees nothing of it; an admin sees it.
     for path in ("", "/front", "/trials", "/export", "/log", "/dashboard/"):
         assert service.request("GET", f"/v1/searches/first{path}", token=tokens["ben"])[0] == 404, path
