@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from fastapi.responses import StreamingResponse as _Streaming
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autopeft.errors import AutopeftError, ExportError, ModelError, SpecError, TaskError, UsageError
+from autopeft.errors import AutopeftError, ExportError, ModelError, RunDirError, SpecError, TaskError, UsageError
 from autopeft.service.progress import json_records, summary
 from autopeft.service.requests import (
     DEFAULT_TRIALS,
@@ -236,9 +236,13 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
         return status(search_id, user)
 
     def readable_run(record: SearchRecord) -> Path:
+        from autopeft.run.storage import RunDir
+
         run = run_dir(folders, record)
-        if not (run / "study.db").is_file():
-            raise HTTPException(409, f"search {record.id!r} has no trials yet (it is {record.state})")
+        try:
+            RunDir.open(run)
+        except RunDirError:
+            raise HTTPException(409, f"search {record.id!r} has no trials yet (it is {record.state})") from None
         return run
 
     @app.get("/v1/searches/{search_id}/trials")

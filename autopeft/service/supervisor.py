@@ -144,7 +144,11 @@ class Supervisor(threading.Thread):
             if per_user.get(record.owner, 0) >= self.limits.per_user or record.request == "stop":
                 continue
             if record.resume and _locked(run_dir(self.folders, record)):
-                continue  # the driver of a killed service is still recording its trials; next round
+                # The driver of a killed service is still recording its trials: next round. Its place counts, so
+                # that the searches queued behind it do not overtake it.
+                total += 1
+                per_user[record.owner] = per_user.get(record.owner, 0) + 1
+                continue
             if self.store.update(record, expect_state="queued", state="running", started=time.time(), error=None,
                                  ended=None, request="", starts=record.starts + 1):
                 self._start(record)

@@ -1,0 +1,97 @@
+"""The service's parts without a server: its schema's migrations, the checks of a submission's options and paths,
+and the queue's order and limits with a stand-in for the driver process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from autopeft.errors import UsageError
+from autopeft.service.requests import Folders, confined_options, driver_arguments, typed_options
+from autopeft.service.schema import SCHEMA_VERSION, SchemaError, migrate, schema_version
+from autopeft.service.server import is_loopback
+from autopeft.service.store import Store
+from autopeft.service.supervisor import Limits, Supervisor
+
+
+def test_the_schema_is_created_versioned_and_refused_when_newer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    store = Store.open(url)
+    assert migrate(store.engine) == SCHEMA_VERSION  # already current: nothing to do
+    token = store.create_token("ana")
+    assert Store.open(url).user_of(token) is not None  # kept across opens
+    with store.engine.begin() as c:
+        c.execute(schema_version.update().values(version=SCHEMA_VERSION + 1))
+    with pytest.raises(SchemaError, match="newer than this autopeft"):
+        migrate(store.engine)
+    with pytest.raises(UsageError, match="give sqlite:///FILE or postgresql://"):
+        Store.open("mysql://x@y/z")
+    with pytest.raises(UsageError, match="does not exist"):
+        Store.open(f"sqlite:///{tmp_path / 'missing' / 'service.db'}")
+
+
+def test_options_are_typed_and_paths_confined(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "SST-2").mkdir(parents=True)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    folders = Folders(tmp_path / "runs", (root,))
+    search_id, options = typed_options({"id": "x1", "task": "sst2", "trials": 3, "eval_fraction": 1,
+                                        "choices": [" no", " yes"]})
+    assert search_id == "x1" and options["trials"] == 3
+    for body, message in (({"task": "sst2", "trials": True}, "whole number"), ({"trials": 2}, "'task' is required"),
+                          ({"task": "sst2", "choices": "ab"}, "list of strings"), ([1], "JSON object"),
+                          ({"task": "sst2", "resume": "r"}, "chooses where")):
+        with pytest.raises(UsageError, match=message):
+            typed_options(body)
+    assert confined_options({"task": "sst2", "data_dir": "SST-2"}, folders)["data_dir"] == str(root / "SST-2")
+    assert confined_options({"task": "owner/dataset:config"}, folders)["task"] == "owner/dataset:config"
+    for bad in ("link", "../secret", str(outside), "link/../secret"):
+        with pytest.raises(UsageError, match="outside the folders"):
+            confined_options({"task": "sst2", "data_dir": bad}, folders)
+    with pytest.raises(UsageError, match="outside the folders"):
+        confined_options({"task": str(outside)}, folders)
+    args = driver_arguments({"task": "sst2", "choices": [" no", " yes"], "max_steps": 5}, Path("/r"), None)
+    assert args == ["--task=sst2", "--choices", " no", " yes", "--max-steps=5", "--out=/r"]
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+def test_the_queue_keeps_its_order_and_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two users, one running search each and two in all: the queue starts them in submission order."""
+    import subprocess
+
+    store = Store.open(f"sqlite:///{tmp_path / 'service.db'}")
+    folders = Folders(tmp_path / "runs", ())
+    started: list[str] = []
+
+    class Driver:  # a process that runs until told otherwise
+        def __init__(self, command: list[str], **_: object) -> None:
+            started.append(command[-1])
+            self.returncode: int | None = None
+            self.pid = 0
+
+        def poll(self) -> int | None:
+            return self.returncode
+
+        def send_signal(self, _: int) -> None:
+            self.returncode = 130
+
+    monkeypatch.setattr(subprocess, "Popen", Driver)
+    supervisor = Supervisor(store, folders, Limits(running=2, per_user=1), None)
+    for owner, search_id in (("ana", "a1"), ("ana", "a2"), ("ben", "b1"), ("cy", "c1")):
+        store.add_search(owner, search_id, {"task": "sst2"}, 2)
+    supervisor.step()
+    assert [s.split("/")[-2] for s in started] == ["a1", "b1"]
+    record = store.get("ana", "a1")
+    assert record is not None and record.state == "running"
+    store.update(record, request="stop")
+    supervisor.step()  # the stop is sent
+    supervisor.step()  # the driver has ended: a2 is next for ana, before cy's later c1
+    assert store.get("ana", "a1").state == "stopped"  # type: ignore[union-attr]
+    assert [s.split("/")[-2] for s in started] == ["a1", "b1", "a2"]
+    assert sys.executable  # the drivers are this interpreter's `autopeft search`
