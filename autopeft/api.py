@@ -63,6 +63,8 @@ class SearchProgress:
     front_size: int
     failures: str  # what keeps failing and what that rules out, in words; "" when nothing does
     starting: bool = False  # workers are still starting
+    steps: int = 0  # training steps the trials have spent, all together
+    step_budget: int | None = None  # the search's --step-budget, if it has one
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -136,7 +138,8 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
            space: str = "default", sampler: str = "bo", trials: int | None = None, startup_trials: int | None = None,
            seed: int = 0, max_steps: int | None = None, batch_size: int | None = None, max_length: int | None = None,
            train_subset: int | None = None, eval_subset: int | None = None, min_steps: int | None = None,
-           eta: int | None = None, out: str | Path | None = None, storage: str | None = None,
+           eta: int | None = None, step_budget: int | None = None, out: str | Path | None = None,
+           storage: str | None = None,
            resume: str | Path | None = None, executor: str = "ray", ray_address: str | None = None, workers: int = 1,
            cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, size_objective: str = "trainable_params",
            text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
@@ -149,7 +152,9 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     Every input is checked before anything is written. `progress` hears after every trial; `messages` gets the
     lines the command prints (what runs where, what the model cannot take). `min_steps` turns on successive
     halving: rungs at min_steps * eta^k up to max_steps (eta 3 unless given), where the best 1/eta of the trials
-    at a rung, by Pareto rank on all objectives, go on and the rest stop.
+    at a rung, by Pareto rank on all objectives, go on and the rest stop. `step_budget` caps the training steps of
+    the whole search (all trials together): no trial starts once they are spent, and `trials` then defaults to as
+    many as the budget could start.
 
     `storage` (an SQLAlchemy URL: postgresql://USER@HOST/DB or sqlite:///FILE) keeps the study in that database
     instead of the run's own study.db; the run directory records where.
@@ -170,7 +175,8 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     if resume is not None:
         fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
                  "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
-                 "min_steps": min_steps, "eta": eta, "storage": storage, **dataclasses.asdict(data_options),
+                 "min_steps": min_steps, "eta": eta, "step_budget": step_budget, "storage": storage,
+                 **dataclasses.asdict(data_options),
                  "startup_trials": startup_trials,
                  "size_objective": None if size_objective == "trainable_params" else size_objective}
         given = [f"--{k.replace('_', '-')}" for k, v in fixed.items() if v is not None]
@@ -187,9 +193,9 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
         else:
             assert task is not None
             run_dir, settings, fitted, layout = _new_search(
-                task, data_dir, model, space, sampler, 24 if trials is None else trials, startup_trials, seed,
+                task, data_dir, model, space, sampler, trials, startup_trials, seed,
                 dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
-                     eval_subset=eval_subset, min_steps=min_steps, eta=eta),
+                     eval_subset=eval_subset, min_steps=min_steps, eta=eta, step_budget=step_budget),
                 out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold, size_objective,
                 data_options, storage)
         if fitted.left_out:
@@ -198,10 +204,10 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     return Run(run_dir)
 
 
-def check_search(task: str, **options: Any) -> None:
+def check_search(task: str, **options: Any) -> int:
     """Make every check that `search(task, **options)` makes before it writes anything, and write nothing: raises
-    the `AutopeftError` the search would raise (its message is the command's one line). For a new search; the
-    options are `search`'s, less `resume`, `progress` and `messages`."""
+    the `AutopeftError` the search would raise (its message is the command's one line), else returns the trials
+    it would reach. For a new search; the options are `search`'s, less `resume`, `progress` and `messages`."""
     signature = inspect.signature(search)
     unknown = sorted(set(options) - set(signature.parameters) | set(options) & {"task", "resume", "progress",
                                                                                     "messages"})
@@ -213,15 +219,17 @@ def check_search(task: str, **options: Any) -> None:
     data_options = _checked_data_options(
         o["sampler"], o["size_objective"], o["executor"], o["seed"], o["ray_address"], o["cpus_per_trial"],
         o["gpus_per_trial"], o["choices"], **{k: o[k] for k in _DATA_OPTION_NAMES})
-    _planned_search(task, o["data_dir"], o["model"], o["space"], o["sampler"], 24 if o["trials"] is None else
-                    o["trials"], o["startup_trials"], o["seed"], {k: o[k] for k in _BUDGET_OPTION_NAMES}, o["out"],
-                    o["executor"], o["ray_address"], o["workers"], o["cpus_per_trial"], o["gpus_per_trial"],
-                    o["size_objective"], data_options, o["storage"])
+    plan = _planned_search(task, o["data_dir"], o["model"], o["space"], o["sampler"], o["trials"],
+                           o["startup_trials"], o["seed"], {k: o[k] for k in _BUDGET_OPTION_NAMES}, o["out"],
+                           o["executor"], o["ray_address"], o["workers"], o["cpus_per_trial"], o["gpus_per_trial"],
+                           o["size_objective"], data_options, o["storage"])
+    return plan.settings.trials
 
 
 _DATA_OPTION_NAMES = ("text_column", "text_pair_column", "label_column", "eval_fraction", "eval_split", "metric",
                       "task_type", "prompt_column", "response_column")
-_BUDGET_OPTION_NAMES = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta")
+_BUDGET_OPTION_NAMES = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta",
+                        "step_budget")
 
 
 def _checked_data_options(sampler: str, size_objective: str, executor: str, seed: int, ray_address: str | None,
@@ -255,7 +263,7 @@ class _PlannedSearch:
     storage: str | None  # the study's database, when not the run's study.db
 
 
-def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
+def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int | None,
                 startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
                 executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
                 gpus_per_trial: float, messages: Messages, hold: contextlib.ExitStack,
@@ -272,7 +280,8 @@ def _new_search(task_name: str, data_dir: str | None, model: str | None, space: 
     return plan.run, plan.settings, plan.fitted, plan.layout
 
 
-def _planned_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int,
+def _planned_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str,
+                    trials: int | None,
                     startup_trials: int | None, seed: int, budget_options: dict[str, int | None],
                     out: str | Path | None, executor: str, ray_address: str | None, workers: int,
                     cpus_per_trial: float | None, gpus_per_trial: float, size_objective: str,
@@ -305,6 +314,7 @@ def _planned_search(task_name: str, data_dir: str | None, model: str | None, spa
     elif budget_options.get("eta") is not None:
         raise UsageError("--eta sets successive halving's rate and needs --min-steps (or budget.min_steps in the "
                          "space file)")
+    trials = _trial_count(trials, budget)
     ref = resolve_model(model)
     data_dir = (data_dir or os.environ.get(DATA_DIR_ENV) or None) if glue else None
     if (glue and data_dir is None) or not Path(ref.location).exists():
@@ -418,6 +428,18 @@ def _check_length(max_length: int, ref: Any) -> None:
                          f"give at most {limit}")
 
 
+def _trial_count(trials: int | None, budget: Any) -> int:
+    """The trials to reach: as given; with a step budget and no count, as many as the budget could start (each
+    trial's first leg: the first rung, or the whole budget); else 24."""
+    first_leg = budget.min_steps or budget.max_steps
+    if budget.step_budget is not None and budget.step_budget < first_leg:
+        raise UsageError(f"--step-budget {budget.step_budget} is less than one trial's first {first_leg} steps; give "
+                         f"at least {first_leg}")
+    if trials is not None:
+        return trials
+    return budget.step_budget // first_leg if budget.step_budget is not None else 24
+
+
 def _check_counts(**counts: int | None) -> None:
     for name, value in counts.items():
         if value is not None and value < 1:
@@ -430,6 +452,7 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
     from autopeft.dashboard.run_files import refresh_run_files
     from autopeft.engine.executors import ClusterError, ExecutorSettings, make_executor
     from autopeft.engine.loop import run_search
+    from autopeft.engine.step_budget import steps_trained
     from autopeft.logs import log_to_file
     from autopeft.run.pareto import pareto_front
 
@@ -444,7 +467,9 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
         if progress is not None:
             progress(SearchProgress(min(finished, settings.trials), settings.trials,
                                     float(done["accuracy"].max()) if not done.empty else None,
-                                    len(pareto_front(table, settings.objectives)), shown["failures"]))
+                                    len(pareto_front(table, settings.objectives)), shown["failures"],
+                                    steps=steps_trained(study.get_trials(deepcopy=False), settings.budget.max_steps),
+                                    step_budget=settings.budget.step_budget))
 
     def on_status(status: str) -> None:
         shown["failures"] = status

@@ -102,6 +102,9 @@ def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
     b.add_argument("--batch-size", type=_positive_int, help="training batch size (space default: 32)")
     b.add_argument("--max-length", type=_positive_int, help="maximum sequence length in tokens (space default: 64)")
     b.add_argument("--train-subset", type=_positive_int, help="train on a random subset of this many examples")
+    b.add_argument("--step-budget", type=_positive_int, help="training steps of the whole search, all trials "
+                   "together (stopped ones included): no trial starts once they are spent; --trials then defaults to "
+                   "as many as the budget could start")
     b.add_argument("--eval-subset", type=_positive_int, help="evaluate on the first N of a fixed random "
                    "subset of the evaluation split (default: all of it)")
     own = parser.add_argument_group("your own data (--task FILE, FOLDER or HUB_ID)")

@@ -10,7 +10,7 @@ from typing import Any
 # The options `autopeft search` takes that a submission carries, when given.
 _SEARCH_OPTIONS = (
     "task", "data_dir", "model", "space", "sampler", "trials", "startup_trials", "seed", "max_steps", "batch_size",
-    "max_length", "train_subset", "eval_subset", "min_steps", "eta", "size_objective", "text_column",
+    "max_length", "train_subset", "eval_subset", "min_steps", "eta", "step_budget", "size_objective", "text_column",
     "text_pair_column", "label_column", "eval_fraction", "eval_split", "metric", "task_type", "prompt_column",
     "response_column", "choices", "executor", "workers", "cpus_per_trial", "gpus_per_trial")
 

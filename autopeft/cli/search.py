@@ -24,14 +24,16 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str("starting workers")
             return
         best = f"{p.best_accuracy:.4f}" if p.best_accuracy is not None else "-"
-        bar.set_postfix_str(", ".join(x for x in (f"best acc {best}, front {p.front_size}", p.failures) if x))
+        steps = f"steps {p.steps:,} of {p.step_budget:,}" if p.step_budget is not None else ""
+        bar.set_postfix_str(", ".join(x for x in (f"best acc {best}, front {p.front_size}", steps, p.failures) if x))
 
     try:
         result = api.search(
             args.task, data_dir=args.data_dir, model=args.model, space=args.space, sampler=args.sampler,
             trials=args.trials, startup_trials=args.startup_trials, seed=args.seed, max_steps=args.max_steps,
             batch_size=args.batch_size, max_length=args.max_length, train_subset=args.train_subset,
-            eval_subset=args.eval_subset, min_steps=args.min_steps, eta=args.eta, out=args.out, storage=args.storage,
+            eval_subset=args.eval_subset, min_steps=args.min_steps, eta=args.eta,
+            step_budget=args.step_budget, out=args.out, storage=args.storage,
             resume=args.resume,
             executor=args.executor,
             ray_address=args.ray_address, workers=args.workers, cpus_per_trial=args.cpus_per_trial,

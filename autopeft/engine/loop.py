@@ -21,6 +21,7 @@ from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
 from autopeft.engine.halving import Rung, Rungs, maximised, rung_observations, rungs_of
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, space_conditions
+from autopeft.engine.step_budget import steps_trained
 from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
 from autopeft.run.journal import ResultJournal
 from autopeft.run.settings import OBJECTIVES, SearchSettings
@@ -148,7 +149,9 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
             loop.take_on([t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
                           if continues(t)])
         loop.fill()
-        while loop.finished < settings.trials:
+        # Until nothing is in flight: fill() starts trials while they are wanted (--trials) and affordable
+        # (--step-budget), and a trial between rungs goes on in flight.
+        while loop.pending:
             loop.collect()
             loop.fill()
             on_progress(study)
@@ -222,6 +225,7 @@ class _Loop:
     keys: TrialKeys = field(default_factory=TrialKeys)
     rungs: Rungs | None = None  # successive halving's rungs; None: every trial trains the full budget
     pending: dict[int, tuple[optuna.Trial, Candidate]] = field(default_factory=dict)
+    committed: dict[int, int] = field(default_factory=dict)  # the steps each trial in flight trains in its leg
     completed: int = 0
     stopped: int = 0  # trials successive halving stopped at a rung (the study's, earlier sessions' included)
     failed: int = 0  # this loop's own failures: a resumed search does not start with its earlier ones
@@ -245,7 +249,8 @@ class _Loop:
 
     def fill(self) -> None:
         """Ask for a configuration for every free worker, until enough trials are done or under way."""
-        while len(self.pending) < self.executor.slots and self.finished + len(self.pending) < self.settings.trials:
+        while len(self.pending) < self.executor.slots and self.finished + len(self.pending) < self.settings.trials \
+                and self.affordable():
             trial = self.study.ask()
             candidate = suggest_candidate(trial, self.spec, self.settings.num_layers)
             trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
@@ -273,10 +278,22 @@ class _Loop:
             self._submit(trial, candidate, self.rungs.levels[0] if self.rungs is not None else None)
             self.keys.mark(key, trial.number, RUNNING)
 
-    def _submit(self, trial: optuna.Trial, candidate: Candidate, stop_at: int | None) -> None:
+    def affordable(self) -> bool:
+        """Whether the step budget pays for one more trial's first leg, beside what was trained and what the trials
+        in flight will train. Promotions are not held to it: a trial that earned its next rung goes on, so the
+        total may pass the budget by the legs of trials in flight when it is spent."""
+        budget = self.settings.budget.step_budget
+        if budget is None:
+            return True
+        first_leg = self.rungs.levels[0] if self.rungs is not None else self.settings.budget.max_steps
+        spent = steps_trained(self.study.get_trials(deepcopy=False), self.settings.budget.max_steps)
+        return spent + sum(self.committed.values()) + first_leg <= budget
+
+    def _submit(self, trial: optuna.Trial, candidate: Candidate, stop_at: int | None, start: int = 0) -> None:
         checkpoint = str(self.run.checkpoint_file(trial.number)) if self.rungs is not None else None
         self.executor.submit(trial.number, _request(self.settings, self.spec, candidate, stop_at, checkpoint))
         self.pending[trial.number] = (trial, candidate)
+        self.committed[trial.number] = (stop_at or self.settings.budget.max_steps) - start
 
     def take_on(self, trials: list[optuna.trial.FrozenTrial]) -> None:
         """Trials of successive halving a killed driver left between rungs go on from their last stored rung (or
@@ -311,7 +328,7 @@ class _Loop:
                 if int(reached["steps"]) == steps:
                     rung.record(t.number, maximised(reached, self.settings.objectives))
         if rung.goes_on(trial.number, self.rungs.eta):
-            self._submit(trial, candidate, self.rungs.next_level(steps))
+            self._submit(trial, candidate, self.rungs.next_level(steps), start=steps)
             return
         trial.set_user_attr(ATTR_STOPPED_AT, steps)  # before the result: a kill in between still reads "stopped"
         trial.set_user_attr(ATTR_RESULT, dict(leg))
@@ -355,6 +372,7 @@ class _Loop:
         first_error: optuna.exceptions.StorageInternalError | None = None
         for number, result in finished:
             trial, candidate = self.pending.pop(number)
+            self.committed.pop(number, None)
             at_rung = self.rungs is not None and result.ok
             try:
                 if at_rung:
@@ -414,6 +432,7 @@ class _Loop:
             except Exception as exc:  # e.g. a second Ctrl-C mid-tell; recover_interrupted catches it on resume
                 log.warning("trial %d left running: %s", trial.number, exc)
         self.pending.clear()
+        self.committed.clear()
 
 
 def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate, stop_at: int | None = None,

@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from autopeft.errors import AutopeftError, ExportError, ModelError, RunDirError, SpecError, TaskError, UsageError
 from autopeft.service.progress import json_records, summary
 from autopeft.service.requests import (
-    DEFAULT_TRIALS,
     Folders,
     check_id,
     checked,
@@ -162,7 +161,7 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
         from starlette.concurrency import run_in_threadpool
 
         # The same checks as `autopeft search`: data and model are read, so off the event loop.
-        options = await run_in_threadpool(checked, options, folders, config.ray_address)
+        options, trials = await run_in_threadpool(checked, options, folders, config.ray_address)
         search_id = search_id or f"s-{time.strftime('%Y%m%d')}-{secrets.token_hex(4)}"
         folder = folders.search_dir(user.name, search_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -173,7 +172,7 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
                     out.write(space)
             except FileExistsError:
                 pass  # a submission of the same id racing this one wrote it
-        trials = int(options.pop("trials", DEFAULT_TRIALS))
+        options.pop("trials", None)  # the record holds it (PATCH raises it); the driver gets it from there
         record = store.add_search(user.name, search_id, options, trials)
         if record is None:  # the same id, submitted at the same moment
             known = store.get(user.name, search_id)

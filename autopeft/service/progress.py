@@ -52,6 +52,7 @@ def summary(record: SearchRecord, run: Path) -> dict[str, Any]:
     table = results(run)
     done = best = front = None
     eta = None
+    steps = 0
     if table is not None and not table.empty:
         complete = table[table["status"] == "complete"]
         done = len(complete) + int((table["status"] == "stopped").sum())
@@ -59,11 +60,14 @@ def summary(record: SearchRecord, run: Path) -> dict[str, Any]:
         front = int(complete["pareto"].astype(bool).sum()) if "pareto" in complete else None
         seconds = table.loc[table["status"].isin(["complete", "stopped"]), "wall_seconds"].dropna()
         workers = int(record.options.get("workers", 1))
+        if "steps" in table:  # what the trials trained (proposals answered from the study trained nothing)
+            trained = table["duplicate_of"].isna() if "duplicate_of" in table else slice(None)
+            steps = int(table.loc[trained, "steps"].fillna(0).sum())
         if record.state == "running" and not seconds.empty and done is not None:
             eta = round(float(seconds.mean()) * max(0, record.trials - done) / workers, 1)
     return {
         "id": record.id, "owner": record.owner, "state": record.state, "trials_done": min(done or 0, record.trials),
-        "trials": record.trials, "best_accuracy": best, "front_size": front or 0, "eta_seconds": eta,
+        "trials": record.trials, "steps": steps, "best_accuracy": best, "front_size": front or 0, "eta_seconds": eta,
         "created": record.created, "started": record.started, "ended": record.ended, "error": record.error,
         "pending": record.request or None, "options": record.options,
     }

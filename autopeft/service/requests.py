@@ -20,13 +20,13 @@ from autopeft.errors import AutopeftError, UsageError
 OPTION_TYPES: dict[str, type] = {
     "task": str, "data_dir": str, "model": str, "space": str, "sampler": str, "trials": int, "startup_trials": int,
     "seed": int, "max_steps": int, "batch_size": int, "max_length": int, "train_subset": int, "eval_subset": int,
-    "min_steps": int, "eta": int, "size_objective": str, "text_column": str, "text_pair_column": str,
+    "min_steps": int, "eta": int, "step_budget": int, "size_objective": str, "text_column": str,
+    "text_pair_column": str,
     "label_column": str, "eval_fraction": float, "eval_split": str, "metric": str, "task_type": str,
     "prompt_column": str, "response_column": str, "choices": list, "executor": str, "workers": int,
     "cpus_per_trial": float, "gpus_per_trial": float,
 }
 EXECUTION_OPTIONS = ("executor", "workers", "cpus_per_trial", "gpus_per_trial")  # may change on a resume
-DEFAULT_TRIALS = 24
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
 _NAME = re.compile(r"[\w.-]+")  # a GLUE task, a model alias or a shipped space: no folder in it
@@ -121,8 +121,9 @@ def check_space_name(space: str) -> None:
                          f"inline; the service reads no space files")
 
 
-def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) -> dict[str, Any]:
-    """The options as the driver will get them, after `autopeft search`'s own checks; nothing is left written."""
+def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) -> tuple[dict[str, Any], int]:
+    """The options as the driver will get them, after `autopeft search`'s own checks, and the trials the search
+    will reach; nothing is left written."""
     from autopeft.api import check_search
 
     options = confined_options(options, folders)
@@ -136,13 +137,13 @@ def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) 
             (scratch / "space.yaml").write_text(space, encoding="utf-8")
             given["space"] = str(scratch / "space.yaml")
         try:
-            check_search(**given, out=str(scratch / "run"), ray_address=ray_address)
+            trials = check_search(**given, out=str(scratch / "run"), ray_address=ray_address)
         except AutopeftError as exc:  # the scratch folder means nothing to the client
             message = str(exc).replace(str(scratch / "space.yaml"), "the inline space").replace(str(scratch), "")
             raise type(exc)(message) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return options
+    return options, trials
 
 
 def driver_arguments(options: dict[str, Any], run_dir: Path, space_file: Path | None) -> list[str]:

@@ -76,6 +76,9 @@ class BudgetSpec:
     # max_steps, the full-fidelity search).
     min_steps: int | None = None
     eta: int = 3
+    # The whole search's training steps, all trials together (stopped ones' steps included): no trial starts once
+    # they are spent, whatever the trial count (None: the trial count alone ends the search).
+    step_budget: int | None = None
 
     def replace(self, **changes: int | None) -> BudgetSpec:
         values = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -488,7 +491,8 @@ def _check_positive_number(dim: Dimension, source: str, key: str) -> None:
             raise SpecError(f"{source}: key '{key}' must be positive finite numbers, got {excerpt(v)}")
 
 
-_BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta")
+_BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta",
+                "step_budget")
 
 
 def _budget(raw: Any, source: str) -> BudgetSpec:
@@ -496,11 +500,12 @@ def _budget(raw: Any, source: str) -> BudgetSpec:
         raise SpecError(f"{source}: key 'budget' must be a mapping with keys {', '.join(_BUDGET_KEYS)}")
     reject_unknown(raw, _BUDGET_KEYS, source, "budget.")
     for key, value in raw.items():
-        optional = key in ("train_subset", "eval_subset", "min_steps")
+        optional = key in ("train_subset", "eval_subset", "min_steps", "step_budget")
         if value is None and optional:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             allowed = "a whole number > 0" + ((" or null for no halving" if key == "min_steps" else
+                                                " or null for none" if key == "step_budget" else
                                                 " or null for all") if optional else "")
             raise SpecError(f"{source}: key 'budget.{key}' must be {allowed}, got {value!r}")
     budget = BudgetSpec(**raw)

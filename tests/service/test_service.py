@@ -126,6 +126,7 @@ def test_a_search_submitted_watched_and_exported(service: Service, tokens: dict[
     assert events[-1] == ("end", "finished") and ("progress", "running") in events
     status = client.status("first")
     assert status["trials_done"] == 2 and status["front_size"] >= 1 and status["best_accuracy"] is not None
+    assert status["steps"] == 2 * 3  # two trials of three steps
     trials = client.trials("first")
     assert sum(t["status"] == "complete" for t in trials) == 2
     assert {t["method"] for t in trials} == {"lora"}
