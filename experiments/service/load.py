@@ -98,7 +98,8 @@ def main() -> None:
     service.stop()
     ordered = sorted(latencies)
     result = {
-        "clients": args.clients, "interval_seconds": args.interval, "seconds": round(elapsed, 1), "requests": len(latencies), "errors": errors[0],
+        "clients": args.clients, "interval_seconds": args.interval, "seconds": round(elapsed, 1),
+        "requests": len(latencies), "errors": errors[0],
         "requests_per_second": round(len(latencies) / elapsed, 1),
         "latency_ms": {"median": round(1000 * statistics.median(ordered), 1),
                        "p95": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 1),

@@ -64,10 +64,9 @@ class Service:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log()
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
             time.sleep(0.2)
         raise AssertionError(f"the service did not answer in 60 s:\n{self.log()}")
 

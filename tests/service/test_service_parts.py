@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from autopeft.errors import UsageError
 from autopeft.service.requests import Folders, confined_options, driver_arguments, typed_options
