@@ -328,6 +328,16 @@ def _hold_library_logs() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # A second Ctrl-C (Ray relays one to its driver) that came while the first was being reported, before
+        # SIGINT was ignored: the command was stopping already, so it ends as interrupted, not killed by it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
         args = build_parser().parse_args(argv)
         _hold_library_logs()
         module, function = args.handler.split(":")

@@ -135,6 +135,7 @@ _TEMPLATE = """<!DOCTYPE html>
   #render-report { display: none; }
 </style>
 {{PLOTLY}}
+<script>window.plotlyReadyMs = performance.now();</script>
 </head>
 <body>
 <div id="status"></div>
@@ -172,7 +173,8 @@ function countMarkers(trace) {
 // What the page drew, for the browser test and for anyone curious: points in the SVG against
 // markers in the data, per plot, and when each plot was done (ms since navigation started).
 function report() {
-  const out = {version: version, figures: {}};
+  // plotly_ready_ms: when plotly.js had loaded and compiled (its 4.8 MB are most of a first draw's time).
+  const out = {version: version, plotly_ready_ms: Math.round(window.plotlyReadyMs || -1), figures: {}};
   for (const div of document.querySelectorAll("#figures .plot")) {
     const entry = {drawn: div.dataset.drawn === version, lazy: div.dataset.lazy === "1",
                    done_ms: Number(div.dataset.doneMs || -1), render_ms: Number(div.dataset.renderMs || -1),

@@ -19,7 +19,7 @@ from autopeft.compat import live_trial, set_running_trial_user_attr
 from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, STOPPED, TrialKeys
 from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
-from autopeft.engine.halving import Rung, Rungs, maximised, rung_observations, rungs_of
+from autopeft.engine.halving import Rung, Rungs, rung_observations, rung_values, rungs_of
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, space_conditions
 from autopeft.engine.step_budget import steps_trained
 from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
@@ -326,7 +326,7 @@ class _Loop:
         for t in self.study.get_trials(deepcopy=False):
             for reached in t.user_attrs.get(ATTR_RUNGS) or ():
                 if int(reached["steps"]) == steps:
-                    rung.record(t.number, maximised(reached, self.settings.objectives))
+                    rung.record(t.number, rung_values(reached, self.settings.objectives))
         if rung.goes_on(trial.number, self.rungs.eta):
             self._submit(trial, candidate, self.rungs.next_level(steps), start=steps)
             return

@@ -142,7 +142,8 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
         """Sets the token as a cookie for a browser, then goes on to `next` (a path on this service)."""
         if store.user_of(token) is None:
             raise HTTPException(401, "that token is not valid")
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        # Only a path on this service: "//host" and "/\\host" would send the browser elsewhere.
+        target = next if next.startswith("/") and not next.startswith("//") and "\\" not in next else "/"
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
         return response

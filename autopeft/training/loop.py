@@ -120,20 +120,28 @@ def train(model: torch.nn.Module, data: Encoded, settings: TrainSettings, regres
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: Encoded, batch_size: int, regression: bool,
-            device: torch.device) -> list[float]:
+            device: torch.device) -> tuple[list[float], float]:
+    """Each row's prediction (a class id, or a regression value), and the mean evaluation loss (cross-entropy, or
+    squared error): a signal that moves before the accuracy does, early in training."""
     model.eval()
     # Sorting by length keeps padding, and so evaluation time, small.
     order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
     predictions: dict[int, float] = {}
+    total_loss = 0.0
     for start in range(0, len(order), batch_size):
         indices = order[start:start + batch_size]
         batch = _to(data.batch(indices, regression), device)
-        batch.pop("labels")
-        logits = model(**batch).logits
-        values = logits.squeeze(-1) if regression else logits.argmax(-1)
+        labels = batch.pop("labels")
+        logits = model(**batch).logits.float()
+        if regression:
+            values = logits.squeeze(-1)
+            total_loss += float(torch.nn.functional.mse_loss(values, labels.float(), reduction="sum"))
+        else:
+            values = logits.argmax(-1)
+            total_loss += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
         for i, v in zip(indices, values.tolist(), strict=True):
             predictions[i] = float(v)
-    return [predictions[i] for i in range(len(data))]
+    return [predictions[i] for i in range(len(data))], total_loss / max(1, len(data))
 
 
 @torch.no_grad()

@@ -264,8 +264,8 @@ class TrialRunner:
                 if isinstance(task, DatasetTask) and task.choices else ()
             # Logits over a whole vocabulary are large: a causal LM is evaluated at the training batch size.
             return causal_metrics(model, eval_data, choices, request.budget.batch_size, device)
-        predictions = predict(model, eval_data, EVAL_BATCH_SIZE, task.num_labels == 1, device)
-        return compute_metrics(task, predictions, eval_data.labels)
+        predictions, loss = predict(model, eval_data, EVAL_BATCH_SIZE, task.num_labels == 1, device)
+        return {**compute_metrics(task, predictions, eval_data.labels), "eval_loss": loss}
 
     def evaluate_saved_adapter(self, request: TrialRequest, adapter_dir: str) -> dict[str, float]:
         """Load a saved adapter onto fresh pretrained weights, as a user would, and evaluate it."""

@@ -46,3 +46,19 @@ def test_the_best_third_goes_on_and_the_first_trial_always_does() -> None:
     # Six trials, so the best two: trial 2 dominates every other, trial 0 leads the second front.
     assert kept == [0, 2]
     assert ranking(np.array(list(rung.results.values())))[:2].tolist() == [2, 0]
+
+
+def test_a_rung_ranks_on_the_evaluation_loss_when_accuracies_tie() -> None:
+    """Early in training every configuration predicts the majority class: the loss has moved, the accuracy not."""
+    from autopeft.engine.halving import rung_values
+
+    objectives = ("accuracy", "trainable_params", "peak_memory")
+    learning = {"accuracy": 0.509, "trainable_params": 9000, "peak_memory": 100, "metrics": {"eval_loss": 0.61}}
+    stuck = {"accuracy": 0.509, "trainable_params": 9000, "peak_memory": 100, "metrics": {"eval_loss": 0.69}}
+    rung = Rung(25)
+    rung.record(0, rung_values(stuck, objectives))
+    rung.record(1, rung_values(learning, objectives))
+    rung.record(2, rung_values(stuck, objectives))
+    assert rung.goes_on(1, eta=3) and not rung.goes_on(2, eta=3)
+    # A result without a loss (a run from before it was recorded) is ranked on its accuracy.
+    assert rung_values({"accuracy": 0.8, "trainable_params": 1, "peak_memory": 1}, objectives) == (0.8, -1.0, -1.0)

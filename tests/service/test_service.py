@@ -11,6 +11,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -62,6 +63,20 @@ def test_tokens_are_needed_everywhere_but_healthz(service: Service, tokens: dict
     assert status == 200 and isinstance(listing, list)
     status, document = service.request("GET", "/openapi.json", token=tokens["ana"])
     assert status == 200 and "/v1/searches/{search_id}/export" in document["paths"]
+    # A browser signs in through /login, which sends it on only to a path of this service.
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    for target, expected in (("/v1/searches", "/v1/searches"), ("//evil.example/", "/"),
+                             ("/\\evil.example/", "/"), ("https://evil.example/", "/")):
+        connection.request("GET", f"/login?token={quote(tokens['ana'])}&next={quote(target)}")
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 303 and answer.getheader("location") == expected, target
+        assert "autopeft_token=" in (answer.getheader("set-cookie") or "")
+    connection.request("GET", "/login?token=apt_wrong")
+    refused = connection.getresponse()
+    refused.read()
+    assert refused.status == 401
+    connection.close()
     # The token is printed alone on the last line and stored only as its hash.
     if service.db.startswith("sqlite"):
         database = Path(service.db[len("sqlite:///"):]).read_bytes()

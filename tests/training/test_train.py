@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -72,17 +73,19 @@ def test_memory_measurement_keeps_no_activation_alive() -> None:
 def test_training_learns_a_toy_rule_and_is_seeded() -> None:
     data = toy_data()
 
-    def run(seed: int) -> tuple[float, list[float]]:
+    def run(seed: int) -> tuple[float, list[float], float]:
         torch.manual_seed(seed)
         model = materialize(lora((8, 8), "all_linear", lr=2e-2), tiny_model("bert", seed=seed))
         stats = train(model, data, TrainSettings(learning_rate=2e-2, max_steps=60, batch_size=16, seed=seed),
                       regression=False, device=CPU)
-        return stats.final_loss, predict(model, data, 32, regression=False, device=CPU)
+        predictions, eval_loss = predict(model, data, 32, regression=False, device=CPU)
+        return stats.final_loss, predictions, eval_loss
 
-    loss, predictions = run(0)
+    loss, predictions, eval_loss = run(0)
     accuracy = sum(p == y for p, y in zip(predictions, data.labels, strict=True)) / len(data)
     assert accuracy >= 0.9
-    assert run(0) == (loss, predictions)
+    assert 0 < eval_loss < math.log(2)  # below a two-class guess's cross-entropy: it learned
+    assert run(0) == (loss, predictions, eval_loss)
 
 
 def test_diverging_loss_fails_the_trial() -> None:
