@@ -7,13 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The options `autopeft search` takes that a submission carries, when given.
-_SEARCH_OPTIONS = (
-    "task", "data_dir", "model", "space", "sampler", "trials", "startup_trials", "seed", "max_steps", "batch_size",
-    "max_length", "train_subset", "eval_subset", "min_steps", "eta", "step_budget", "size_objective", "text_column",
-    "text_pair_column", "label_column", "eval_fraction", "eval_split", "metric", "task_type", "prompt_column",
-    "response_column", "choices", "executor", "workers", "cpus_per_trial", "gpus_per_trial")
-
 
 def _client(args: argparse.Namespace) -> Any:
     from autopeft.client import Client
@@ -31,8 +24,9 @@ def _line(status: dict[str, Any]) -> str:
 
 def submit(args: argparse.Namespace) -> int:
     from autopeft.errors import UsageError
+    from autopeft.service.requests import OPTION_TYPES  # the options a submission carries, named as the service's
 
-    options = {k: getattr(args, k) for k in _SEARCH_OPTIONS if getattr(args, k, None) is not None}
+    options = {k: getattr(args, k) for k in OPTION_TYPES if getattr(args, k, None) is not None}
     space = Path(options.get("space", "default"))
     if space.suffix in (".yaml", ".yml"):  # a file here: the service reads no files, so send its text
         if not space.is_file():

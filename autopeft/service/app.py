@@ -235,27 +235,22 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
         wake()
         return status(search_id, user)
 
-    def readable_run(record: SearchRecord) -> Path:
-        from autopeft.run.storage import RunDir
+    def readable_run(record: SearchRecord) -> Any:
+        """The search's run (`autopeft.api.Run`), opened once; 409 while it has no study yet."""
+        from autopeft.api import load_run
 
-        run = run_dir(folders, record)
         try:
-            RunDir.open(run)
+            return load_run(run_dir(folders, record))
         except RunDirError:
             raise HTTPException(409, f"search {record.id!r} has no trials yet (it is {record.state})") from None
-        return run
 
     @app.get("/v1/searches/{search_id}/trials")
     def trials(search_id: str, user: Caller) -> list[dict[str, Any]]:
-        from autopeft.api import load_run
-
-        return json_records(load_run(readable_run(owned(search_id, user))).results)
+        return json_records(readable_run(owned(search_id, user)).results)
 
     @app.get("/v1/searches/{search_id}/front")
     def front(search_id: str, user: Caller) -> list[dict[str, Any]]:
-        from autopeft.api import load_run
-
-        return json_records(load_run(readable_run(owned(search_id, user))).front())
+        return json_records(readable_run(owned(search_id, user)).front())
 
     @app.get("/v1/searches/{search_id}/log")
     def driver_log(search_id: str, user: Caller) -> PlainTextResponse:
@@ -295,10 +290,8 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
     @app.get("/v1/searches/{search_id}/export")
     def export(search_id: str, user: Caller, trial: int | None = None, pick: str = "best-accuracy",
                max_params: int | None = None, max_memory: str | None = None) -> Response:
-        from autopeft.api import load_run
-
         record = owned(search_id, user)
-        run = load_run(readable_run(record))
+        run = readable_run(record)
         if pick not in ("best-accuracy", "knee"):
             raise UsageError(f"pick must be best-accuracy or knee, got {pick!r}")
         scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=folders.runs_dir))
@@ -321,10 +314,11 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
         from autopeft.dashboard.server import DashboardService
         from autopeft.dashboard.source import open_runs
 
-        run = readable_run(record)
+        # The page polls every two seconds: a run is opened (and its database checked) once, not per poll.
+        run = run_dir(folders, record)
         with dashboards_lock:
             if run not in dashboards:
-                dashboards[run] = DashboardService(open_runs([str(run)]))
+                dashboards[run] = DashboardService(open_runs([str(readable_run(record).path)]))
             return dashboards[run]
 
     @app.get("/v1/searches/{search_id}/dashboard")

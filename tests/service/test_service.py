@@ -190,13 +190,9 @@ def test_stop_raise_and_resume(service: Service, tokens: dict[str, str], sst2_sm
     assert 1 <= done < 40
     with pytest.raises(ServiceError, match="can only be raised"):
         client.raise_trials("long", 1)
-    # Lower the remaining work: a fresh search to continue would be slow, so the target is what is done plus one.
-    store_trials = done + 1
     code, answer = service.request("PATCH", "/v1/searches/long", token=tokens["ben"], body={"trials": 40})
     assert code == 200 and answer["trials"] == 40
-    assert store_trials <= 40
-    client.stop  # noqa: B018  (the search is stopped: resume continues it from its run directory)
-    client.resume("long")
+    client.resume("long")  # continues the stopped search from its run directory
     wait_for(lambda: client.status("long")["trials_done"] > done, 120, "a trial after resuming")
     client.stop("long")
     final = client.wait("long", timeout=120)
