@@ -243,6 +243,11 @@ def _checked_data_options(sampler: str, size_objective: str, executor: str, seed
     if executor not in ("ray", "local"):
         raise UsageError(f"unknown executor {executor!r}; choose ray or local")
     _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
+    return _data_options(choices, **columns)
+
+
+def _data_options(choices: Sequence[str] | None, **columns: Any) -> DataOptions:
+    """How to read your own data, as `search` and `train` take it."""
     if isinstance(choices, str):  # tuple("neg,pos") would be its characters
         raise UsageError(f"choices is a list of strings, one per class (e.g. [' negative', ' positive']), got "
                          f"{choices!r}")
@@ -530,14 +535,24 @@ def _refresh_quietly(run: RunDir, settings: SearchSettings) -> pd.DataFrame | No
         return None
 
 
-def train(config: str | Path, task: str, *, data_dir: str | None = None, model: str | None = None,
+def train(config: str | Path, task: str | None = None, *, data_dir: str | None = None, model: str | None = None,
           out: str | Path | None = None, max_steps: int | None = None, seed: int | None = None,
-          threads: int | None = None, force: bool = False, messages: Messages = _quiet) -> TrainedConfiguration:
-    """Train a configuration written by `Run.export` (on its own task or another) and save its adapter, as an
-    export with `retrain=True` does; what was written and measured."""
+          threads: int | None = None, force: bool = False, text_column: str | None = None,
+          text_pair_column: str | None = None, label_column: str | None = None, eval_fraction: float | None = None,
+          eval_split: str | None = None, metric: str | None = None, task_type: str | None = None,
+          prompt_column: str | None = None, response_column: str | None = None,
+          choices: Sequence[str] | None = None, messages: Messages = _quiet) -> TrainedConfiguration:
+    """Train a configuration written by `Run.export` and save its adapter, as an export with `retrain=True` does;
+    what was written and measured. `task` is a GLUE name or your own data, read as `search` reads it (the column,
+    metric and causal-LM options the same); without it, the data the configuration was searched on (`data_dir`:
+    where a GLUE folder or your own files are now)."""
     from autopeft.export.workflow import train_exported
 
-    return train_exported(Path(config), task, data_dir=data_dir, model=model, out=out, max_steps=max_steps,
+    options = _data_options(choices, text_column=text_column, text_pair_column=text_pair_column,
+                            label_column=label_column, eval_fraction=eval_fraction, eval_split=eval_split,
+                            metric=metric, task_type=task_type, prompt_column=prompt_column,
+                            response_column=response_column)
+    return train_exported(Path(config), task, options, data_dir=data_dir, model=model, out=out, max_steps=max_steps,
                           seed=seed, threads=threads, force=force, messages=messages)
 
 

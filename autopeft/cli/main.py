@@ -70,11 +70,41 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """How to read your own data (`search`, `submit` and `train` take the same options)."""
+    from autopeft.training.tasks import METRICS, TASK_TYPES
+
+    own = parser.add_argument_group("your own data (--task FILE, FOLDER or HUB_ID)")
+    own.add_argument("--text-column", help="column holding the text (default: text, else sentence)")
+    own.add_argument("--text-pair-column", help="second text column, for sentence pairs (default: none)")
+    own.add_argument("--label-column", help="column holding the label (default: label); strings and whole numbers "
+                     "are classes, other numbers a regression target")
+    own.add_argument("--eval-fraction", type=_fraction, help="hold out this fraction of the training rows for "
+                     "evaluation (seeded by --seed, stratified by class); needed for a single file")
+    own.add_argument("--eval-split", help="a folder's file stem or a hub dataset's split to evaluate on (default: "
+                     "validation, else dev, else test)")
+    own.add_argument("--metric", choices=METRICS, help="the objective (still called accuracy in tables): accuracy "
+                     "(default for classes), f1 (two classes: of the second), macro-f1, mcc, pearson (default for "
+                     "regression) or spearman; pearson and spearman make whole-number labels a regression target")
+    lm = parser.add_argument_group("causal language models (your own data; --task-type causal-lm)")
+    lm.add_argument("--task-type", choices=TASK_TYPES, help="classification: a classifier head on the text (classes or "
+                    "a regression target, as the labels say; the default); causal-lm: the model as a causal LM "
+                    "trained on the response tokens (the default when --prompt-column, --response-column or --choices "
+                    "is given)")
+    lm.add_argument("--prompt-column", help="causal-lm: column holding the prompt (context, not trained on); without "
+                    "it and --response-column, --text-column's text is trained on whole")
+    lm.add_argument("--response-column", help="causal-lm: column holding the response the loss is on (default: "
+                    "response, when --prompt-column is given)")
+    lm.add_argument("--choices", nargs="+", metavar="CHOICE", help="causal-lm: a verbaliser, one choice per class as "
+                    "appended to the prompt (e.g. --choices ' negative' ' positive'); --label-column gives the right "
+                    "one (its index 0 to k-1 or its text); the objective is then choice-accuracy, else exp(-loss)")
+
+
 def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
     """`autopeft search`'s options; `remote`: as `autopeft submit` sends them to a service, which chooses where
     the run is written and which Ray runs it."""
     from autopeft.run.settings import SAMPLERS
-    from autopeft.training.tasks import METRICS, TASK_TYPES, TASKS
+    from autopeft.training.tasks import TASKS
 
     parser.add_argument("--task", help=f"task to tune for: {', '.join(TASKS)}, or your own data: a .csv, .tsv, .jsonl "
                    "or .parquet file, a folder with train.* and validation.*/dev.*/test.* files, or a Hugging Face "
@@ -107,30 +137,7 @@ def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
                    "as many as the budget could start")
     b.add_argument("--eval-subset", type=_positive_int, help="evaluate on the first N of a fixed random "
                    "subset of the evaluation split (default: all of it)")
-    own = parser.add_argument_group("your own data (--task FILE, FOLDER or HUB_ID)")
-    own.add_argument("--text-column", help="column holding the text (default: text, else sentence)")
-    own.add_argument("--text-pair-column", help="second text column, for sentence pairs (default: none)")
-    own.add_argument("--label-column", help="column holding the label (default: label); strings and whole numbers "
-                     "are classes, other numbers a regression target")
-    own.add_argument("--eval-fraction", type=_fraction, help="hold out this fraction of the training rows for "
-                     "evaluation (seeded by --seed, stratified by class); needed for a single file")
-    own.add_argument("--eval-split", help="a folder's file stem or a hub dataset's split to evaluate on (default: "
-                     "validation, else dev, else test)")
-    own.add_argument("--metric", choices=METRICS, help="the objective (still called accuracy in tables): accuracy "
-                     "(default for classes), f1 (two classes: of the second), macro-f1, mcc, pearson (default for "
-                     "regression) or spearman; pearson and spearman make whole-number labels a regression target")
-    lm = parser.add_argument_group("causal language models (your own data; --task-type causal-lm)")
-    lm.add_argument("--task-type", choices=TASK_TYPES, help="classification: a classifier head on the text (classes or "
-                    "a regression target, as the labels say; the default); causal-lm: the model as a causal LM "
-                    "trained on the response tokens (the default when --prompt-column, --response-column or --choices "
-                    "is given)")
-    lm.add_argument("--prompt-column", help="causal-lm: column holding the prompt (context, not trained on); without "
-                    "it and --response-column, --text-column's text is trained on whole")
-    lm.add_argument("--response-column", help="causal-lm: column holding the response the loss is on (default: "
-                    "response, when --prompt-column is given)")
-    lm.add_argument("--choices", nargs="+", metavar="CHOICE", help="causal-lm: a verbaliser, one choice per class as "
-                    "appended to the prompt (e.g. --choices ' negative' ' positive'); --label-column gives the right "
-                    "one (its index 0 to k-1 or its text); the objective is then choice-accuracy, else exp(-loss)")
+    _add_data_options(parser)
     h = parser.add_argument_group("successive halving (multi-fidelity search; off unless --min-steps is given)")
     h.add_argument("--min-steps", type=_positive_int, help="first rung: every trial trains this many steps, then "
                    "only the best 1/eta at each rung (min-steps*eta^k, up to --max-steps) go on; the rest stop")
@@ -195,18 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler="export:run")
 
     t = sub.add_parser("train", help="train an exported configuration on a task and save its adapter",
-                       description="Train a configuration written by autopeft export (on its own task or another: "
-                       "configurations transfer across GLUE tasks) and save the adapter; same output as export "
-                       "--retrain.")
+                       description="Train a configuration written by autopeft export (on its own data, another GLUE "
+                       "task or your own data, classification or causal LM) and save the adapter; same output as "
+                       "export --retrain.")
     t.add_argument("--config", required=True, help="folder written by autopeft export")
-    t.add_argument("--task", required=True, help=f"task to train on: {', '.join(TASKS)}")
-    t.add_argument("--data-dir", help="folder in GLUE layout (default: $AUTOPEFT_DATA_DIR, else the hub)")
+    t.add_argument("--task", help=f"task to train on: {', '.join(TASKS)}, or your own data as for search (a file, a "
+                   "folder or a hub dataset id); default: the data the configuration was searched on")
+    t.add_argument("--data-dir", help="a GLUE task: folder in GLUE layout (default: $AUTOPEFT_DATA_DIR, else the "
+                   "hub); without --task, where the configuration's own data is now")
     t.add_argument("--model", help="base model (default: the one the configuration was searched on)")
     t.add_argument("--out", help="folder to write (default: trained/<config>-<task>)")
     t.add_argument("--max-steps", type=_positive_int, help="training steps (default: one epoch)")
     t.add_argument("--seed", type=_seed, help="training seed (default: the configuration's)")
     t.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
     t.add_argument("--force", action="store_true", help="replace --out if it exists")
+    _add_data_options(t)
     t.set_defaults(handler="train:run")
 
     bl = sub.add_parser("baselines", help="train hand-designed configurations at a run's budget, as reference points",

@@ -146,11 +146,20 @@ def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dataset(task: DatasetTask) -> dict[str, Any]:
-    """Where a dataset task's rows came from and how they were read; the held-out rows themselves stay in the run's
-    settings.json (`export --seeds/--retrain` reads them there)."""
-    described = task.to_dict()
-    del described["eval_rows"]
-    return {**described, "held_out_rows": len(task.eval_rows) if task.eval_split is None else None}
+    """Where a dataset task's rows came from and how they were read, the held-out rows included, so that
+    `autopeft train` evaluates on the same rows with no run at hand."""
+    return {**task.to_dict(), "held_out_rows": len(task.eval_rows) if task.eval_split is None else None}
+
+
+def _task_from_metadata(metadata: dict[str, Any]) -> TaskRef:
+    """The task an export was searched on: a GLUE name, or its dataset task."""
+    dataset = metadata.get("dataset")
+    if not dataset:
+        return str(metadata["task"])
+    if dataset.get("held_out_rows") and not dataset.get("eval_rows"):
+        raise RunDirError("this export predates the held-out rows in autopeft.json; export the configuration again, "
+                          "or give --task and its options")
+    return DatasetTask.from_dict(dataset)
 
 
 def provenance_from_metadata(metadata: dict[str, Any]) -> Provenance:
@@ -158,7 +167,7 @@ def provenance_from_metadata(metadata: dict[str, Any]) -> Provenance:
     budget = BudgetSpec(**{k: training[k] for k in BudgetSpec.__dataclass_fields__ if k in training})
     return Provenance(
         candidate=Candidate.from_dict(metadata["candidate"]),
-        task=metadata["task"],
+        task=_task_from_metadata(metadata),
         model_name=metadata["base_model"],
         budget=budget,
         seed=int(training.get("seed", 0)),

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import RunDirError, UsageError
 from autopeft.export.choose import Pick, choose, parse_size
@@ -22,8 +22,11 @@ from autopeft.export.folder import (
     write_config_folder,
 )
 from autopeft.run.storage import RunDir, results_table
-from autopeft.training.tasks import DatasetTask, TaskRef
+from autopeft.training.tasks import DatasetTask, Task, TaskRef
 from autopeft.units import format_mib
+
+if TYPE_CHECKING:
+    from autopeft.training.user_data import DataOptions
 
 Messages = Callable[[str], None]
 
@@ -146,13 +149,13 @@ class TrainedConfiguration:
     retrained: dict[str, Any]
 
 
-def train_exported(config: Path, task_name: str, *, data_dir: str | None, model: str | None, out: str | Path | None,
-                   max_steps: int | None, seed: int | None, threads: int | None, force: bool,
-                   messages: Messages) -> TrainedConfiguration:
-    """Train an exported configuration on a task (its own or another) and write it with its adapter weights."""
+def train_exported(config: Path, task_name: str | None, options: DataOptions, *, data_dir: str | None,
+                   model: str | None, out: str | Path | None, max_steps: int | None, seed: int | None,
+                   threads: int | None, force: bool, messages: Messages) -> TrainedConfiguration:
+    """Train an exported configuration on a task (its own data when `task_name` is None, another GLUE task or your
+    own data, read with `options`) and write it with its adapter weights."""
     from autopeft.adapters.models import inspect_model, resolve_model
     from autopeft.export.retrain import measure_after_loading, retrain_full, scratch_dir
-    from autopeft.training.tasks import get_task
 
     meta_file = config / "autopeft.json"
     if not meta_file.is_file():
@@ -161,15 +164,16 @@ def train_exported(config: Path, task_name: str, *, data_dir: str | None, model:
         source = provenance_from_metadata(json.loads(meta_file.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
         raise RunDirError(f"{meta_file} cannot be read ({exc}); export the configuration again") from None
-    task = get_task(task_name)
+    seed = source.seed if seed is None else seed
+    task = _task_to_train(source.task, task_name, options, data_dir, seed)
     ref = resolve_model(model or source.model_name)
     info = inspect_model(ref, task.num_labels, source.architecture)
-    target = Path(out) if out else Path("trained") / f"{config.resolve().name}-{task.name}"
+    slug = task.name.replace("/", "-")  # a hub id's owner/name is one folder name
+    target = Path(out) if out else Path("trained") / f"{config.resolve().name}-{slug}"
     check_out_dir(target, force)
-    runner, data = training_setup(task.name, data_dir, True, threads)
-    provenance = dataclasses.replace(source, task=task.name, model_name=ref.name, trial=None, objectives={},
-                                     seed=source.seed if seed is None else seed,
-                                     chosen_by=f"autopeft train --config {config} --task {task.name}")
+    runner, data = training_setup(task.ref, data_dir, True, threads)
+    provenance = dataclasses.replace(source, task=task.ref, model_name=ref.name, trial=None, objectives={},
+                                     seed=seed, chosen_by=f"autopeft train --config {config} --task {task.name}")
     with scratch_dir() as weights:
         messages(f"training {source.candidate.describe()} on {task.name}...")
         r = retrain_full(runner, provenance, ref, data, max_steps, Path(weights))
@@ -185,3 +189,23 @@ def train_exported(config: Path, task_name: str, *, data_dir: str | None, model:
 
         write_config_folder(target, provenance, ref, adapter_files=Path(weights), measure=measured_objectives)
     return TrainedConfiguration(target, source.candidate.describe(), task.name, task.metric, done)
+
+
+def _task_to_train(searched: TaskRef, task_name: str | None, options: DataOptions, data_dir: str | None,
+                   seed: int) -> Task | DatasetTask:
+    """The task `autopeft train` trains on: the configuration's own (its data where `data_dir` says, if moved), or
+    the one `--task` names, read as a search reads it (`seed` draws an --eval-fraction's rows)."""
+    from autopeft.training.data import resolve_task
+    from autopeft.training.tasks import get_task, is_glue_name
+
+    if task_name is None:
+        given = options.given()
+        if given:
+            raise UsageError(f"{', '.join(given)} {'describe' if len(given) > 1 else 'describes'} the data of --task; "
+                             f"give --task FILE, FOLDER or HUB_ID, or drop them to train on the configuration's own "
+                             f"data")
+        return get_task(searched)
+    if not is_glue_name(task_name) and data_dir is not None:
+        raise UsageError(f"--data-dir names a folder in GLUE layout; {task_name!r} is not a GLUE task: give your "
+                         f"data's file or folder in --task itself, and drop --data-dir")
+    return resolve_task(task_name, options, seed)

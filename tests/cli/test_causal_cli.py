@@ -75,3 +75,14 @@ def test_search_and_export_a_classification_csv_with_choices(tmp_path: Path) -> 
     meta = json.loads((out / "autopeft.json").read_text(encoding="utf-8"))
     assert 0 <= meta["retrained"]["accuracy_after_loading"] <= 1
     _load_and_generate(out, model)
+
+    # The verbalised configuration, trained on an instruction file: `train` reads it as a search would.
+    chat = write_prompt_response_jsonl(tmp_path / "chat.jsonl")
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--config", str(out), "--task", str(chat), "--prompt-column", "prompt",
+                 "--response-column", "response", "--eval-fraction", "0.25", "--max-steps", "2",
+                 "--out", str(tuned)]) == 0
+    tuned_meta = json.loads((tuned / "autopeft.json").read_text(encoding="utf-8"))
+    assert tuned_meta["task"] == "chat" and tuned_meta["metric"] == "exp(-loss)"
+    assert tuned_meta["task_type"] == "causal-lm" and tuned_meta["candidate"] == meta["candidate"]
+    _load_and_generate(tuned, model)

@@ -78,6 +78,34 @@ def test_search_resume_and_export_a_csv_with_string_labels(tmp_path: Path, tiny_
     assert used.returncode == 0, used.stderr[-2000:]
     assert used.stdout.strip().splitlines()[-1] in ("neg", "neutral", "pos")
 
+    # `train` without --task trains on the configuration's own data and rows; with --task, on other data read as a
+    # search reads it (two classes now: a fresh head, its own label mapping).
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(plain), "--max-steps", "2", "--out", str(again)]) == 0
+    again_meta = json.loads((again / "autopeft.json").read_text())
+    assert again_meta["task"] == "reviews" and again_meta["dataset"]["eval_rows"] == task["eval_rows"]
+    assert again_meta["id2label"] == meta["id2label"] and (again / "adapter_model.safetensors").is_file()
+    other = reviews(tmp_path / "binary.csv", n=24, labels=("yes", "no"))
+    moved = tmp_path / "moved"
+    assert main(["train", "--config", str(plain), "--task", str(other), "--text-column", "review",
+                 "--eval-fraction", "0.25", "--max-steps", "2", "--out", str(moved)]) == 0
+    moved_meta = json.loads((moved / "autopeft.json").read_text())
+    assert moved_meta["task"] == "binary" and moved_meta["id2label"] == {"0": "no", "1": "yes"}
+    assert moved_meta["candidate"] == meta["candidate"] and moved_meta["metric"] == "accuracy"
+    assert 0 <= moved_meta["retrained"]["accuracy_after_loading"] <= 1
+    capsys.readouterr()
+    for argv, message in [
+        (["train", "--config", str(plain), "--text-column", "review"], "--text-column describes the data of --task"),
+        (["train", "--config", str(plain), "--task", str(other), "--data-dir", str(tmp_path)],
+         "is not a GLUE task: give your data's file or folder in --task itself"),
+        (["train", "--config", str(plain), "--task", str(other)], "is a single file: hold out part of it"),
+        (["train", "--config", str(plain), "--task", str(other), "--eval-fraction", "0.25"], "no column 'text'"),
+    ]:
+        assert exit_code(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "trained").exists()
+
 
 @pytest.mark.timeout(120)
 def test_a_regression_file_through_the_python_api(tmp_path: Path, tiny_bert_dir: Path) -> None:
