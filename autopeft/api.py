@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from autopeft.export.baselines import BaselinesOutcome
     from autopeft.export.workflow import ExportedTrial, TrainedConfiguration
     from autopeft.run.storage import RunDir
+    from autopeft.space.spec import BudgetSpec, SearchSpec
     from autopeft.training.user_data import DataOptions
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,20 @@ def _data_options(choices: Sequence[str] | None, **columns: Any) -> DataOptions:
     return DataOptions(**columns, choices=None if choices is None else tuple(choices))
 
 
+def _check_training(spec: SearchSpec, budget: BudgetSpec, executor: str, gpus_per_trial: float) -> None:
+    """The space's training section against the budget as the options left it, and quantised weights against the
+    trials' devices: a local trial has CUDA when this machine does, a Ray trial when it is given a GPU."""
+    from autopeft.adapters.quantize import check_quantize
+    from autopeft.space.spec import check_training
+
+    check_training(spec.training, budget, spec.source)
+    if spec.training.quantize is not None:
+        import torch
+
+        cuda = torch.cuda.is_available() if executor == "local" else gpus_per_trial > 0
+        check_quantize(map(str, spec.training.values_of("quantize")), cuda, f"{spec.source}: training.quantize")
+
+
 @dataclass(frozen=True)
 class _PlannedSearch:
     """A new search, checked and ready to be written: nothing of it exists on disk yet."""
@@ -327,7 +342,8 @@ def _planned_search(task_name: str, data_dir: str | None, model: str | None, spa
     if data_dir is not None:
         resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
     info = inspect_model(ref, task.num_labels, spec.architecture)
-    _check_length(budget.max_length, ref)
+    _check_length(max((budget.max_length, *map(int, spec.training.values_of("max_length")))), ref)
+    _check_training(spec, budget, executor, gpus_per_trial)
     fitted = fit_space(spec, info.model_type, info.layout)
     source = resolve_source(task, data_dir)
     if source.folder is not None:

@@ -152,19 +152,23 @@ def load_tokenizer(ref: ModelRef) -> Any:
     return tokenizer
 
 
-def load_model(ref: ModelRef, num_labels: int, pad_token_id: int | None) -> Any:
-    """The model a task trains: a causal LM for `num_labels == CAUSAL_LM`, else a sequence classifier."""
+def load_model(ref: ModelRef, num_labels: int, pad_token_id: int | None, quantize: str | None = None) -> Any:
+    """The model a task trains: a causal LM for `num_labels == CAUSAL_LM`, else a sequence classifier; with
+    `quantize` ("4bit" or "8bit"), its linear weights quantised by bitsandbytes on the current CUDA device."""
+    from autopeft.adapters.quantize import loading_options
+
+    options = loading_options(quantize)
     if num_labels == CAUSAL_LM:
-        return load_causal_lm(ref, pad_token_id)
-    return load_classifier(ref, num_labels, pad_token_id)
+        return load_causal_lm(ref, pad_token_id, **options)
+    return load_classifier(ref, num_labels, pad_token_id, **options)
 
 
-def load_causal_lm(ref: ModelRef, pad_token_id: int | None) -> Any:
+def load_causal_lm(ref: ModelRef, pad_token_id: int | None, **options: Any) -> Any:
     """The pretrained causal LM (its own LM head, tied or not), in float32 for the reason `load_classifier` gives."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(ref.location, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(ref.location, dtype=torch.float32, **options)
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
@@ -177,7 +181,7 @@ def check_causal_lm(model_type: str, name: str) -> None:
                          f"GPT-2 families); {name} is a {model_type} encoder: give one with --model")
 
 
-def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None) -> Any:
+def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None, **options: Any) -> Any:
     """The pretrained model with a fresh classification head (its init follows torch's seed), in float32.
 
     float32 whatever the checkpoint's dtype: transformers otherwise keeps a half-precision checkpoint in
@@ -189,7 +193,8 @@ def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None) ->
     # A checkpoint that already has a head of another size (a classifier fine-tuned on two classes, for a task of
     # three or a regression) gets a fresh one: without this, transformers refuses to load it at all.
     model = AutoModelForSequenceClassification.from_pretrained(ref.location, num_labels=num_labels,
-                                                               dtype=torch.float32, ignore_mismatched_sizes=True)
+                                                               dtype=torch.float32, ignore_mismatched_sizes=True,
+                                                               **options)
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model

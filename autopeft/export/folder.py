@@ -223,9 +223,22 @@ def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
     if retrained:
         lines += ["", f"Retrained for {retrained['max_steps']} steps: {metric} "
                       f"{retrained['accuracy_after_loading']:.4f}, measured after loading the saved adapter."]
-    lines += ["", "## Use it", "", *_usage(metadata, has_weights)]
+    lines += ["", "## Use it", "", *_usage(metadata, has_weights), *_quantised_note(metadata)]
     lines += ["", "`autopeft.json` holds the objectives, training settings and the search that chose it.", ""]
     return "\n".join(lines)
+
+
+def _quantised_note(metadata: dict[str, Any]) -> list[str]:
+    """How to load the base as the configuration trained on it, when that was 4- or 8-bit (QLoRA)."""
+    quantize = (metadata["candidate"].get("training") or {}).get("quantize")
+    if quantize in (None, "none"):
+        return []
+    config = ('BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, '
+              'bnb_4bit_compute_dtype=torch.bfloat16)') if quantize == "4bit" else \
+        "BitsAndBytesConfig(load_in_8bit=True)"
+    return ["", f"It was trained on {quantize} base weights (QLoRA, bitsandbytes on CUDA). To load the base as it "
+                f"trained, pass `quantization_config={config}, device_map=\"auto\"` to `from_pretrained` "
+                f"(`from transformers import BitsAndBytesConfig`); the adapter also loads on the full-precision base."]
 
 
 def _causal_data_line(dataset: dict[str, Any], metric: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from autopeft.space.compiled import CompiledDimension, CompiledSpace, compile_space
 from autopeft.space.methods import NONE, PLACEMENT, RANK, ParamValue, get_method, method_params_with_defaults
 from autopeft.space.modules import PRESETS
-from autopeft.space.spec import Choice, Dimension, FloatRange, IntRange, SearchSpec, dimension_values
+from autopeft.space.spec import BudgetSpec, Choice, Dimension, FloatRange, IntRange, SearchSpec, dimension_values
 
 
 class TrialLike(Protocol):
@@ -39,10 +39,32 @@ class Candidate:
     ffn_ranks: tuple[int, ...] | None = None  # feed-forward modules' ranks, when set apart from attention's
     sparsity: float = 0.0  # share of each adapter weight held at zero by a fixed mask
     sparsity_init: str = "random"  # how that mask is chosen: random, magnitude or gradient
+    # How it trains where that moves memory (TrainingSpec's keys), when the space sets it: gradient_checkpointing,
+    # micro_batch_size, max_length, quantize. The defaults (off, none) are left out: a candidate says what differs.
+    training: tuple[tuple[str, ParamValue], ...] = ()
 
     @property
     def params(self) -> dict[str, ParamValue]:
         return dict(self.method_params)
+
+    @property
+    def quantize(self) -> str | None:
+        """"4bit" or "8bit" base weights, or None for the weights as stored."""
+        value = dict(self.training).get("quantize")
+        return None if value in (None, "none") else str(value)
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return bool(dict(self.training).get("gradient_checkpointing", False))
+
+    def micro_batch_size(self, budget: BudgetSpec) -> int:
+        """The rows of one forward and backward pass; gradients of budget.batch_size / this many are accumulated."""
+        return int(dict(self.training).get("micro_batch_size", budget.batch_size))
+
+    def trained_budget(self, budget: BudgetSpec) -> BudgetSpec:
+        """The budget this candidate trains at: the search's, with its own sequence length when it has one."""
+        length = dict(self.training).get("max_length")
+        return budget if length is None else budget.replace(max_length=int(length))
 
     @property
     def active_layers(self) -> tuple[int, ...]:
@@ -64,7 +86,13 @@ class Candidate:
             where = "at the input"
         extras = "".join(f", {k}={v}" for k, v in self.method_params)
         sparse = f", {self.sparsity:.0%} sparse ({self.sparsity_init})" if self.sparsity else ""
-        return f"{self.method} {where}{extras}{sparse}, lr={self.learning_rate:.2g}"
+        return f"{self.method} {where}{extras}{sparse}, lr={self.learning_rate:.2g}{self._describe_training()}"
+
+    def _describe_training(self) -> str:
+        words = {"gradient_checkpointing": lambda v: "gradient checkpointing" if v else "",
+                 "micro_batch_size": lambda v: f"micro-batch {v}", "max_length": lambda v: f"length {v}",
+                 "quantize": lambda v: f"{v[0]}-bit base" if v != "none" else ""}
+        return "".join(f", {text}" for text in (words[k](v) for k, v in self.training) if text)
 
     def effective(self) -> Candidate:
         """The same training with what the method does not read normalised away: placement-only methods see
@@ -97,6 +125,9 @@ class Candidate:
             "method_params": dict(self.method_params),
             "sparsity": self.sparsity,
             "sparsity_init": self.sparsity_init,
+            # Only when set: the keys (and so the duplicate checks) of candidates from spaces without it stay as
+            # they were.
+            **({"training": dict(self.training)} if self.training else {}),
         }
 
     @classmethod
@@ -111,6 +142,7 @@ class Candidate:
             ffn_ranks=None if ffn is None else tuple(int(r) for r in ffn),
             sparsity=float(data.get("sparsity", 0.0)),
             sparsity_init=str(data.get("sparsity_init", "random")),
+            training=tuple(sorted(dict(data.get("training", {})).items())),
         )
 
 
@@ -252,6 +284,12 @@ def candidate_of(space: CompiledSpace, values: Mapping[str, Any]) -> Candidate:
         sparsity = float(values["sparsity.fraction"])
         init = str(values.get("sparsity.init", "random")) if sparsity > 0 else "random"
     lr = values.get(f"{method}.learning_rate", values.get("learning_rate"))
+    training = tuple(sorted((name, values[f"training.{name}"]) for name in spec.training.given()
+                            if values[f"training.{name}"] not in TRAINING_DEFAULTS.get(name, ())))
     return Candidate(method=method, target_modules=str(values["target_modules"]), layer_ranks=ranks,
                      learning_rate=float(lr), method_params=tuple(sorted(params.items())),
-                     ffn_ranks=ffn, sparsity=sparsity, sparsity_init=init)
+                     ffn_ranks=ffn, sparsity=sparsity, sparsity_init=init, training=training)
+
+
+# Values that train as no setting does: a candidate leaves them out, so that it equals one from a space without them.
+TRAINING_DEFAULTS: dict[str, tuple[ParamValue, ...]] = {"gradient_checkpointing": (False,), "quantize": ("none",)}

@@ -135,4 +135,6 @@ def compile_space(spec: SearchSpec, num_layers: int) -> CompiledSpace:
             constants["sparsity.init"] = spec.sparsity.init.value
         else:
             add("sparsity.init", spec.sparsity.init, init_condition)
+    for name, dim in spec.training.given().items():
+        add(f"training.{name}", dim)
     return CompiledSpace(spec, num_layers, tuple(dims), constants)

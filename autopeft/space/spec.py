@@ -112,6 +112,30 @@ class SparsitySpec:
     init: Dimension
 
 
+QUANTIZE = ("none", "4bit", "8bit")  # the base weights as loaded: as stored, or 4/8-bit through bitsandbytes
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """How each trial trains where that moves memory and not what is learnt (for LLMs above all), each a value or
+    `{choices}` searched like any dimension: gradient checkpointing (activations recomputed in the backward pass),
+    the micro-batch size (gradients accumulated over budget.batch_size / micro_batch_size passes, so that the
+    effective batch stays fixed), the maximum sequence length, and 4- or 8-bit base weights (QLoRA; CUDA only)."""
+
+    gradient_checkpointing: Dimension | None = None
+    micro_batch_size: Dimension | None = None
+    max_length: Dimension | None = None
+    quantize: Dimension | None = None
+
+    def given(self) -> dict[str, Dimension]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def values_of(self, name: str) -> tuple[Any, ...]:
+        """Every value the space gives `name` (none when it is not set)."""
+        dim = getattr(self, name)
+        return () if dim is None else tuple(dimension_values(dim) or ())
+
+
 @dataclass(frozen=True)
 class Constraints:
     """Hard budgets: configurations above them are not trained."""
@@ -156,6 +180,7 @@ class SearchSpec:
     # Per-method ranges (`learning_rate: {lora: .., ia3: .., default: ..}`): the methods' published rates differ
     # by orders of magnitude, so one shared range leaves some methods at chance. Empty: one shared range.
     method_learning_rates: Mapping[str, Dimension] = field(default_factory=dict)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def methods(self) -> tuple[str, ...]:
         values = dimension_values(self.method)
@@ -184,7 +209,7 @@ def check_spec_for_model(spec: SearchSpec, num_layers: int) -> None:
 
 
 _TOP_KEYS = ("method", "target_modules", "learning_rate", "layer_rank", "ffn_rank", "rank_profile", "layers",
-             "sparsity", "method_params", "budget", "constraints", "reference_point", "architecture")
+             "sparsity", "method_params", "budget", "constraints", "reference_point", "architecture", "training")
 _RANGE_KEYS = ("low", "high", "log", "step")
 
 
@@ -267,7 +292,48 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
                       sparsity=_sparsity(raw.get("sparsity"), source), method_params=params, budget=budget,
                       constraints=_constraints(raw.get("constraints"), source),
                       reference_point=_reference_point(raw.get("reference_point"), source),
-                      architecture=_architecture(raw.get("architecture"), source), method_learning_rates=method_lrs)
+                      architecture=_architecture(raw.get("architecture"), source), method_learning_rates=method_lrs,
+                      training=_training(raw.get("training"), source, budget))
+
+
+_TRAINING_KEYS = ("gradient_checkpointing", "micro_batch_size", "max_length", "quantize")
+
+
+def _training(raw: Any, source: str, budget: BudgetSpec) -> TrainingSpec:
+    if raw is None:
+        return TrainingSpec()
+    raw = _mapping(raw, source, "training", _TRAINING_KEYS)
+    dims: dict[str, Dimension] = {}
+    for key, value in raw.items():
+        dim = _dimension(value, source, f"training.{key}")
+        if not isinstance(dim, Constant | Choice):
+            raise SpecError(f"{source}: key 'training.{key}' must be a value or {{choices: [...]}}, not a range")
+        for v in dimension_values(dim) or ():
+            why = _training_value_problem(key, v)
+            if why:
+                raise SpecError(f"{source}: key 'training.{key}' {why}, got {v!r}")
+        dims[key] = dim
+    training = TrainingSpec(**dims)
+    check_training(training, budget, source)
+    return training
+
+
+def _training_value_problem(key: str, value: Any) -> str | None:
+    if key == "gradient_checkpointing":
+        return None if isinstance(value, bool) else "takes true or false"
+    if key == "quantize":
+        return None if value in QUANTIZE else f"takes {', '.join(QUANTIZE)}"
+    return None if isinstance(value, int) and not isinstance(value, bool) and value > 0 else \
+        "takes whole numbers > 0"
+
+
+def check_training(training: TrainingSpec, budget: BudgetSpec, source: str) -> None:
+    """Micro-batches must split the batch evenly (the effective batch is the budget's, whatever the micro-batch)."""
+    for size in training.values_of("micro_batch_size"):
+        if budget.batch_size % int(size):
+            raise SpecError(f"{source}: key 'training.micro_batch_size': {size} does not divide the batch size "
+                            f"{budget.batch_size}; give divisors of it (gradients are accumulated over "
+                            f"batch_size / micro_batch_size passes)")
 
 
 def _learning_rates(raw: Any, methods: tuple[str, ...], source: str) -> tuple[Dimension | None, dict[str, Dimension]]:

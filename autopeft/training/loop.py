@@ -23,6 +23,8 @@ class TrainSettings:
     warmup_ratio: float = 0.06
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    # Rows per forward and backward pass; their gradients add up to the batch's (None: the whole batch at once).
+    micro_batch_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,9 @@ class Trainer:
             if len(self.order) < settings.batch_size:
                 self.order += torch.randperm(len(self.data), generator=self.generator).tolist()
             indices, self.order = self.order[: settings.batch_size], self.order[settings.batch_size:]
-            outputs = self.model(**_to(self.data.batch(indices, self.regression), self.device))
-            loss = outputs.loss
-            self.loss = float(loss.detach())
+            self.loss = self._accumulate(indices)
             if not math.isfinite(self.loss):
                 raise TrialFailed(f"training loss became {self.loss} at step {step + 1}; lower the learning rate")
-            loss.backward()
             torch.nn.utils.clip_grad_norm_(self.params, settings.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
@@ -95,6 +94,21 @@ class Trainer:
             self.step = step + 1
         self.seconds += time.perf_counter() - start
         return TrainStats(steps=self.step, final_loss=self.loss, seconds=self.seconds)
+
+    def _accumulate(self, indices: list[int]) -> float:
+        """Gradients of the batch's mean loss, one micro-batch at a time (each weighted by its share of the rows);
+        the batch's loss. A whole batch in one pass is weighted by exactly 1."""
+        size = self.settings.micro_batch_size or len(indices)
+        total = 0.0
+        for start in range(0, len(indices), size):
+            part = indices[start:start + size]
+            loss = self.model(**_to(self.data.batch(part, self.regression), self.device)).loss
+            share = loss * (len(part) / len(indices)) if size < len(indices) else loss
+            total += float(share.detach())
+            if not math.isfinite(total):
+                return total  # no backward through a loss that is already lost
+            share.backward()
+        return total
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the model's weights that continuing needs: optimiser, schedule, data order and the

@@ -128,6 +128,8 @@ class TrialRunner:
 
     def run(self, request: TrialRequest) -> TrialResult:
         started_at, start = time.time(), time.perf_counter()
+        # A candidate with its own sequence length trains (and is evaluated) at it: one budget from here on.
+        request = replace(request, budget=request.candidate.trained_budget(request.budget))
         try:
             result = self._run(request, start)
         except TrialFailed as exc:
@@ -150,6 +152,7 @@ class TrialRunner:
         import torch
 
         from autopeft.adapters.materialize import count_adapter_entries, count_parameters, count_trainable, materialize
+        from autopeft.adapters.quantize import prepare_base
         from autopeft.training.checkpoint import (
             checkpoint_memory,
             read_checkpoint,
@@ -169,9 +172,15 @@ class TrialRunner:
         train_data = train_all.sample(budget.train_subset, request.seed)
 
         torch.manual_seed(request.seed)
+        c = request.candidate
+        if c.quantize and device.type != "cuda":
+            raise TrialFailed(f"{c.quantize} base weights need a CUDA device; this trial runs on {device}")
         base = self._base_model(request)
         base_params = count_parameters(base)
-        model: Any = materialize(request.candidate, base, budget.max_steps, request.architecture).to(device)
+        base = prepare_base(base, c.quantize, c.gradient_checkpointing)
+        model: Any = materialize(c, base, budget.max_steps, request.architecture)
+        if not c.quantize:  # a quantised model was placed on its device as it loaded, and cannot be moved
+            model = model.to(device)
         masks = self._sparsify(model, request, train_data, regression, device)
         trainable = count_trainable(model, masks.masked_entries if masks else 0)
         _check_budget("trainable parameters", trainable, request.max_trainable_params, "max_trainable_params")
@@ -180,11 +189,13 @@ class TrialRunner:
         saved = read_checkpoint(request.checkpoint) if request.checkpoint and Path(request.checkpoint).exists() \
             else None
         # One measured training step: the budget is checked on the figure that is reported.
+        micro = c.micro_batch_size(budget)
         memory = checkpoint_memory(saved) if saved is not None else measure_peak_memory(
-            model, budget.batch_size, budget.max_length, regression, device, causal_lm=task.is_causal_lm)
+            model, micro, budget.max_length, regression, device, causal_lm=task.is_causal_lm)
         _check_budget("bytes of peak memory", memory.bytes, request.max_peak_memory, "max_peak_memory")
-        settings = TrainSettings(learning_rate=request.candidate.learning_rate, max_steps=budget.max_steps,
-                                 batch_size=budget.batch_size, seed=request.seed)
+        settings = TrainSettings(learning_rate=c.learning_rate, max_steps=budget.max_steps,
+                                 batch_size=budget.batch_size, seed=request.seed,
+                                 micro_batch_size=micro if micro < budget.batch_size else None)
         trainer = Trainer(model, train_data, settings, regression, device, _after_step(model, masks))
         if saved is not None:
             restore_checkpoint(saved, model, trainer)
@@ -232,7 +243,7 @@ class TrialRunner:
             return None
 
         def loss_on_a_batch() -> Any:
-            first = list(range(min(request.budget.batch_size, len(train_data))))
+            first = list(range(min(c.micro_batch_size(request.budget), len(train_data))))
             return model(**{k: v.to(device) for k, v in train_data.batch(first, regression).items()}).loss
 
         return create_masks(model, c.sparsity, c.sparsity_init, request.seed, loss_on_a_batch)
@@ -247,7 +258,8 @@ class TrialRunner:
         ref = ModelRef(request.model_name, request.model_location)
         self._data(request, "eval")  # loads the tokenizer too
         pad = self._tokenizers[ref.location].pad_token_id
-        return load_model(ref, get_task(request.task).num_labels, pad)  # a causal LM for a causal-LM task
+        # A causal LM for a causal-LM task; quantised weights when the candidate asks.
+        return load_model(ref, get_task(request.task).num_labels, pad, request.candidate.quantize)
 
     def _evaluate(self, model: Any, request: TrialRequest, device: Any) -> dict[str, float]:
         from autopeft.training.loop import predict
@@ -272,7 +284,10 @@ class TrialRunner:
         from peft import PeftModel
 
         device = _pick_device(request.device)
-        model = PeftModel.from_pretrained(self._base_model(request), adapter_dir).to(device)
+        request = replace(request, budget=request.candidate.trained_budget(request.budget))
+        model = PeftModel.from_pretrained(self._base_model(request), adapter_dir)
+        if not request.candidate.quantize:
+            model = model.to(device)
         return self._evaluate(model, request, device)
 
 

@@ -186,3 +186,56 @@ def test_bad_per_method_rates_are_one_clear_line(text: str, message: str) -> Non
     with pytest.raises(SpecError) as info:
         parse_spec(text, "bad.yaml")
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+TRAINING = VALID.replace("  max_steps: 10\n", "  max_steps: 10\n  batch_size: 16\n") + (
+    "training:\n  gradient_checkpointing: {choices: [false, true]}\n  micro_batch_size: {choices: [4, 16]}\n"
+    "  max_length: 48\n  quantize: none\n")
+
+
+def test_training_settings_are_dimensions_and_a_candidate_says_what_differs() -> None:
+    import optuna
+
+    from autopeft.space.candidate import Candidate, suggest_candidate
+    from autopeft.space.compiled import compile_space
+
+    spec = parse_spec(TRAINING, "ok.yaml")
+    space = compile_space(spec, 2)
+    assert space.get("training.gradient_checkpointing") is not None and space.get("training.micro_batch_size")
+    assert space.constants["training.max_length"] == 48 and space.constants["training.quantize"] == "none"
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {}
+    for _ in range(20):
+        trial = study.ask()
+        c = suggest_candidate(trial, spec, 2)
+        settings = dict(c.training)
+        # The defaults are left out (off, none): such a candidate equals one from a space without them.
+        assert "quantize" not in settings and settings.get("gradient_checkpointing", True) is True
+        assert c.trained_budget(spec.budget).max_length == 48 and c.trained_budget(spec.budget).max_steps == 10
+        assert c.micro_batch_size(spec.budget) == trial.params["training.micro_batch_size"]
+        assert Candidate.from_dict(c.to_dict()) == c
+        seen[c.gradient_checkpointing] = c
+        study.tell(trial, 0.5)
+    on, off = seen[True], seen[False]
+    assert "gradient checkpointing" in on.describe() and "length 48" in off.describe()
+    assert on.key() != off.key()  # the memory differs, so the trials do
+    plain = Candidate("lora", "attn_qv", (4, 4), 1e-3)
+    assert "training" not in plain.to_dict() and plain.trained_budget(spec.budget) == spec.budget
+
+
+TRAINING_BAD = [
+    ("checkpointing a number", "training: {gradient_checkpointing: 1}\n", "takes true or false, got 1"),
+    ("quantize unknown", "training: {quantize: {choices: [none, 2bit]}}\n", "takes none, 4bit, 8bit, got '2bit'"),
+    ("micro-batch a range", "training: {micro_batch_size: {low: 2, high: 8}}\n", "must be a value or {choices"),
+    ("micro-batch not a divisor", "training: {micro_batch_size: {choices: [8, 12]}}\n",
+     "12 does not divide the batch size 32"),
+    ("length zero", "training: {max_length: 0}\n", "takes whole numbers > 0, got 0"),
+    ("unknown key", "training: {fp16: true}\n", "unknown key 'training.fp16'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [(t, m) for _, t, m in TRAINING_BAD], ids=[n for n, _, _ in TRAINING_BAD])
+def test_bad_training_settings_are_one_clear_line(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(VALID + text, "bad.yaml")
+    assert message in str(info.value) and "\n" not in str(info.value)
