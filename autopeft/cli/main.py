@@ -160,7 +160,7 @@ def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autopeft.training.tasks import TASK_TYPES, TASKS
+    from autopeft.training.tasks import TASKS
 
     parser = _Parser(prog="autopeft", description="Multi-objective search over PEFT configurations: "
                      "accuracy against trainable parameters and peak training memory.")
@@ -240,17 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     show = space_sub.add_parser("show", help="dimensions, ranges, conditions and the number of configurations")
     show.add_argument("space", help="a shipped space name or a YAML file")
     show.add_argument("--model", help="base model whose depth sets the per-layer dimensions (default: embedded MiniLM)")
-    show.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
-    show.add_argument("--task-type", choices=TASK_TYPES, default="classification",
-                      help="causal-lm: the space for the model as a causal LM (no classifier head)")
+    show.add_argument("--task", default="sst2", help="task, for its number of labels: a GLUE name (default sst2), "
+                      "or your own data with the options below (--task-type causal-lm alone: the model as a "
+                      "causal LM)")
+    _add_data_options(show)
     show.set_defaults(handler="space:show")
     sample = space_sub.add_parser("sample", help="draw candidates and measure trainable parameters and memory")
     sample.add_argument("space", help="a shipped space name or a YAML file")
     sample.add_argument("-n", type=_positive_int, default=5, help="how many candidates (default 5)")
     sample.add_argument("--model", help="base model (default: embedded MiniLM)")
-    sample.add_argument("--task", default="sst2", help="task, for its number of labels (default sst2)")
-    sample.add_argument("--task-type", choices=TASK_TYPES, default="classification",
-                        help="causal-lm: candidates on the model as a causal LM (no classifier head)")
+    sample.add_argument("--task", default="sst2", help="task, for its number of labels: a GLUE name (default sst2), "
+                      "or your own data with the options below (--task-type causal-lm alone: the model as a "
+                      "causal LM)")
+    _add_data_options(sample)
     sample.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
     sample.set_defaults(handler="space:sample")
 

@@ -17,10 +17,22 @@ def _space_and_model(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _num_labels(args: argparse.Namespace) -> int:
-    from autopeft.adapters.models import CAUSAL_LM
-    from autopeft.training.tasks import get_task
+    """The head the task needs: a GLUE task's, or your own data's, read as a search reads it."""
+    import dataclasses
 
-    return CAUSAL_LM if args.task_type == "causal-lm" else get_task(args.task).num_labels
+    from autopeft.adapters.models import CAUSAL_LM
+    from autopeft.training.data import resolve_task
+    from autopeft.training.tasks import is_glue_name
+    from autopeft.training.user_data import DataOptions
+
+    options = DataOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DataOptions)})
+    if is_glue_name(args.task):
+        if args.task_type == "causal-lm":  # the space for the model as a causal LM
+            return CAUSAL_LM
+        options = dataclasses.replace(options, task_type=None)  # classification is a GLUE task's own
+    if options.choices is not None:
+        options = dataclasses.replace(options, choices=tuple(options.choices))
+    return resolve_task(args.task, options, getattr(args, "seed", 0)).num_labels
 
 
 def show(args: argparse.Namespace) -> int:

@@ -205,3 +205,19 @@ def test_a_glue_export_names_its_classes_the_same_way() -> None:
     readme = readme_text(meta, has_weights=True)
     assert readme.count("```") == 2  # one code block, closed once
     assert "print(base.config.id2label[int(logits.argmax(-1))])" in readme
+
+
+@pytest.mark.timeout(120)
+def test_space_sample_sizes_the_head_for_your_own_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = reviews(tmp_path / "reviews.csv", n=30)
+
+    def first_count(*task: str) -> int:
+        assert main(["space", "sample", "small", "-n", "1", *task]) == 0
+        row = capsys.readouterr().out.strip().splitlines()[-1].split()
+        return int(row[1].replace(",", ""))
+
+    glue = first_count()
+    own = first_count("--task", str(data), "--text-column", "review", "--eval-fraction", "0.2")
+    assert own - glue == 384 + 1  # MiniLM's classifier: one more class, one more row of 384 weights and a bias
+    assert exit_code(["space", "show", "small", "--task", str(data), "--text-column", "review"]) == 2
+    assert "is a single file: hold out part of it" in capsys.readouterr().err
