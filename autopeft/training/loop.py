@@ -34,6 +34,12 @@ class TrainStats:
     seconds: float
 
 
+def _loss_units(labels: torch.Tensor) -> int:
+    """What a batch's loss is the mean of: its rows, or, for a causal LM's token labels, the targets after the shift
+    by one (positions labelled -100 are not scored)."""
+    return int((labels[:, 1:] != -100).sum()) if labels.dim() == 2 else len(labels)
+
+
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -96,14 +102,20 @@ class Trainer:
         return TrainStats(steps=self.step, final_loss=self.loss, seconds=self.seconds)
 
     def _accumulate(self, indices: list[int]) -> float:
-        """Gradients of the batch's mean loss, one micro-batch at a time (each weighted by its share of the rows);
-        the batch's loss. A whole batch in one pass is weighted by exactly 1."""
+        """Gradients of the batch's mean loss, one micro-batch at a time, each weighted by its share of what the
+        loss averages over (rows, or a causal LM's target tokens); the batch's loss. A whole batch in one pass is
+        weighted by exactly 1."""
         size = self.settings.micro_batch_size or len(indices)
+        if size >= len(indices):
+            parts = [(self.data.batch(indices, self.regression), 1.0)]
+        else:
+            batches = [self.data.batch(indices[i:i + size], self.regression) for i in range(0, len(indices), size)]
+            units = [_loss_units(b["labels"]) for b in batches]
+            parts = [(b, n / sum(units)) for b, n in zip(batches, units, strict=True)]
         total = 0.0
-        for start in range(0, len(indices), size):
-            part = indices[start:start + size]
-            loss = self.model(**_to(self.data.batch(part, self.regression), self.device)).loss
-            share = loss * (len(part) / len(indices)) if size < len(indices) else loss
+        for batch, weight in parts:
+            loss = self.model(**_to(batch, self.device)).loss
+            share = loss * weight if weight != 1.0 else loss
             total += float(share.detach())
             if not math.isfinite(total):
                 return total  # no backward through a loss that is already lost

@@ -156,7 +156,7 @@ def test_every_method_trains_a_causal_lm_with_exact_counts_and_no_head(causal_di
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("space", ["default", "lora", "lora-profile", "small"])
+@pytest.mark.parametrize("space", ["default", "lora", "lora-profile", "llm", "small"])
 def test_shipped_spaces_show_and_sample_on_causal_lms(deep_causal_dir: Path, space: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from autopeft.adapters.fit import fit_space

@@ -149,3 +149,27 @@ def test_the_readme_of_a_quantised_configuration_says_how_to_load_its_base() -> 
     assert "trained on 4bit base weights (QLoRA" in text and 'bnb_4bit_quant_type="nf4"' in text
     metadata["candidate"] = {"method": "lora"}
     assert "QLoRA" not in readme_text(metadata, has_weights=False)
+
+
+@pytest.mark.timeout(120)
+def test_a_causal_lms_micro_batches_weigh_their_target_tokens(tmp_path: Path) -> None:
+    """Responses of different lengths: each micro-batch's mean loss counts by its target tokens, not its rows, so
+    the accumulated gradient is the whole batch's."""
+    from autopeft.training.user_data import DataOptions, prepare
+    from tests.causal_fixtures import save_tiny_causal_lm
+
+    model = save_tiny_causal_lm(tmp_path / "llama")
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Question {i}:", "response": " yes" * (1 + (i * 7) % 9)}) + "\n"
+                            for i in range(40)))
+    task = prepare(str(data), DataOptions(eval_fraction=0.25, prompt_column="prompt", response_column="response"), 0)
+    budget = BudgetSpec(max_steps=4, batch_size=8, max_length=32)
+    runner = TrialRunner(threads=1)
+    weights = []
+    for name, candidate in (("plain", lora()), ("micro", lora(micro_batch_size=2))):
+        out = tmp_path / name
+        result = runner.run(TrialRequest(Candidate("lora", "attn_qv", (2, 2), 1e-2, LORA, training=candidate.training),
+                                         str(model), str(model), task, None, budget, seed=0, save_adapter_to=str(out)))
+        assert result.ok, result.failure
+        weights.append(load_file(out / "adapter_model.safetensors"))
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-5) for k in weights[0])
