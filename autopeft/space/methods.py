@@ -46,7 +46,8 @@ def _shira_fits(params: Mapping[str, ParamValue], shape: tuple[int, int]) -> str
 
 # Prompt and prefix tuning need peft to read the hidden size and head count from the model config,
 # which it cannot for DistilBERT's names (dim, n_heads); tested on each of these.
-_PROMPTABLE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "gpt2", "llama", "qwen2", "qwen3", "mistral"})
+_PROMPTABLE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "gpt2", "llama", "qwen2", "qwen3", "mistral",
+                         "gemma", "gemma2", "gemma3_text", "olmo2", "granite", "smollm3", "phi", "phi3"})
 
 METHODS: dict[str, Method] = {
     m.name: m

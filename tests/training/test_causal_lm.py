@@ -277,3 +277,31 @@ def test_presets_of_other_decoder_families(model_type: str, preset: str) -> None
     ids = torch.randint(3, 300, (2, 6))
     peft_model(input_ids=ids, labels=ids).loss.backward()
     assert count_trainable(peft_model) == peft_model.get_nb_trainable_parameters()[0] > 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("model_type", ["gemma", "gemma2", "gemma3_text", "olmo2", "granite", "smollm3", "phi",
+                                        "phi3"])
+@pytest.mark.parametrize("method", ["prompt", "prefix"])
+def test_prompt_and_prefix_tuning_train_and_generate_on_the_other_families(model_type: str, method: str,
+                                                                          tmp_path: Path) -> None:
+    """Their virtual tokens fit each family's cache (Gemma's wide heads, grouped key/value heads), train, generate,
+    and are counted exactly by the cost model."""
+    from autopeft.space.methods import get_method
+
+    assert model_type in (get_method(method).model_types or ())
+    _tiny_causal(model_type).save_pretrained(tmp_path)
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = materialize(candidate(method, "attn_qv", (0, 0)), AutoModelForCausalLM.from_pretrained(tmp_path))
+    ids = torch.randint(3, 300, (2, 6))
+    model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids).loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids[:1], attention_mask=torch.ones_like(ids[:1]), max_new_tokens=2,
+                             do_sample=False)
+    assert out.shape == (1, 8)
+    counter = ParameterCounter.for_model(ModelRef(str(tmp_path), str(tmp_path)), CAUSAL_LM)
+    assert count_trainable(model) == model.get_nb_trainable_parameters()[0] == counter.count(
+        candidate(method, "attn_qv", (0, 0)))
