@@ -40,11 +40,14 @@ TASK = "sst2"
 SPACE = "lora"
 TRAIN_SEED = 0
 
-COLUMNS = (
+_FIRST_COLUMNS = (
     "config", "sampler_seed", "train_seed", "step", "last_step", "schedule_steps", "status", "accuracy",
     "trainable_params", "peak_memory", "memory_method", "train_seconds", "eval_seconds", "final_train_loss",
     "eval_sentences", "train_sentences", "rungs", "params", "candidate", "candidate_json", "failure", "recorded_at",
 )
+# The mean evaluation loss at each rung (what successive halving ranks on) came later: a table of the first columns
+# gains it, empty for the rows recorded before.
+COLUMNS = (*_FIRST_COLUMNS, "eval_loss")
 # What must agree between the rows already in a table and this run, for the run to append to it.
 SETTINGS_COLUMNS = ("sampler_seed", "train_seed", "schedule_steps", "eval_sentences", "train_sentences", "rungs")
 
@@ -92,6 +95,10 @@ class Table:
         if not lines:
             raise SystemExit(f"{self.path}: no header line; give another --out")
         header = next(csv.reader([lines[0].decode("utf-8")]))
+        if tuple(header) == _FIRST_COLUMNS:
+            raw = self._add_eval_loss_column(raw)
+            *lines, _unterminated = raw.split(b"\n")
+            header = list(COLUMNS)
         if tuple(header) != COLUMNS:
             raise SystemExit(f"{self.path}: its columns are not this recorder's; give another --out")
         done: dict[int, list[dict[str, str]]] = {}
@@ -122,6 +129,23 @@ class Table:
             self.file.flush()
             os.ftruncate(self.file.fileno(), keep_to)
         return done
+
+    def _add_eval_loss_column(self, raw: bytes) -> bytes:
+        """The table rewritten in place (under the lock) with the eval_loss column, empty for its rows; its bytes."""
+        text = raw.decode("utf-8")
+        complete, _, _cut = text.rpartition("\n")  # a line cut by a kill is dropped, as load would
+        rows = list(csv.reader(io.StringIO(complete + "\n")))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows([*row, ""] for row in rows[1:])
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(buffer.getvalue())
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        print(f"{self.path.name}: added the eval_loss column ({len(rows) - 1} earlier rows have none)", flush=True)
+        return buffer.getvalue().encode("utf-8")
 
     def append(self, row: dict[str, Any]) -> None:
         self._write_line([row.get(c, "") for c in COLUMNS])
@@ -265,6 +289,7 @@ class Recorder:
                                    "trainable_params": trainable, "peak_memory": state["peak"],
                                    "memory_method": memory.method, "train_seconds": round(train_seconds, 3),
                                    "eval_seconds": round(eval_seconds, 3), "final_train_loss": state["loss"],
+                                   "eval_loss": metrics["eval_loss"],
                                    "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
                 print(f"config {k} step {done}: accuracy {metrics['accuracy']:.4f}, loss {state['loss']:.4f}, "
                       f"train {train_seconds:.1f} s ({train_seconds / done:.2f} s/step), eval {eval_seconds:.1f} s"
