@@ -58,7 +58,7 @@ def history(table: pd.DataFrame) -> pd.DataFrame:
             point = goodness(np.array([row.accuracy]), np.array([row.trainable_params]), np.array([row.peak_memory]))
             front = np.vstack([front, point])
         rows.append({"trial": int(row.trial), "steps": steps, "hypervolume": volume(front)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["trial", "steps", "hypervolume"])
 
 
 def summary(name: str, table: pd.DataFrame, curve: pd.DataFrame) -> dict[str, object]:
@@ -91,6 +91,8 @@ def main() -> None:
             continue
         table = pd.read_csv(results)
         curve = history(table)
+        if curve.empty:  # started, nothing ended yet
+            continue
         found.append(summary(name, table, curve))
         figure.add_trace(go.Scatter(x=curve["steps"], y=curve["hypervolume"], mode="lines", name=name,
                                     line={"shape": "hv"}))
