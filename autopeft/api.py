@@ -313,7 +313,13 @@ def _planned_search(task_name: str, data_dir: str | None, model: str | None, spa
     from autopeft.hub import use_offline_mode_unless_reachable
     from autopeft.run.storage import RunDir
     from autopeft.space.spec import load_spec
-    from autopeft.training.data import DATA_DIR_ENV, check_splits, resolve_source, resolve_task
+    from autopeft.training.data import (
+        DATA_DIR_ENV,
+        check_data_dir_fits,
+        check_splits,
+        resolve_source,
+        resolve_task,
+    )
     from autopeft.training.tasks import DatasetTask, is_glue_name
 
     _check_counts(trials=trials, startup_trials=startup_trials, workers=workers, **budget_options)
@@ -322,9 +328,7 @@ def _planned_search(task_name: str, data_dir: str | None, model: str | None, spa
     # before anything else (a hub dataset checks whether the hub can be reached itself). A name that is neither is
     # "unknown task" first, whatever else was given.
     task = resolve_task(task_name, data_options, seed)
-    if not glue and data_dir is not None:
-        raise UsageError(f"--data-dir names a folder in GLUE layout; {task_name!r} is not a GLUE task: give your "
-                         f"data's file or folder in --task itself, and drop --data-dir")
+    check_data_dir_fits(task_name, data_dir)
     spec = load_spec(space)
     budget = spec.budget.replace(**budget_options)
     if budget.min_steps is not None:

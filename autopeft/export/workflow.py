@@ -195,8 +195,8 @@ def _task_to_train(searched: TaskRef, task_name: str | None, options: DataOption
                    seed: int) -> Task | DatasetTask:
     """The task `autopeft train` trains on: the configuration's own (its data where `data_dir` says, if moved), or
     the one `--task` names, read as a search reads it (`seed` draws an --eval-fraction's rows)."""
-    from autopeft.training.data import resolve_task
-    from autopeft.training.tasks import get_task, is_glue_name
+    from autopeft.training.data import check_data_dir_fits, resolve_task
+    from autopeft.training.tasks import get_task
 
     if task_name is None:
         given = options.given()
@@ -205,7 +205,5 @@ def _task_to_train(searched: TaskRef, task_name: str | None, options: DataOption
                              f"give --task FILE, FOLDER or HUB_ID, or drop them to train on the configuration's own "
                              f"data")
         return get_task(searched)
-    if not is_glue_name(task_name) and data_dir is not None:
-        raise UsageError(f"--data-dir names a folder in GLUE layout; {task_name!r} is not a GLUE task: give your "
-                         f"data's file or folder in --task itself, and drop --data-dir")
+    check_data_dir_fits(task_name, data_dir)
     return resolve_task(task_name, options, seed)

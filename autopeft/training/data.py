@@ -52,6 +52,13 @@ def resolve_task(name: str, options: DataOptions, seed: int) -> Task | DatasetTa
     return prepare(name, options, seed)
 
 
+def check_data_dir_fits(task_name: str, data_dir: str | None) -> None:
+    """`--data-dir` is a GLUE folder: with your own data (`--task FILE|FOLDER|HUB_ID`) it is one line."""
+    if data_dir is not None and not is_glue_name(task_name):
+        raise UsageError(f"--data-dir names a folder in GLUE layout; {task_name!r} is not a GLUE task: give your "
+                         f"data's file or folder in --task itself, and drop --data-dir")
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where a task's data comes from: a GLUE task folder, or the hub when `folder` is None. A dataset task says
