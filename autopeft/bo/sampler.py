@@ -48,9 +48,22 @@ SPACE_SAMPLE = 256  # random configurations whose known costs bound the cost ref
 KNOWN_CACHE = 100_000  # cost-model answers kept across suggestions (configurations repeat near the front)
 
 CostModel = Callable[[Mapping[str, Any]], Mapping[int, float]]
-# A study -> the trials the model learns from, each with its objective values (in the study's directions).
-Observations = Callable[[optuna.Study], Sequence[tuple[FrozenTrial, Sequence[float]]]]
 """A configuration's parameters -> objectives known before training, by objective index (e.g. {1: 1.2e5})."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One result the model learns from: a trial's objective values (in the study's directions) at a fidelity in
+    [0, 1], 1 being the full budget. A trial may give several (one per rung of successive halving). When any
+    fidelity is below 1 it becomes an input of the model, which predicts every candidate at fidelity 1."""
+
+    trial: FrozenTrial
+    values: tuple[float, ...]
+    fidelity: float = 1.0
+
+
+# A study -> the results the model learns from.
+Observations = Callable[[optuna.Study], Sequence[Observation]]
 
 
 class BoOptionsError(AutopeftError, ValueError):
@@ -90,8 +103,8 @@ class BoOptions:
     infeasible: Callable[[FrozenTrial], bool] | None = None
     # The space's true conditions, by parameter (None: inferred from the trials, as for any Optuna study).
     conditions: Mapping[str, Condition] | None = None
-    # The trials the model learns from, with their values in the study's directions (None: the completed trials
-    # and their values). Multi-fidelity search gives the results at the highest rung enough trials reached.
+    # The results the model learns from (None: the completed trials and their values). Multi-fidelity search gives
+    # every rung's results, each at its fidelity.
     observations: Observations | None = None
     search: CandidateSearch = field(default_factory=CandidateSearch)
     fit: FitOptions = field(default_factory=FitOptions)
@@ -166,16 +179,16 @@ class BoSampler(optuna.samplers.BaseSampler):
         self._independent.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        observed = self._observed(study)
-        if len(observed) < self._options.startup_trials:
+        trials = _trials_of(self._observed(study))
+        if len(trials) < self._options.startup_trials:
             return {}
-        return Encoding.from_trials([t for t, _ in observed], self._options.conditions).distributions
+        return Encoding.from_trials(trials, self._options.conditions).distributions
 
-    def _observed(self, study: optuna.Study) -> Sequence[tuple[FrozenTrial, Sequence[float]]]:
+    def _observed(self, study: optuna.Study) -> Sequence[Observation]:
         given = self._options.observations
         if given is None:
-            return [(t, t.values) for t in _complete(study)]
-        return [(t, v) for t, v in given(study) if all(np.isfinite(x) for x in v)]
+            return [Observation(t, tuple(t.values)) for t in _complete(study)]
+        return [o for o in given(study) if all(np.isfinite(x) for x in o.values)]
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -202,28 +215,33 @@ class BoSampler(optuna.samplers.BaseSampler):
         start = time.perf_counter()
         rng = np.random.default_rng([self._seed, trial.number])
         observed = self._observed(study)
-        complete = [t for t, _ in observed]
-        encoding = Encoding.from_trials(complete, self._options.conditions)
-        rows, values = _observations(encoding, observed)
+        trials = _trials_of(observed)
+        encoding = Encoding.from_trials(trials, self._options.conditions)
+        rows, values, fidelities = _observations(encoding, observed)
         if not rows.shape[0] or encoding.dim == 0:
             return {}
         space = self._objective_space(study).usable_for(values)
-        X, Y = encoding.features(rows), torch.from_numpy(space.to_model(values)).to(DTYPE)
+        inputs = _FidelityInput(bool((fidelities < 1.0).any()))
+        X = inputs(encoding.features(rows), fidelities)
+        Y = torch.from_numpy(space.to_model(values)).to(DTYPE)
         model, refit = self._model(encoding, observed, X, Y)
 
+        # Each observed configuration once, at the full budget: the front, the incumbents and the feasibility model.
+        configured = _raw_rows(encoding, trials)
+        at_full = encoding.features(configured)
         pending = _raw_rows(encoding, [t for t in _running(study) if t.number != trial.number and t.params])
-        predictor = Predictor(model, encoding.features(pending) if pending.shape[0] else None)
+        predictor = Predictor(model, inputs(encoding.features(pending)) if pending.shape[0] else None)
         floor = self._model_space_values(space, self._options.limits, len(study.directions))
         given = self._model_space_values(space, self._options.reference_point, len(study.directions))
-        believed, _ = predictor(torch.cat([X, encoding.features(pending)]))  # (n + k, M)
+        believed, _ = predictor(inputs(torch.cat([at_full, encoding.features(pending)])))  # (n + k, M)
         front = pareto_front(believed)
         feasible = front[(torch.isnan(floor) | (front >= floor)).all(dim=-1)]
         ref = reference_point(feasible, None if self._options.reference_point is None else given, floor,
-                              observed=Y[: self._options.startup_trials], quantile=self._options.reference_quantile,
+                              observed=self._startup_values(observed, space), quantile=self._options.reference_quantile,
                               costs=self._cost_references(space, Y, encoding, rng))
         cells = hypercells(feasible, ref)
 
-        feasibility = self._feasibility(study, encoding, X)
+        feasibility = self._feasibility(study, encoding, at_full)
 
         def log_feasible(features: torch.Tensor, grad: bool = False) -> torch.Tensor | float:
             if feasibility is None:
@@ -233,7 +251,7 @@ class BoSampler(optuna.samplers.BaseSampler):
 
         def score(raw: np.ndarray) -> np.ndarray:
             features = encoding.features(raw)
-            mean, var = predictor(features)
+            mean, var = predictor(inputs(features))
             mean, var, ok = self._apply_cost_model(encoding, space, raw, mean, var, floor)
             rules_out = self._options.rules_out
             if rules_out is not None:
@@ -242,11 +260,12 @@ class BoSampler(optuna.samplers.BaseSampler):
             return np.where(ok, out, -np.inf)
 
         def acquisition(features: torch.Tensor) -> torch.Tensor:
-            return log_ehvi(*predictor(features, grad=True), cells) + log_feasible(features, grad=True)
+            return log_ehvi(*predictor(inputs(features), grad=True), cells) + log_feasible(features, grad=True)
 
-        on_front = is_on_front(believed[: rows.shape[0]])
+        on_front = is_on_front(believed[: configured.shape[0]])
         exclude = {encoding.key(r) for r in _raw_rows(encoding, study.get_trials(deepcopy=False))}
-        found = search_candidates(encoding, score, acquisition, rows[on_front], exclude, rng, self._options.search)
+        found = search_candidates(encoding, score, acquisition, configured[on_front], exclude, rng,
+                                  self._options.search)
         if found is None:
             return {}
         self.last_report = SuggestionReport(
@@ -254,6 +273,17 @@ class BoSampler(optuna.samplers.BaseSampler):
             reference_point=tuple(float(r) for r in ref), cells=int(cells.shape[1]), candidates=found.scored,
             log_ehvi=found.score, refit=refit)
         return encoding.decode(found.raw)
+
+    def _startup_values(self, observed: Sequence[Observation], space: ObjectiveSpace) -> torch.Tensor:
+        """Model-space values `(s, M)` of the random start-up trials (the first `startup_trials` observed), each at
+        the highest fidelity it reached: what an inferred reference point may not be worse than."""
+        best: dict[int, Observation] = {}
+        for o in observed:
+            if o.trial.number not in best or o.fidelity > best[o.trial.number].fidelity:
+                best[o.trial.number] = o
+        first = [best[n] for n in list(best)[: self._options.startup_trials]]
+        values = np.array([o.values for o in first], dtype=float).reshape(len(first), len(space.maximize))
+        return torch.from_numpy(space.to_model(values)).to(DTYPE)
 
     def _cost_references(self, space: ObjectiveSpace, Y: torch.Tensor, encoding: Encoding,
                          rng: np.random.Generator) -> torch.Tensor | None:
@@ -298,10 +328,10 @@ class BoSampler(optuna.samplers.BaseSampler):
         logs = tuple(j in self._options.log_objectives for j in range(len(maximize)))
         return ObjectiveSpace(maximize, logs)
 
-    def _model(self, encoding: Encoding, observed: Sequence[tuple[FrozenTrial, Sequence[float]]], X: torch.Tensor,
+    def _model(self, encoding: Encoding, observed: Sequence[Observation], X: torch.Tensor,
                Y: torch.Tensor) -> tuple[Any, bool]:
-        """The GP for these observations: reused while no trial completes (parallel asks), else refitted warm."""
-        signature = (encoding.names, tuple((t.number, tuple(v)) for t, v in observed))
+        """The GP for these observations: reused while no result arrives (parallel asks), else refitted warm."""
+        signature = (encoding.names, tuple((o.trial.number, o.values, o.fidelity) for o in observed))
         if self._fitted is not None and self._fitted[0] == signature:
             return self._fitted[1], False
         model = fit_gp(X, Y, self._warm, self._options.fit)
@@ -365,13 +395,38 @@ def _raw_rows(encoding: Encoding, trials: Sequence[FrozenTrial]) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, len(encoding.params)))
 
 
-def _observations(encoding: Encoding, observed: Sequence[tuple[FrozenTrial, Sequence[float]]]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw rows `(n, k)` and objective values `(n, M)` of the observed trials the encoding can represent."""
-    pairs = [(r, v) for r, v in ((encoding.raw_of(t.params), v) for t, v in observed) if r is not None]
-    if not pairs:
-        return np.zeros((0, len(encoding.params))), np.zeros((0, 0))
-    return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], dtype=float)
+def _trials_of(observed: Sequence[Observation]) -> list[FrozenTrial]:
+    """The observed trials, each once, in the order they first appear."""
+    seen: dict[int, FrozenTrial] = {}
+    for o in observed:
+        seen.setdefault(o.trial.number, o.trial)
+    return list(seen.values())
+
+
+def _observations(encoding: Encoding, observed: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw rows `(n, k)`, objective values `(n, M)` and fidelities `(n,)` of the observations the encoding can
+    represent."""
+    kept = [(r, o) for r, o in ((encoding.raw_of(o.trial.params), o) for o in observed) if r is not None]
+    if not kept:
+        return np.zeros((0, len(encoding.params))), np.zeros((0, 0)), np.zeros(0)
+    return (np.stack([r for r, _ in kept]), np.array([o.values for _, o in kept], dtype=float),
+            np.array([o.fidelity for _, o in kept], dtype=float))
+
+
+@dataclass(frozen=True)
+class _FidelityInput:
+    """The model's inputs: the configuration's features, plus the fidelity as the last column when the
+    observations have more than one (an ARD kernel then learns how far low-fidelity results carry to the full
+    budget). Candidates are always asked at the full budget."""
+
+    used: bool
+
+    def __call__(self, features: torch.Tensor, fidelities: np.ndarray | None = None) -> torch.Tensor:
+        if not self.used:
+            return features
+        column = (torch.ones(features.shape[0], 1, dtype=features.dtype) if fidelities is None
+                  else torch.from_numpy(np.asarray(fidelities, dtype=float)).to(features.dtype).reshape(-1, 1))
+        return torch.cat([features, column], dim=-1)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import optuna
 
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.materialize import adapter_plan
+from autopeft.bo.sampler import Observation
 from autopeft.compat import live_trial, set_running_trial_user_attr
 from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, STOPPED, TrialKeys
 from autopeft.engine.executors import Executor
@@ -131,7 +132,7 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
     rungs = rungs_of(settings.budget)
     observations = None
     if rungs is not None:
-        def observations(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, tuple[float, ...]]]:
+        def observations(study: optuna.Study) -> list[Observation]:
             return rung_observations(study, rungs, settings.objectives, settings.startup_trials)
 
     # A resumed search must not replay the random proposals of its first part.

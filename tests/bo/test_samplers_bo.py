@@ -419,3 +419,59 @@ def test_the_closed_form_predictor_matches_gpytorchs_posterior() -> None:
     mean_p, var_p = bo_model.Predictor(model, pending)(test)
     assert torch.allclose(mean_p, mean, rtol=1e-5, atol=1e-7)
     assert bool((var_p[:3] < var[:3]).all()) and bool((var_p <= var + 1e-12).all())
+
+
+# --- results at several fidelities ----------------------------------------------------------------------
+def _accuracy_at(lr: float, fidelity: float) -> float:
+    """Peaks at lr 1e-3 at every fidelity; the low fidelity sits 0.15 below the full budget."""
+    return 0.9 - 0.2 * math.log10(lr / 1e-3) ** 2 - 0.15 * (1.0 - fidelity)
+
+
+def _multi_fidelity_study() -> tuple[optuna.Study, BoSampler]:
+    from autopeft.bo.sampler import Observation
+
+    def every_result(study: optuna.Study) -> list[Observation]:
+        out = []
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                           optuna.trial.TrialState.PRUNED)):
+            out.append(Observation(t, (t.user_attrs["low"],), 0.0))
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                out.append(Observation(t, tuple(t.values), 1.0))
+        return out
+
+    sampler = BoSampler(BoOptions(startup_trials=4, observations=every_result, search=FAST.search), seed=0)
+    study = optuna.create_study(directions=["maximize"], sampler=sampler)
+    # Many configurations stopped at the low fidelity, spread over the range; three at the full budget, all far
+    # from the best learning rate.
+    lows = np.geomspace(LR.low, LR.high, 14)
+    for lr in [*lows, 3.05e-4, 2.95e-3, 2.9e-3]:
+        full = lr not in lows
+        study.add_trial(create_trial(
+            params={"learning_rate": float(lr)}, distributions={"learning_rate": LR},
+            values=[_accuracy_at(lr, 1.0)] if full else None,
+            state=optuna.trial.TrialState.COMPLETE if full else optuna.trial.TrialState.PRUNED,
+            user_attrs={"low": _accuracy_at(lr, 0.0)}))
+    return study, sampler
+
+
+def test_results_at_low_fidelities_become_a_model_input_and_carry_to_the_full_budget() -> None:
+    study, sampler = _multi_fidelity_study()
+    trial = study.ask()
+    lr = trial.suggest_float("learning_rate", LR.low, LR.high, log=True)
+    report = sampler.last_report
+    assert report is not None and report.observed == 17 + 3  # every result, the stopped trials' included
+    # The three full-budget results alone say the best is at an edge; the stopped trials show the peak, and the
+    # model carries it to the full budget.
+    assert abs(math.log10(lr / 1e-3)) < 0.25, lr
+    inputs = sampler._fitted[1].train_inputs[0]  # type: ignore[index]
+    X = inputs[0] if inputs.dim() == 3 else inputs
+    assert X.shape[-1] == 2 and sorted(set(X[:, -1].tolist())) == [0.0, 1.0]  # learning rate, fidelity
+
+
+def test_results_at_one_fidelity_have_no_fidelity_input() -> None:
+    sampler = BoSampler(FAST, seed=0)
+    study_with(sampler, 6)
+    inputs = sampler._fitted[1].train_inputs[0]  # type: ignore[index]
+    X = inputs[0] if inputs.dim() == 3 else inputs
+    encoding = Encoding.from_trials(study_with(optuna.samplers.RandomSampler(seed=0), 6).trials)
+    assert X.shape[-1] == encoding.dim  # the configuration's features and nothing else

@@ -138,13 +138,28 @@ def test_a_killed_driver_loses_no_rung_and_repeats_no_trial(setup, monkeypatch: 
     assert len(set(keys)) == len(keys)  # no configuration trained twice
 
 
+def test_bo_may_learn_from_every_rung_at_its_fidelity(setup) -> None:  # type: ignore[no-untyped-def]
+    run, settings, spec, layout = setup
+    settings = dataclasses.replace(settings, sampler="bo", trials=8)
+    study = run_search(run, settings, spec, layout, LegExecutor(), lambda s: None)
+    rungs = Rungs(2, 18, 3)
+    seen = rung_observations(study, rungs, settings.objectives, enough=len(study.trials), every_rung=True)
+    recorded = [(t.number, r["steps"], r["accuracy"]) for t in study.trials for r in t.user_attrs[ATTR_RUNGS]]
+    assert sorted((o.trial.number, o.values[0]) for o in seen) == sorted((n, a) for n, _, a in recorded)
+    fidelity = {2: 0.0, 6: 0.5, 18: 1.0}  # log steps, the first rung at 0 and the full budget at 1
+    assert sorted((o.trial.number, o.fidelity) for o in seen) == sorted((n, fidelity[s]) for n, s, _ in recorded)
+    assert {len(o.values) for o in seen} == {3}
+    assert all(o.trial.state == COMPLETE for o in seen if o.fidelity == 1.0)
+    # Past its start-up, bo proposed from the model (the start-up counts trials at the first rung).
+    assert study.sampler.last_report is not None  # type: ignore[attr-defined]
+
+
 def test_bo_learns_from_the_highest_rung_enough_trials_reached(setup) -> None:  # type: ignore[no-untyped-def]
     run, settings, spec, layout = setup
     settings = dataclasses.replace(settings, sampler="bo", trials=8)
     study = run_search(run, settings, spec, layout, LegExecutor(), lambda s: None)
     rungs = Rungs(2, 18, 3)
-    low = rung_observations(study, rungs, settings.objectives, enough=len(study.trials))
-    assert len(low) == len(study.trials) and {len(v) for _, v in low} == {3}
+
     def reached(level: int) -> list[optuna.trial.FrozenTrial]:
         return [t for t in study.trials if any(r["steps"] == level for r in t.user_attrs[ATTR_RUNGS])]
 
@@ -152,13 +167,12 @@ def test_bo_learns_from_the_highest_rung_enough_trials_reached(setup) -> None:  
     for enough in range(1, len(reached(2)) + 1):
         level = max(level for level in rungs.levels if len(reached(level)) >= enough)
         seen = rung_observations(study, rungs, settings.objectives, enough=enough)
-        assert {t.number for t, _ in seen} == {t.number for t in reached(level)}
-        assert all(v[0] == next(r["accuracy"] for r in t.user_attrs[ATTR_RUNGS] if r["steps"] == level)
-                   for t, v in seen)
-    top = rung_observations(study, rungs, settings.objectives, enough=1)
-    assert all(t.state == COMPLETE for t, _ in top)
-    # Past its start-up, bo proposed from the model (the start-up counts trials at the first rung).
-    assert study.sampler.last_report is not None  # type: ignore[attr-defined]
+        assert {o.trial.number for o in seen} == {t.number for t in reached(level)}
+        assert all(o.fidelity == 1.0 for o in seen)
+        assert all(o.values[0] == next(r["accuracy"] for r in o.trial.user_attrs[ATTR_RUNGS] if r["steps"] == level)
+                   for o in seen)
+    low = rung_observations(study, rungs, settings.objectives, enough=len(study.trials) + 1)
+    assert {o.trial.number for o in low} == {t.number for t in reached(2)}  # no rung has enough: the first
 
 
 def test_a_trial_stopped_just_before_the_kill_stays_stopped(setup) -> None:  # type: ignore[no-untyped-def]
