@@ -6,6 +6,13 @@ fixed scale the README states, and where each search reached its final hypervolu
 reads searches/*/results.csv (finished or not) and writes analysis.json and hv-steps.html (and hv-steps.png when
 plotly's image export can run). Trials are taken in the order they finished; a trial's steps count when it ends
 (a stopped trial's, at its stop). Only trials at the full budget are on a front, as in `autopeft export`.
+
+When the baselines have run (searches/lora-bo-halving/baselines.csv), each search's front is checked against each
+of them by the goal's rule: a front point dominates a baseline with a higher mean accuracy at no more parameters
+and memory, or an accuracy within one standard deviation (the larger of the two) at strictly fewer parameters and
+less memory. A front point's accuracy is its 3-seed confirmation where `confirmed/<search>/trial<K>/autopeft.json`
+holds one (`autopeft export RUN --trial K --seeds 3 --out ...`), else its single search seed, and analysis.json
+says which.
 """
 
 from __future__ import annotations
@@ -80,11 +87,51 @@ def summary(name: str, table: pd.DataFrame, curve: pd.DataFrame) -> dict[str, ob
     }
 
 
+def front_points(name: str, table: pd.DataFrame) -> list[dict[str, object]]:
+    """The search's full-budget Pareto trials, each with its confirmed accuracy (mean, std) where there is one."""
+    full = table[(table["status"] == "complete") & (table["steps"] >= FULL_STEPS) & table["pareto"].astype(bool)]
+    points = []
+    for r in full.itertuples():
+        point: dict[str, object] = {"trial": int(r.trial), "accuracy": float(r.accuracy), "std": 0.0, "seeds": 1,
+                                    "trainable_params": int(r.trainable_params), "peak_memory": int(r.peak_memory)}
+        confirmed = HERE / "confirmed" / name / f"trial{int(r.trial)}" / "autopeft.json"
+        if confirmed.is_file():
+            c = json.loads(confirmed.read_text(encoding="utf-8"))["confirmation"]
+            point.update(accuracy=float(c["mean"]), std=float(c["std"]), seeds=len(c["seeds"]))
+        points.append(point)
+    return points
+
+
+def dominates(p: dict[str, object], b: pd.Series) -> bool:
+    """The goal's rule (see the module doc)."""
+    acc, params, memory = float(p["accuracy"]), int(p["trainable_params"]), int(p["peak_memory"])  # type: ignore[arg-type]
+    higher = acc > b["accuracy"] and params <= b["trainable_params"] and memory <= b["peak_memory"]
+    level = abs(acc - b["accuracy"]) <= max(float(p["std"]), float(b["accuracy_std"]))  # type: ignore[arg-type]
+    return bool(higher or (level and params < b["trainable_params"] and memory < b["peak_memory"]))
+
+
+def against_baselines(fronts: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
+    path = HERE / "searches" / "lora-bo-halving" / "baselines.csv"
+    if not path.is_file():
+        return []
+    baselines = pd.read_csv(path)
+    out = []
+    for b in baselines.itertuples(index=False):
+        row = pd.Series(b._asdict())
+        out.append({"baseline": b.label, "accuracy": round(float(b.accuracy), 4),
+                    "accuracy_std": round(float(b.accuracy_std), 4), "seeds": str(b.seeds),
+                    "trainable_params": int(b.trainable_params), "peak_memory_mib": round(b.peak_memory / 2**20, 1),
+                    "dominated_by": {name: [{"trial": p["trial"], "accuracy": round(float(p["accuracy"]), 4),  # type: ignore[arg-type]
+                                             "seeds": p["seeds"]} for p in points if dominates(p, row)]
+                                     for name, points in fronts.items()}})
+    return out
+
+
 def main() -> None:
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    found = []
+    found, fronts = [], {}
     for name in SEARCHES:
         results = HERE / "searches" / name / "results.csv"
         if not results.is_file():
@@ -94,11 +141,14 @@ def main() -> None:
         if curve.empty:  # started, nothing ended yet
             continue
         found.append(summary(name, table, curve))
+        fronts[name] = front_points(name, table)
         figure.add_trace(go.Scatter(x=curve["steps"], y=curve["hypervolume"], mode="lines", name=name,
                                     line={"shape": "hv"}))
     figure.update_layout(title="SST-2 on MiniLM: hypervolume (fixed scale) against training steps",
                          xaxis_title="cumulative training steps", yaxis_title="hypervolume", width=900, height=500)
-    (HERE / "analysis.json").write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
+    compared = against_baselines(fronts)
+    (HERE / "analysis.json").write_text(json.dumps({"searches": found, "baselines": compared}, indent=2) + "\n",
+                                        encoding="utf-8")
     figure.write_html(HERE / "hv-steps.html", include_plotlyjs="cdn")
     try:
         figure.write_image(HERE / "hv-steps.png")
@@ -108,6 +158,10 @@ def main() -> None:
         print(f"{s['search']}: {s['steps']:,} steps, {s['trials_at_full_budget']} trials at {FULL_STEPS} steps, "
               f"best {s['best_accuracy']}, hypervolume {s['final_hypervolume']} (reached at "
               f"{s['steps_to_final_hypervolume']:,} steps), front of {len(s['front'])}")
+    for b in compared:
+        beaten = {name: [p["trial"] for p in by] for name, by in b["dominated_by"].items()}  # type: ignore[attr-defined]
+        print(f"{b['baseline']}: {b['accuracy']:.4f} ± {b['accuracy_std']:.4f}, {b['trainable_params']:,} params, "
+              f"{b['peak_memory_mib']} MiB; dominated by {beaten}")
 
 
 if __name__ == "__main__":
