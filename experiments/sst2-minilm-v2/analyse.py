@@ -110,6 +110,38 @@ def dominates(p: dict[str, object], b: pd.Series) -> bool:
     return bool(higher or (level and params < b["trainable_params"] and memory < b["peak_memory"]))
 
 
+def confirmed_volume(points: list[dict[str, object]]) -> dict[str, object]:
+    """The front's hypervolume with each point at its confirmed mean accuracy (single seed where not confirmed)."""
+    if not points:
+        return {"hypervolume": 0.0, "confirmed": 0, "of": 0}
+    acc, params, memory = (np.array([float(p[k]) for p in points])  # type: ignore[arg-type]
+                           for k in ("accuracy", "trainable_params", "peak_memory"))
+    return {"hypervolume": round(volume(goodness(acc, params, memory)), 4),
+            "confirmed": sum(int(p["seeds"]) > 1 for p in points), "of": len(points)}  # type: ignore[call-overload]
+
+
+def steps_to_reach(curves: dict[str, pd.DataFrame]) -> dict[str, dict[str, int | None]]:
+    """For each search, the steps it took to reach each search's final hypervolume (None: it never did)."""
+    finals = {name: float(c["hypervolume"].iloc[-1]) for name, c in curves.items()}
+    out: dict[str, dict[str, int | None]] = {}
+    for name, curve in curves.items():
+        out[name] = {}
+        for other, target in finals.items():
+            reached = curve[curve["hypervolume"] >= target - 1e-12]
+            out[name][other] = int(reached["steps"].iloc[0]) if len(reached) else None
+    return out
+
+
+def baselines_hypervolume() -> float | None:
+    """The hypervolume of the hand-designed configurations together, at their mean accuracies."""
+    path = HERE / "searches" / "lora-bo-halving" / "baselines.csv"
+    if not path.is_file():
+        return None
+    b = pd.read_csv(path)
+    return round(volume(goodness(b["accuracy"].to_numpy(), b["trainable_params"].to_numpy(),
+                                 b["peak_memory"].to_numpy())), 4)
+
+
 def against_baselines(fronts: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
     path = HERE / "searches" / "lora-bo-halving" / "baselines.csv"
     if not path.is_file():
@@ -131,7 +163,7 @@ def main() -> None:
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    found, fronts = [], {}
+    found, fronts, curves = [], {}, {}
     for name in SEARCHES:
         results = HERE / "searches" / name / "results.csv"
         if not results.is_file():
@@ -142,13 +174,18 @@ def main() -> None:
             continue
         found.append(summary(name, table, curve))
         fronts[name] = front_points(name, table)
+        found[-1]["front_at_confirmed_accuracy"] = confirmed_volume(fronts[name])
+        curves[name] = curve
         figure.add_trace(go.Scatter(x=curve["steps"], y=curve["hypervolume"], mode="lines", name=name,
                                     line={"shape": "hv"}))
     figure.update_layout(title="SST-2 on MiniLM: hypervolume (fixed scale) against training steps",
                          xaxis_title="cumulative training steps", yaxis_title="hypervolume", width=900, height=500)
     compared = against_baselines(fronts)
-    (HERE / "analysis.json").write_text(json.dumps({"searches": found, "baselines": compared}, indent=2) + "\n",
-                                        encoding="utf-8")
+    reach = steps_to_reach(curves)
+    baselines_volume = baselines_hypervolume()
+    analysis = {"searches": found, "steps_to_reach_final_hypervolume_of": reach, "baselines": compared,
+                "baselines_hypervolume": baselines_volume}
+    (HERE / "analysis.json").write_text(json.dumps(analysis, indent=2) + "\n", encoding="utf-8")
     figure.write_html(HERE / "hv-steps.html", include_plotlyjs="cdn")
     try:
         figure.write_image(HERE / "hv-steps.png")
@@ -157,7 +194,11 @@ def main() -> None:
     for s in found:
         print(f"{s['search']}: {s['steps']:,} steps, {s['trials_at_full_budget']} trials at {FULL_STEPS} steps, "
               f"best {s['best_accuracy']}, hypervolume {s['final_hypervolume']} (reached at "
-              f"{s['steps_to_final_hypervolume']:,} steps), front of {len(s['front'])}")
+              f"{s['steps_to_final_hypervolume']:,} steps), front of {len(s['front'])}; at confirmed accuracy "
+              f"{s['front_at_confirmed_accuracy']}")
+    for name, targets in reach.items():
+        print(f"{name} reached the final hypervolume of: {targets}")
+    print(f"the seven baselines together (3-seed means): hypervolume {baselines_volume}")
     for b in compared:
         beaten = {name: [p["trial"] for p in by] for name, by in b["dominated_by"].items()}  # type: ignore[attr-defined]
         print(f"{b['baseline']}: {b['accuracy']:.4f} ± {b['accuracy_std']:.4f}, {b['trainable_params']:,} params, "
