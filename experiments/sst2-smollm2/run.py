@@ -2,7 +2,7 @@
 choices " negative" / " positive" (choice-accuracy). A search against three hand-designed configurations at the
 same CPU budget, 3 seeds each for the baselines and for every Pareto trial.
 
-    nice -n 19 python experiments/sst2-smollm2/run.py [--trials 12] [--data-dir ../shared/data/glue]
+    nice -n 19 python experiments/sst2-smollm2/run.py [--trials 10] [--data-dir ../shared/data/glue]
     python experiments/sst2-smollm2/run.py --smoke      # 2 trials of 10 steps into run-<time>/, nothing else
 
 Stages, each skipping what is done, so that an interrupted call is continued by calling it again:
@@ -128,7 +128,7 @@ def summary() -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12, help="completed search trials (default 12)")
+    parser.add_argument("--trials", type=int, default=10, help="completed search trials (default 10)")
     parser.add_argument("--data-dir", default=os.environ.get("AUTOPEFT_TEST_GLUE",
                                                              str(HERE.parents[1].parent / "shared" / "data" / "glue")),
                         help="folder in GLUE layout holding SST-2 (default ../shared/data/glue)")
