@@ -132,21 +132,16 @@ def steps_to_reach(curves: dict[str, pd.DataFrame]) -> dict[str, dict[str, int |
     return out
 
 
-def baselines_hypervolume() -> float | None:
+BASELINES = HERE / "searches" / "lora-bo-halving" / "baselines.csv"
+
+
+def baselines_hypervolume(b: pd.DataFrame) -> float:
     """The hypervolume of the hand-designed configurations together, at their mean accuracies."""
-    path = HERE / "searches" / "lora-bo-halving" / "baselines.csv"
-    if not path.is_file():
-        return None
-    b = pd.read_csv(path)
     return round(volume(goodness(b["accuracy"].to_numpy(), b["trainable_params"].to_numpy(),
                                  b["peak_memory"].to_numpy())), 4)
 
 
-def against_baselines(fronts: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
-    path = HERE / "searches" / "lora-bo-halving" / "baselines.csv"
-    if not path.is_file():
-        return []
-    baselines = pd.read_csv(path)
+def against_baselines(baselines: pd.DataFrame, fronts: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
     out = []
     for b in baselines.itertuples(index=False):
         row = pd.Series(b._asdict())
@@ -180,9 +175,10 @@ def main() -> None:
                                     line={"shape": "hv"}))
     figure.update_layout(title="SST-2 on MiniLM: hypervolume (fixed scale) against training steps",
                          xaxis_title="cumulative training steps", yaxis_title="hypervolume", width=900, height=500)
-    compared = against_baselines(fronts)
+    baselines = pd.read_csv(BASELINES) if BASELINES.is_file() else None
+    compared = against_baselines(baselines, fronts) if baselines is not None else []
     reach = steps_to_reach(curves)
-    baselines_volume = baselines_hypervolume()
+    baselines_volume = baselines_hypervolume(baselines) if baselines is not None else None
     analysis = {"searches": found, "steps_to_reach_final_hypervolume_of": reach, "baselines": compared,
                 "baselines_hypervolume": baselines_volume}
     (HERE / "analysis.json").write_text(json.dumps(analysis, indent=2) + "\n", encoding="utf-8")

