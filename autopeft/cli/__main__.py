@@ -1,7 +1,5 @@
 """`python -m autopeft.cli`: the `autopeft` command."""
 
-import sys
+from autopeft.cli.main import run
 
-from autopeft.cli.main import main
-
-sys.exit(main())
+run()

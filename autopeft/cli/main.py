@@ -8,10 +8,12 @@ status 2. Building the parser imports nothing heavy (no torch, optuna or Ray).
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
 import logging.handlers
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -336,6 +338,31 @@ def _hold_library_logs() -> None:
     if not any(isinstance(h, logging.handlers.MemoryHandler) for h in root.handlers):
         root.addHandler(logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1))
     root.setLevel(logging.INFO)
+
+
+def run() -> NoReturn:
+    """The `autopeft` process: `main` with the command line, ending with the status `main` returns.
+
+    An interrupted command must end with 130, as documented, but when it runs as a module (`python -m autopeft.cli`,
+    as the service starts its drivers) CPython kills its own process with SIGINT at exit (status -2 to a parent)
+    once a KeyboardInterrupt has left code that exec() ran, even if the interrupt was caught and handled afterwards;
+    dataclasses and typing exec generated code at import, so a Ctrl-C during start-up lands there often. So an exit
+    hook, registered before those of the libraries a command imports (each is imported when its command runs), runs
+    after theirs and exits with the status itself. It belongs to the process's entry point only: `main` called
+    in-process (tests, embedding) returns its status and leaves the interpreter alone.
+    """
+    status: list[int] = []
+    atexit.register(_exit_with, status)
+    status.append(main())
+    sys.exit(status[0])
+
+
+def _exit_with(status: list[int]) -> None:
+    if status and status[0] == EXIT_INTERRUPTED:
+        logging.shutdown()  # logging's own exit hook, registered at its import, would have run after this one
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(status[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
