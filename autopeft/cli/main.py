@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import importlib
 import logging
 import logging.handlers
@@ -361,7 +362,8 @@ def _exit_with(status: list[int]) -> None:
     if status and status[0] == EXIT_INTERRUPTED:
         logging.shutdown()  # logging's own exit hook, registered at its import, would have run after this one
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe must not keep the exit from happening
+                stream.flush()
         os._exit(status[0])
 
 
