@@ -49,7 +49,7 @@ def test_the_readme_main_command_completes_every_trial(tmp_path: Path, sst2_smal
     assert ((results["status"] == "complete") & results["duplicate_of"].isna()).sum() == trials
     failed = results[results["status"] != "complete"]
     assert len(failed) <= 2, failed[["configuration", "failure_reason"]].to_string()
-    # The model-based part ran past the random start-up, and trained nothing twice.
+    # The model-based part ran past the start-up, and trained nothing twice.
     trained = results[results["status"] == "complete"]
     assert len(trained) > 4 and trained["key"].nunique() == len(trained)
     assert results["method"].nunique() >= 2

@@ -1,6 +1,8 @@
 """`BoSampler`: multi-objective Bayesian optimisation as an Optuna sampler, cheap enough to never be the bottleneck.
 
-Each suggestion after the start-up trials:
+The start-up trials come from `CoveringSampler` (`autopeft.bo.startup`): every choice of a categorical, such as the
+method, is drawn once before any is drawn twice, so the model starts with evidence on all of them. Each
+suggestion after the start-up trials:
 
 1. encodes the completed trials (`bo_encoding`: ordinal/one-hot categoricals, integers, conditional
    parameters found from the data) and maps objectives to model space (all maximised, parameter counts
@@ -9,7 +11,7 @@ Each suggestion after the start-up trials:
    (`bo_model`); running trials join as believed observations (Kriging believer), so parallel workers
    get different proposals;
 3. builds the front from the posterior mean, a reference point (the user's, or inferred from the front
-   and the random start-up trials' lower quartile, so degenerate extremes do not stretch it) and hard limits (a limit
+   and the start-up trials' lower quartile, so degenerate extremes do not stretch it) and hard limits (a limit
    moves the reference point up to it, so only improvement inside the budget counts), then scores
    candidates by closed-form log expected hypervolume improvement (`bo_acquisition`);
 4. optimises the acquisition over the mixed, conditional space (`bo_search`): random configurations and
@@ -42,6 +44,7 @@ from autopeft.bo.acquisition import hypercells, is_on_front, log_ehvi, pareto_fr
 from autopeft.bo.candidates import CandidateSearch, search_candidates
 from autopeft.bo.encoding import Condition, Encoding, Key
 from autopeft.bo.model import DTYPE, FitOptions, HyperState, ObjectiveSpace, Predictor, fit_gp, hyper_state
+from autopeft.bo.startup import CoveringSampler
 from autopeft.errors import AutopeftError
 
 SPACE_SAMPLE = 256  # random configurations whose known costs bound the cost references from below
@@ -79,11 +82,11 @@ class BoOptions:
     least accuracy): a hard budget the sampler steers inside.
     """
 
-    startup_trials: int = 10  # random trials before the model takes over
+    startup_trials: int = 10  # start-up trials (`CoveringSampler`) before the model takes over
     log_objectives: tuple[int, ...] = ()  # objectives modelled on a log scale (positive, spread over decades)
     reference_point: tuple[float | None, ...] | None = None  # None (or a None entry): inferred from the data
     # An inferred reference point is at least this quantile of the start-up trials' values (None: the front's
-    # nadir alone). The random start-up, not later trials: the sampler's own proposals must not move it.
+    # nadir alone). The start-up, not later trials: the sampler's own proposals must not move it.
     reference_quantile: float | None = 0.25
     # Costs (minimised objectives modelled on a log scale: parameters, memory) take their inferred reference
     # this factor beyond the costliest configuration observed, not at the front's nadir: the most accurate
@@ -150,7 +153,7 @@ class BoSampler(optuna.samplers.BaseSampler):
                  independent_sampler: optuna.samplers.BaseSampler | None = None) -> None:
         self._options = options or BoOptions()
         self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
-        self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
+        self._independent = independent_sampler or CoveringSampler(seed=seed)
         self._lock = threading.Lock()
         self._warm: HyperState | None = None
         self._fitted: tuple[tuple[Any, ...], Any] | None = None  # (data signature, model)
@@ -275,7 +278,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         return encoding.decode(found.raw)
 
     def _startup_values(self, observed: Sequence[Observation], space: ObjectiveSpace) -> torch.Tensor:
-        """Model-space values `(s, M)` of the random start-up trials (the first `startup_trials` observed), each at
+        """Model-space values `(s, M)` of the start-up trials (the first `startup_trials` observed), each at
         the highest fidelity it reached: what an inferred reference point may not be worse than."""
         best: dict[int, Observation] = {}
         for o in observed:

@@ -121,12 +121,13 @@ def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
     parser.add_argument("--trials", type=_positive_int, help="completed trials to reach (default 24); failed trials "
                    "are recorded and replaced")
     parser.add_argument("--sampler", choices=SAMPLERS, default="bo",
-                   help="bo: Bayesian (GP, log EHVI) after random start-up trials (default); random, tpe, nsga2")
+                   help="bo: Bayesian (GP, log EHVI) after start-up trials that draw every method and every other "
+                   "choice before repeating one (default); random, tpe, nsga2")
     parser.add_argument("--size-objective", choices=("trainable_params", "adapter_params"), default="trainable_params",
                    help="what the size objective counts: the entries the optimiser updates (default), or the "
                    "entries of the saved adapter a user ships (VeRA's shared projections, AdaLoRA after rank "
                    "allocation)")
-    parser.add_argument("--startup-trials", type=_positive_int, help="random trials before the sampler's model "
+    parser.add_argument("--startup-trials", type=_positive_int, help="start-up trials before the sampler's model "
                    "takes over (default: a quarter of --trials, 4 to 10)")
     parser.add_argument("--seed", type=_seed, default=0,
                    help="seed of the sampler and of every trial's training (default 0)")

@@ -2,9 +2,9 @@
 
 `bo` is autopeft's own multi-objective Bayesian optimisation (`autopeft.bo.sampler.BoSampler`: a BoTorch GP per
 objective, log expected hypervolume improvement over a mixed, conditional candidate set, pending trials
-and hard budgets accounted for) after a few random start-up trials. The others are there for comparison:
-`random`, `tpe`, `nsga2`, `gp` (Optuna's GPSampler) and `botorch` (optuna-integration's BoTorchSampler,
-qLogNEHVI; slow: tens of seconds per suggestion after 30 trials on two cores).
+and hard budgets accounted for) after a few start-up trials that cover every choice. The others are there
+for comparison: `random`, `tpe`, `nsga2`, `gp` (Optuna's GPSampler) and `botorch` (optuna-integration's
+BoTorchSampler, qLogNEHVI; slow: tens of seconds per suggestion after 30 trials on two cores).
 """
 
 from __future__ import annotations

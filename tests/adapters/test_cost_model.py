@@ -163,7 +163,7 @@ def search_setup(tmp_path: Path, tiny_bert_dir: Path, sampler: str, budget: int 
 
 def test_bo_proposes_only_configurations_inside_the_budget(tmp_path: Path, tiny_bert_dir: Path) -> None:
     """Small space on the tiny BERT: 42% of random configurations are over 1,000 parameters (LoRA on two
-    layers, or on all attention modules). Once 4 random start-up trials have completed, `bo` proposes none
+    layers, or on all attention modules). Once 4 start-up trials have completed, `bo` proposes none
     of them. (Without the budget, the same search proposes 8 over it in a row and stops: too many failures.)"""
     budget = 1000
     run, settings, spec = search_setup(tmp_path, tiny_bert_dir, "bo", budget, trials=9)

@@ -161,17 +161,20 @@ def test_failed_trials_are_survived_and_not_proposed_again() -> None:
 
 
 def test_a_size_limit_steers_proposals_inside_it() -> None:
-    """16% of random configurations are inside the limit; at least half of bo's (measured: 55% to 85%).
+    """16% of random configurations are inside the limit; over a third of bo's, over four seeds (measured: 35 of
+    80 for seeds 0-3, 47 of 80 for seeds 4-7; a single seed ranges from 4 to 16 of 20).
 
     Without a cost model the size is learned, so while the GP is unsure bo still tries some configurations
     that may be over the limit (an expected improvement times a probability of being inside it).
     """
     limit = 10_000.0
-    sampler = BoSampler(BoOptions(startup_trials=6, log_objectives=(1,), limits=(None, limit),
-                                  search=FAST.search), seed=0)
-    study = study_with(sampler, 26)
-    model_based = [t.values[1] for t in study.trials[6:]]
-    assert sum(v <= limit for v in model_based) >= 10, model_based
+    inside = []
+    for seed in range(4):
+        sampler = BoSampler(BoOptions(startup_trials=6, log_objectives=(1,), limits=(None, limit),
+                                      search=FAST.search), seed=seed)
+        study = study_with(sampler, 26)
+        inside += [t.values[1] <= limit for t in study.trials[6:]]
+    assert sum(inside) >= 28, f"{sum(inside)} of {len(inside)} inside the limit"
 
 
 def test_a_cost_model_rules_out_known_over_budget_configurations() -> None:
@@ -470,8 +473,8 @@ def test_results_at_low_fidelities_become_a_model_input_and_carry_to_the_full_bu
 
 def test_results_at_one_fidelity_have_no_fidelity_input() -> None:
     sampler = BoSampler(FAST, seed=0)
-    study_with(sampler, 6)
+    study = study_with(sampler, 6)
     inputs = sampler._fitted[1].train_inputs[0]  # type: ignore[index]
     X = inputs[0] if inputs.dim() == 3 else inputs
-    encoding = Encoding.from_trials(study_with(optuna.samplers.RandomSampler(seed=0), 6).trials)
+    encoding = Encoding.from_trials(study.trials[:5])  # what the last suggestion was fitted on
     assert X.shape[-1] == encoding.dim  # the configuration's features and nothing else
