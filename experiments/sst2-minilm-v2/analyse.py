@@ -27,7 +27,7 @@ import pandas as pd
 from autopeft.compat import hypervolume
 
 HERE = Path(__file__).resolve().parent
-SEARCHES = ("lora-bo-halving", "lora-bo-full", "lora-moasha", "default-bo-halving")
+SEARCHES = ("lora-bo-halving", "lora-bo-full", "lora-moasha", "default-bo-halving", "default-bo-covering")
 FULL_STEPS = 300
 FULL_FINE_TUNING = 22_713_986  # MiniLM's parameters with its classifier head: the top of the size scale
 FEWEST_PARAMS = 1_000
