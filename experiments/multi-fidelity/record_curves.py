@@ -84,8 +84,12 @@ class Table:
         except BlockingIOError:
             raise SystemExit(f"{path} is being written by another recorder") from None
 
-    def load(self, plan: Plan, settings: dict[str, str]) -> dict[int, list[dict[str, str]]]:
-        """The configurations already done, by index; rows after the last done one are cut off the file."""
+    def load(self, plan: Plan, settings: dict[str, str] | None,
+             cut: bool = True) -> dict[int, list[dict[str, str]]]:
+        """The configurations already done, by index; rows after the last done one are cut off the file (`cut`).
+
+        `settings` None takes the settings of the table's first row, which every other row must share.
+        """
         with self.path.open("rb") as f:
             raw = f.read()
         if not raw:
@@ -109,6 +113,8 @@ class Table:
             row = _parse(line)
             if row is None:
                 continue
+            if settings is None:
+                settings = {key: row[key] for key in SETTINGS_COLUMNS}
             for key in SETTINGS_COLUMNS:
                 if row[key] != settings[key]:
                     raise SystemExit(f"{self.path}: recorded with {key}={row[key]}, this run has {settings[key]}; "
@@ -122,7 +128,7 @@ class Table:
             if finished or row["status"] == "failed":
                 done[k] = pending
                 keep_to, pending = offset, []
-        if keep_to < len(raw):
+        if cut and keep_to < len(raw):
             rows = raw[keep_to:].count(b"\n")
             print(f"dropping {rows} row(s) (and any line cut by a kill) of an unfinished configuration from "
                   f"{self.path.name}", flush=True)
@@ -146,6 +152,13 @@ class Table:
         os.fsync(self.file.fileno())
         print(f"{self.path.name}: added the eval_loss column ({len(rows) - 1} earlier rows have none)", flush=True)
         return buffer.getvalue().encode("utf-8")
+
+    def settings(self) -> dict[str, str] | None:
+        """The settings columns of the table's first row; None for a table with no rows."""
+        with self.path.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                return {key: row[key] for key in SETTINGS_COLUMNS}
+        return None
 
     def append(self, row: dict[str, Any]) -> None:
         self._write_line([row.get(c, "") for c in COLUMNS])
@@ -322,6 +335,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
     parser.add_argument("--seed", type=int, default=0, help="the random sampler's seed (default 0)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the table (default {DEFAULT_OUT.name} "
                         "next to this script)")
+    parser.add_argument("--first", type=int, default=0, help="record configurations FIRST..N-1 only (default 0): "
+                        "a second recorder on another --out takes the top of the range, on the other core")
+    parser.add_argument("--take", type=Path, metavar="TABLE", help="append the finished configurations of TABLE "
+                        "(another recorder's --out, same settings) that --out lacks, then exit")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--smoke", action="store_true", help="check the whole path in seconds: rungs 2,4, every "
@@ -347,13 +364,50 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
     if list(rungs) != sorted(set(rungs)) or rungs[0] < 1 or long_rung <= rungs[-1] \
             or plan.schedule_steps < long_rung:
         parser.error("rungs must rise, the long rung must follow them, and the schedule must reach it")
+    if not 0 <= args.first <= args.configs:
+        parser.error(f"--first must lie in 0..{args.configs}")
+    if args.take is not None and args.take.resolve() == args.out.resolve():
+        parser.error("--take names the table itself; give the other recorder's --out")
     if smoke and args.out.resolve() == DEFAULT_OUT:
         parser.error(f"--smoke writes to another --out than {DEFAULT_OUT.name}")
     return args, plan
 
 
+def take(args: argparse.Namespace, plan: Plan) -> int:
+    """Append the finished configurations of args.take that args.out lacks, both tables locked; args.take unchanged."""
+    from autopeft.adapters.architectures import num_layers_of
+    from autopeft.adapters.models import load_config, resolve_model
+
+    if not args.take.is_file():
+        raise SystemExit(f"{args.take}: no such table")
+    source = Table(args.take)
+    recorded = source.settings()
+    if recorded is not None and recorded["rungs"] != plan.describe():
+        raise SystemExit(f"{args.take}: recorded with rungs {recorded['rungs']}, this run has {plan.describe()}; "
+                         "give the same --rungs, --long-rung, --every and --smoke")
+    table = Table(args.out)
+    offered = source.load(plan, None, cut=False)
+    # Refuses a table recorded with other settings. Its unfinished last configuration is cut off, as its recorder
+    # would on restart: rows taken after it would otherwise be cut off with it.
+    mine = table.load(plan, recorded)
+    new = sorted(k for k in offered if k not in mine)
+    num_layers = num_layers_of(load_config(resolve_model(None)))
+    drawn = draw_configurations(max(new, default=-1) + 1, int(args.seed), num_layers)
+    for k in new:
+        if json.loads(offered[k][0]["params"]) != drawn[k][0] or offered[k][0]["sampler_seed"] != str(args.seed):
+            raise SystemExit(f"{args.take}: configuration {k} is not what sampler seed {args.seed} draws; "
+                             "nothing taken")
+    for k in new:
+        for row in offered[k]:
+            table.append(row)
+    print(f"took {len(new)} configuration(s) from {args.take} into {args.out}: {new}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, plan = parse_args(argv)
+    if args.take is not None:
+        return take(args, plan)
     table = Table(args.out)
     started = time.perf_counter()
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: loading model and data", flush=True)
@@ -372,12 +426,12 @@ def main(argv: list[str] | None = None) -> int:
         if k < len(configurations) and json.loads(rows[0]["params"]) != configurations[k][0]:
             raise SystemExit(f"{args.out}: configuration {k} was recorded with other parameters than this sampler "
                              f"draws now (another optuna version?); give another --out")
-    todo = [k for k in range(args.configs) if k not in done]
+    todo = [k for k in range(args.first, args.configs) if k not in done]
     print(f"{len(done)} configuration(s) already in {args.out}; {len(todo)} to record", flush=True)
     for k in todo:
         params, candidate = configurations[k]
         recorder.record(k, params, candidate, common)
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} all {args.configs} configurations recorded", flush=True)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} configurations {args.first}..{args.configs - 1} recorded", flush=True)
     table.file.close()
     return 0
 
