@@ -7,9 +7,10 @@
 
 Every run is autopeft's real search loop (`autopeft.engine.loop.run_search`) on the shipped `lora` space at
 MiniLM's 6 layers, with `max_steps` 400, a real run directory (Optuna study in SQLite) and the real samplers;
-only the executor is a surrogate (`surrogate.py`, fitted on `curves.csv`): it answers each leg at its `stop_at`
-(or at `max_steps`) with the surrogate's accuracy there, the exact trainable parameters and the predicted peak
-memory, and leaves a small checkpoint file when it stops short of `max_steps`, as a worker does.
+only the executor is a surrogate (`surrogate.py`, fitted on `curves.csv`; `--model` picks its accuracy model,
+a GP by default): it answers each leg at its `stop_at` (or at `max_steps`) with the surrogate's accuracy there,
+the exact trainable parameters and the predicted peak memory, and leaves a small checkpoint file when it stops
+short of `max_steps`, as a worker does.
 
 Methods: `bo` and `random` and `tpe` at full fidelity (every trial 400 steps); `bo-halving`, `bo` with
 successive halving (`min_steps` 25, η 3: rungs 25, 75, 225, 400), its model learning from the highest rung that
@@ -25,8 +26,8 @@ that completed at 400 steps or was stopped at a rung) the run records the cumula
 of the front of its completed (full-budget) trials. The normalisation and reference point are fixed for every
 run of a table: the losses of `autopeft.run.pareto` (accuracy negated, parameters and memory as natural logs)
 scaled between fixed bounds, with the reference at 1.1 on every axis (`pareto.REFERENCE`), the volume reported
-as a share of the reference box. The bounds: accuracy from chance (0.5) to the best the surrogate predicts at
-400 steps, parameters and memory over the surrogate's values on a fixed sample of 1,000 configurations.
+as a share of the reference box. The bounds: accuracy from chance (0.5) to the best recorded accuracy (the
+surrogate's cap), parameters and memory over the surrogate's values on a fixed sample of 1,000 configurations.
 
 Results merge into `results.json` beside this script (a re-run replaces only the runs it repeats; runs on another
 table are refused: start over with `--fresh`); `benchmark.md` and `hv-steps.svg` are rewritten from all results.
@@ -58,7 +59,7 @@ import optuna
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from surrogate import MAX_STEPS, NUM_LAYERS, SPACE, Surrogate, read_curves  # noqa: E402
+from surrogate import DEFAULT_MODEL, MAX_STEPS, MODELS, NUM_LAYERS, SPACE, Surrogate, read_curves  # noqa: E402
 
 from autopeft.compat import hypervolume  # noqa: E402
 from autopeft.engine.executors import Executor  # noqa: E402
@@ -174,8 +175,8 @@ def cheapest_configurations(num_layers: int = NUM_LAYERS) -> list[Candidate]:
 
 
 def fixed_bounds(surrogate: Surrogate, spec: SearchSpec, sample: int = BOUNDS_SAMPLE) -> ObjectiveBounds:
-    """Bounds for every run on this table. Accuracy: from chance to the best recorded accuracy (the forest never
-    predicts above the accuracies it was fitted on). Parameters and memory: from the least costly configurations
+    """Bounds for every run on this table. Accuracy: from chance to the best recorded accuracy (the surrogate
+    never predicts above it). Parameters and memory: from the least costly configurations
     of the space to the costliest of a fixed random sample."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(BOUNDS_SEED))
     candidates = [suggest_candidate(study.ask(), spec, NUM_LAYERS) for _ in range(sample)]
@@ -284,7 +285,7 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
             "stopped_at": stopped_at, "duplicates": duplicates, "legs": executor.legs, "steps_used": executor.steps,
             "budget_steps": budget_trials * MAX_STEPS, "values": [list(v) for v in complete],
             "best_accuracy": max((v[0] for v in complete), default=None), "ended": ended,
-            "seconds": time.perf_counter() - start, "table": surrogate.table, "code": code_version(),
+            "seconds": time.perf_counter() - start, "table": surrogate.identity, "code": code_version(),
             "load_average": os.getloadavg()[0]}
 
 
@@ -482,6 +483,8 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget-trials", type=int, default=30, help=f"the budget, in full-budget trials of "
                         f"{MAX_STEPS} steps (default 30)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=[m for m in MODELS if m != "step-mean"],
+                        help=f"the surrogate's accuracy model (default {DEFAULT_MODEL}; see surrogate.py)")
     parser.add_argument("--smoke", action="store_true", help="1 seed, 3 trials' budget, results in a scratch "
                         "folder: the whole path in under a minute")
     parser.add_argument("--results", default=None, help="default: results.json here (--smoke: a scratch folder)")
@@ -508,9 +511,9 @@ def main() -> int:
     bounds: ObjectiveBounds | None = None
     if not args.report_only:
         start = time.perf_counter()
-        surrogate = Surrogate.fit()
+        surrogate = Surrogate.fit(model=args.model)
         bounds = fixed_bounds(surrogate, load_spec(SPACE), 300 if args.smoke else BOUNDS_SAMPLE)
-        print(f"surrogate on {surrogate.table}; bounds {bounds.best} .. {bounds.worst} "
+        print(f"surrogate: {surrogate.identity}; bounds {bounds.best} .. {bounds.worst} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
 
     def save() -> dict[str, Any]:
@@ -521,14 +524,15 @@ def main() -> int:
             if surrogate is not None and bounds is not None:
                 if args.fresh or not results.get("runs"):
                     results = {}
-                elif results.get("table") != surrogate.table:
-                    raise SystemExit(f"{path} holds runs on another table ({results.get('table')}; now "
-                                     f"{surrogate.table}): they are not comparable; re-run everything with --fresh")
+                elif results.get("table") != surrogate.identity:
+                    raise SystemExit(f"{path} holds runs of another surrogate ({results.get('table')}; now "
+                                     f"{surrogate.identity}): they are not comparable; re-run everything with "
+                                     f"--fresh, or use another --results")
                 elif results.get("budget_steps") != budget_steps:
                     raise SystemExit(f"{path} holds runs of a budget of {results.get('budget_steps')} steps, not "
                                      f"{budget_steps}: use another --results, or --fresh")
                 results["budget_steps"] = budget_steps
-                results["table"] = surrogate.table
+                results["table"] = surrogate.identity
                 results["bounds"] = {"best": list(bounds.best), "worst": list(bounds.worst),
                                      "objectives": list(bounds.objectives), "reference": REFERENCE}
                 results["hardware"] = f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at the last save"
