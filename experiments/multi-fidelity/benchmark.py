@@ -15,7 +15,10 @@ short of `max_steps`, as a worker does.
 Methods: `bo` and `random` and `tpe` at full fidelity (every trial 400 steps); `bo-halving`, `bo` with
 successive halving (`min_steps` 25, η 3: rungs 25, 75, 225, 400), its model learning from the highest rung that
 enough trials reached (the package's rule, as BOHB and MOBSTER do); `bo-halving-every-rung`, the same but learning
-from every rung with the fidelity as an input of the GP; `moasha`, `random` with the same halving.
+from every rung with the fidelity as an input of the GP; `moasha`, `random` with the same halving;
+`bo-halving-from-75` and `moasha-from-75`, the same two with the first rung at 75 steps (rungs 75, 225, 400), where
+the recorded accuracies have left chance. Each `bo` with halving is judged against full-fidelity `bo`'s final
+hypervolume and against the `moasha` with its rungs.
 
 Budget: `--budget-trials` full-budget trials' worth of steps (30 x 400 = 12,000), counted as the steps each leg
 actually trains (its `stop_at` less the step its checkpoint holds). The number of trials that fit is not known
@@ -72,17 +75,37 @@ from autopeft.space.candidate import Candidate, suggest_candidate  # noqa: E402
 from autopeft.space.spec import SearchSpec, load_spec  # noqa: E402
 from autopeft.training.trial import TrialRequest, TrialResult  # noqa: E402
 
-MIN_STEPS, ETA = 25, 3
-METHODS: dict[str, tuple[str, bool]] = {  # name -> (sampler, successive halving)
-    "bo": ("bo", False),
-    "bo-halving": ("bo", True),
-    "bo-halving-every-rung": ("bo", True),
-    "moasha": ("random", True),
-    "random": ("random", False),
-    "tpe": ("tpe", False),
+ETA = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    sampler: str
+    min_steps: int | None = None  # successive halving's first rung; None: full fidelity
+    every_rung: bool = False  # `bo` learns from every rung, the fidelity an input of its GP
+
+    def rungs(self) -> tuple[int, ...]:
+        if self.min_steps is None:
+            return (MAX_STEPS,)
+        out, steps = [], self.min_steps
+        while steps < MAX_STEPS:
+            out.append(steps)
+            steps *= ETA
+        return (*out, MAX_STEPS)
+
+
+METHODS: dict[str, Method] = {
+    "bo": Method("bo"),
+    "bo-halving": Method("bo", 25),
+    "bo-halving-every-rung": Method("bo", 25, every_rung=True),
+    "moasha": Method("random", 25),
+    "random": Method("random"),
+    "tpe": Method("tpe"),
+    "bo-halving-from-75": Method("bo", 75),
+    "moasha-from-75": Method("random", 75),
 }
 COLOURS = {"bo": "#d62728", "bo-halving": "#9467bd", "bo-halving-every-rung": "#8c564b", "moasha": "#ff7f0e",
-           "random": "#7f7f7f", "tpe": "#2ca02c"}
+           "random": "#7f7f7f", "tpe": "#2ca02c", "bo-halving-from-75": "#1f77b4", "moasha-from-75": "#bcbd22"}
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
 CHANCE = 0.5  # the accuracy bound of the normalisation (SST-2's majority class is 50.9 % of dev)
 BOUNDS_SAMPLE, BOUNDS_SEED = 1000, 20261201
@@ -229,10 +252,9 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
             startup_trials: int) -> dict[str, Any]:
     from autopeft.adapters.models import inspect_model, resolve_model
 
-    sampler, halving = METHODS[method]
+    sampler = METHODS[method].sampler
     spec = load_spec(SPACE)
-    budget = dataclasses.replace(spec.budget, max_steps=MAX_STEPS, min_steps=MIN_STEPS if halving else None,
-                                 eta=ETA)
+    budget = dataclasses.replace(spec.budget, max_steps=MAX_STEPS, min_steps=METHODS[method].min_steps, eta=ETA)
     spec = dataclasses.replace(spec, budget=budget)
     ref = resolve_model(None)
     info = inspect_model(ref, 2)
@@ -267,7 +289,7 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
         run = RunDir(Path(tmp) / "run")
         run.create(settings, Path(spec.source).read_text(encoding="utf-8"))
         try:
-            with _observations_rule(every_rung=method == "bo-halving-every-rung"):
+            with _observations_rule(every_rung=METHODS[method].every_rung):
                 study = run_search(run, settings, spec, info.layout, executor, on_progress)
         except BudgetSpent:
             study = run.load_study()
@@ -327,24 +349,32 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                          "complete": float(np.mean([r["complete"] for r in rs])),
                          "steps_used": float(np.mean([r["steps_used"] for r in rs])),
                          "seconds": float(np.mean([r["seconds"] for r in rs]))}
-    out: dict[str, Any] = {"budget_steps": budget, "marks": list(marks), "table": table}
-    if "bo" in runs and "bo-halving" in runs:
-        target = float(curves_on(runs["bo"], np.array([budget])).mean())
-        fine = np.arange(0, budget + 1, 25, dtype=float)
-        reached = steps_to_reach(runs["bo-halving"], fine, target)
-        per_seed = [next((float(s) for s in fine if hv_at(r, s) >= target - 1e-12), None) for r in runs["bo-halving"]]
-        out["bo_halving_to_bo_final"] = {"target": target, "steps_mean_curve": reached,
-                                         "share_of_budget": None if reached is None else reached / budget,
-                                         "per_seed": per_seed, "goal_met": reached is not None and
-                                         reached <= budget / 3}
-    if "moasha" in runs and "bo-halving" in runs:
-        ours = curves_on(runs["bo-halving"], grid).mean(axis=0)
-        theirs = curves_on(runs["moasha"], grid).mean(axis=0)
-        behind = [float(s) for s, a, b in zip(grid[1:], ours[1:], theirs[1:], strict=True) if a < b - 1e-12]
-        out["bo_halving_vs_moasha"] = {
-            "ahead_at_marks": [bool(hv_at_mean(runs["bo-halving"], m) >= hv_at_mean(runs["moasha"], m))
-                               for m in marks],
-            "ahead_at_every_grid_step": not behind, "behind_at": behind[:10], "grid_points": len(grid) - 1}
+    out: dict[str, Any] = {"budget_steps": budget, "marks": list(marks), "table": table, "goal": {}}
+    if "bo" not in runs:
+        return out
+    target = float(curves_on(runs["bo"], np.array([budget])).mean())
+    fine = np.arange(0, budget + 1, 25, dtype=float)
+    for name, method in METHODS.items():
+        if method.sampler != "bo" or method.min_steps is None or name not in runs:
+            continue
+        reached = steps_to_reach(runs[name], fine, target)
+        per_seed = [next((float(s) for s in fine if hv_at(r, s) >= target - 1e-12), None) for r in runs[name]]
+        goal: dict[str, Any] = {"target": target, "steps_mean_curve": reached,
+                                "share_of_budget": None if reached is None else reached / budget,
+                                "per_seed": per_seed, "reached_within_a_third": reached is not None and
+                                reached <= budget / 3}
+        moasha = next((m for m, v in METHODS.items() if v.sampler == "random" and v.min_steps == method.min_steps
+                       and m in runs), None)
+        if moasha is not None:
+            ours = curves_on(runs[name], grid).mean(axis=0)
+            theirs = curves_on(runs[moasha], grid).mean(axis=0)
+            behind = [float(s) for s, a, b in zip(grid[1:], ours[1:], theirs[1:], strict=True) if a < b - 1e-12]
+            goal["versus"] = {"moasha": moasha,
+                              "ahead_at_marks": [bool(hv_at_mean(runs[name], m) >= hv_at_mean(runs[moasha], m))
+                                                 for m in marks],
+                              "ahead_at_every_grid_step": not behind, "behind_at": behind[:10],
+                              "grid_points": len(grid) - 1}
+        out["goal"][name] = goal
     return out
 
 
@@ -426,33 +456,32 @@ def write_report(results: dict[str, Any], folder: Path) -> list[str]:
         return []
     budget = summary["budget_steps"]
     lines = [f"Table: {results.get('table')}. Budget: {budget:,} training steps per run "
-             f"({budget // MAX_STEPS} full-budget trials of {MAX_STEPS} steps); halving: rungs "
-             f"{MIN_STEPS}, {MIN_STEPS * ETA}, {MIN_STEPS * ETA**2}, {MAX_STEPS} (η {ETA}). Hypervolume of the "
-             f"completed (full-budget) trials' front, fixed bounds {_bounds_text(results.get('bounds'))}, mean ± sd "
-             f"over seeds.",
-             "", "| method | seeds | 1/3 budget | 2/3 budget | whole budget | finished trials | of them 400 steps |",
-             "|---|---|---|---|---|---|---|"]
+             f"({budget // MAX_STEPS} full-budget trials of {MAX_STEPS} steps). Hypervolume of the completed "
+             f"(full-budget) trials' front, fixed bounds {_bounds_text(results.get('bounds'))}, mean ± sd over seeds.",
+             "", "| method | rungs | seeds | 1/3 budget | 2/3 budget | whole budget | finished trials | of them "
+             "400 steps |", "|---|---|---|---|---|---|---|---|"]
     for method, row in summary["table"].items():
         cells = " | ".join(f"{m:.4f} ± {s:.4f}" for m, s in row["hv"])
-        lines.append(f"| {method} | {row['seeds']} | {cells} | {row['trials']:.1f} | {row['complete']:.1f} |")
+        rungs = ", ".join(map(str, METHODS[method].rungs()))
+        lines.append(f"| {method} | {rungs} | {row['seeds']} | {cells} | {row['trials']:.1f} | "
+                     f"{row['complete']:.1f} |")
     lines.append("")
-    goal = summary.get("bo_halving_to_bo_final")
-    if goal:
+    for name, goal in (summary.get("goal") or {}).items():
         reached = goal["steps_mean_curve"]
         text = "does not reach it within the budget" if reached is None else \
             f"reaches it after {reached:,.0f} steps ({goal['share_of_budget']:.0%} of the budget)"
         per_seed = ", ".join("-" if s is None else f"{s:,.0f}" for s in goal["per_seed"])
-        lines.append(f"Full-fidelity `bo`'s final mean hypervolume is {goal['target']:.4f}; `bo-halving` (mean "
-                     f"curve) {text}; goal (at most a third): {'met' if goal['goal_met'] else 'not met'}. "
-                     f"Steps per seed to reach it (-: not within the budget): {per_seed}.")
-    versus = summary.get("bo_halving_vs_moasha")
-    if versus:
-        marks = ", ".join(f"{f}: {'yes' if a else 'no'}" for f, a in
-                          zip(("1/3", "2/3", "all"), versus["ahead_at_marks"], strict=True))
-        every = "yes" if versus["ahead_at_every_grid_step"] else \
-            f"no (behind at {', '.join(f'{s:,.0f}' for s in versus['behind_at'])} steps ...)"
-        lines.append(f"`bo-halving` ahead of (or level with) `moasha` on the mean: {marks}; at every one of "
-                     f"{versus['grid_points']} points of the budget: {every}.")
+        lines.append(f"- `{name}`: full-fidelity `bo`'s final mean hypervolume is {goal['target']:.4f}; the mean "
+                     f"curve {text}; within a third of the budget: {'yes' if goal['reached_within_a_third'] else 'no'}."
+                     f" Steps per seed to reach it (-: not within the budget): {per_seed}.")
+        versus = goal.get("versus")
+        if versus:
+            marks = ", ".join(f"{f}: {'yes' if a else 'no'}" for f, a in
+                              zip(("1/3", "2/3", "all"), versus["ahead_at_marks"], strict=True))
+            every = "yes" if versus["ahead_at_every_grid_step"] else \
+                f"no (behind at {', '.join(f'{s:,.0f}' for s in versus['behind_at'])} steps ...)"
+            lines.append(f"  Ahead of (or level with) `{versus['moasha']}` (the same rungs) on the mean: {marks}; "
+                         f"at every one of {versus['grid_points']} points of the budget: {every}.")
     (folder / "benchmark.md").write_text("# Multi-fidelity benchmark (generated by benchmark.py)\n\n"
                                          + "\n".join(lines) + "\n\n![hypervolume against training steps]"
                                          "(hv-steps.svg)\n")

@@ -1,20 +1,35 @@
 """Replay check: would successive halving have stopped the configurations that end on the full-budget front?
 
-    python experiments/multi-fidelity/replay.py          # print, and write replay.json
+    python experiments/multi-fidelity/replay.py          # print, and write replay.json (seconds)
 
-No surrogate: only recorded accuracies. From `curves.csv`, the configurations with a 400-step result give the
-full-budget Pareto front (accuracy up, trainable parameters down, peak memory down; `autopeft.run.pareto`).
-Successive halving is then replayed with η 2, whose rungs 25, 50, 100, 200 and 400 are exactly the recorded
-steps, on every usable configuration in the recorded order, as the search loop runs it with one worker: each
-configuration trains to the first rung and is ranked there, by `autopeft.engine.halving.Rung.goes_on`, against
-the configurations that reached that rung before it (on all three objectives at once; parameters and memory do
-not change with steps); the best 1/η go on, and it is ranked again at the next rung. The report says which of
-the front's configurations the replay would have stopped early, and at which rung. Configurations without a
-400-step result take part in the ranking at 25 to 200 steps, as they would have in a search; one of them that
-goes on past 200 would reach 400, where nothing is decided any more.
+No surrogate: only recorded results. Successive halving is replayed with η 2, whose rungs 25, 50, 100, 200 and 400
+are exactly the recorded steps, as the search loop runs it with one worker: each configuration trains to the first
+rung and is ranked there, by `autopeft.engine.halving.Rung.goes_on`, against the configurations that reached that
+rung before it, on all three objectives at once (parameters and memory do not change with steps); the best 1/η go
+on, and it is ranked again at the next rung.
 
-Only configurations of one memory method are compared (the one most of them have): the recorder's two methods
-are not comparable. Failed configurations are skipped.
+Two rules for what a rung ranks on: `loss`, the search loop's (`autopeft.engine.halving.rung_values`: the
+negated evaluation loss in place of accuracy), and `accuracy`. Two final budgets:
+
+- 400 steps: the full-budget Pareto front of the configurations with a 400-step result (accuracy up, trainable
+  parameters down, peak memory down; `autopeft.run.pareto`). The others take part in the ranking at 25 to 200
+  steps, as they would have in a search; one of them that goes on past 200 would reach 400, where nothing is
+  decided any more.
+- 200 steps: every configuration has a result there, so the replay has four times the front to test; rungs 25,
+  50 and 100 decide. These curves are the first 200 steps of a 400-step schedule, not runs whose schedule ends at
+  200.
+
+Each replay runs in the recorded order (configuration k was the k-th proposal) and in `--orders` seeded random
+orders, since asynchronous halving's decisions depend on who came first. For each it reports the front's
+configurations stopped early, the hypervolume of the front of the configurations that reached the final budget as
+a share of the whole front's (on the scale of `autopeft.run.pareto`, bounds over the replayed configurations),
+and the steps trained as a share of training every configuration to the end. Beside it, full fidelity at the same
+steps: the hypervolume of the first configurations of the same order, as many as those steps train to the end
+(random proposals both: halving here is MOASHA, and the other plain random search).
+
+Only configurations with an evaluation loss at every rung are replayed (the recorder gained that column at
+configuration 18; the same configurations have the one memory method, `cpu-profiled`): the rules must see the
+same trials, and memory of the recorder's two methods is not comparable. Failed configurations are skipped.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -33,81 +49,132 @@ sys.path.insert(0, str(HERE))
 
 from surrogate import MAX_STEPS, TABLE, Curve, fingerprint, read_curves  # noqa: E402
 
-from autopeft.engine.halving import Rung, maximised  # noqa: E402
-from autopeft.run.pareto import pareto_mask  # noqa: E402
+from autopeft.compat import hypervolume  # noqa: E402
+from autopeft.engine.halving import Rung, rung_values  # noqa: E402
+from autopeft.run.pareto import REFERENCE, ObjectiveBounds, pareto_mask  # noqa: E402
 
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
 ETA = 2
 RUNGS = (25, 50, 100, 200, 400)
+RULES = ("loss", "accuracy")
+FINALS = (MAX_STEPS, 200)
 
 
-def replay(curves: Sequence[Curve], eta: int = ETA, rungs: Sequence[int] = RUNGS) -> dict[int, int | None]:
-    """Configuration -> the rung at which halving stops it (None: it goes on to the full budget, or its
-    recording ends first while it is still going on)."""
-    levels = {steps: Rung(steps) for steps in rungs[:-1]}
+def replay(curves: Sequence[Curve], rule: str, final: int, eta: int = ETA) -> dict[int, int | None]:
+    """Configuration -> the rung at which halving stops it (None: it goes on to `final`, or its recording ends
+    first while it is still going on). `curves` in the order the search would have proposed them."""
+    rungs = [s for s in RUNGS if s < final]
+    levels = {steps: Rung(steps) for steps in rungs}
     stopped: dict[int, int | None] = {}
-    for c in curves:  # the recorded order: configuration k is the k-th proposal
+    for c in curves:
         stopped[c.config] = None
-        for steps in rungs[:-1]:
+        for steps in rungs:
             if steps not in c.accuracy:  # recording ended while it was going on
                 break
-            result = {"accuracy": c.accuracy[steps], "trainable_params": c.trainable_params,
-                      "peak_memory": c.peak_memory}
-            levels[steps].record(c.config, maximised(result, OBJECTIVES))
+            result: dict[str, Any] = {"accuracy": c.accuracy[steps], "trainable_params": c.trainable_params,
+                                      "peak_memory": c.peak_memory}
+            if rule == "loss":
+                result["metrics"] = {"eval_loss": c.eval_loss[steps]}
+            levels[steps].record(c.config, rung_values(result, OBJECTIVES))
             if not levels[steps].goes_on(c.config, eta):
                 stopped[c.config] = steps
                 break
     return stopped
 
 
-def full_budget_front(curves: Sequence[Curve]) -> list[int]:
-    """The configurations on the Pareto front of the 400-step results."""
-    table = pd.DataFrame([{"config": c.config, "status": "complete", "accuracy": c.accuracy[MAX_STEPS],
-                           "trainable_params": c.trainable_params, "peak_memory": c.peak_memory}
-                          for c in curves if MAX_STEPS in c.accuracy])
+def _table(curves: Sequence[Curve], final: int) -> pd.DataFrame:
+    return pd.DataFrame([{"config": c.config, "status": "complete", "accuracy": c.accuracy[final],
+                          "trainable_params": c.trainable_params, "peak_memory": c.peak_memory}
+                         for c in curves if final in c.accuracy])
+
+
+def front_of(curves: Sequence[Curve], final: int) -> list[int]:
+    """The configurations on the Pareto front of the results at `final` steps."""
+    table = _table(curves, final)
+    return [] if table.empty else sorted(int(k) for k in table[pareto_mask(table, OBJECTIVES)]["config"])
+
+
+def front_volume(table: pd.DataFrame, bounds: ObjectiveBounds) -> float:
+    """The share of the reference box that the configurations of `table` dominate, on `bounds`' scale."""
     if table.empty:
-        return []
-    return sorted(int(k) for k in table[pareto_mask(table, OBJECTIVES)]["config"])
+        return 0.0
+    losses = np.column_stack([-table["accuracy"].to_numpy(float), np.log(table["trainable_params"].to_numpy(float)),
+                              np.log(table["peak_memory"].to_numpy(float))])
+    k = len(OBJECTIVES)
+    return hypervolume(bounds.normalise(losses), np.full(k, REFERENCE)) / REFERENCE**k
+
+
+def measure(curves: Sequence[Curve], rule: str, final: int, orders: int, seed: int) -> dict[str, Any]:
+    """The replay in the recorded order and in `orders` random ones: what each stops, keeps and costs."""
+    have = [c for c in curves if final in c.accuracy]
+    table = _table(curves, final)
+    bounds = ObjectiveBounds.of([table], OBJECTIVES)
+    assert bounds is not None
+    whole = front_volume(table, bounds)
+    front = front_of(curves, final)
+    rng = np.random.default_rng(seed)
+    runs = []
+    for i in range(orders + 1):
+        order = list(curves) if i == 0 else [curves[j] for j in rng.permutation(len(curves))]
+        stopped = replay(order, rule, final)
+        reached = table[table["config"].isin([c.config for c in have if stopped[c.config] is None])]
+        spent = sum(final if stopped[c.config] is None else stopped[c.config] for c in have)
+        # full fidelity at the same steps: the first configurations of the same order, each trained to the end
+        first = [c.config for c in order if final in c.accuracy][:max(1, round(spent / final))]
+        runs.append({"front_stopped": {str(k): stopped[k] for k in front if stopped[k] is not None},
+                     "volume_share": front_volume(reached, bounds) / whole,
+                     "full_fidelity_volume_share": front_volume(table[table["config"].isin(first)], bounds) / whole,
+                     "steps_share": spent / (final * len(have)),
+                     "stopped_per_rung": {str(s): sum(v == s for v in stopped.values()) for s in RUNGS if s < final}})
+    shares = np.array([len(r["front_stopped"]) / len(front) for r in runs])
+    volume = np.array([r["volume_share"] for r in runs])
+    steps = np.array([r["steps_share"] for r in runs])
+    plain = np.array([r["full_fidelity_volume_share"] for r in runs])
+    return {"rule": rule, "final": final, "configurations": len(have), "front": front, "recorded_order": runs[0],
+            "random_orders": orders, "front_stopped_share": [float(shares[1:].mean()), float(shares[1:].std())],
+            "volume_share": [float(volume[1:].mean()), float(volume[1:].std())],
+            "steps_share": [float(steps[1:].mean()), float(steps[1:].std())],
+            "full_fidelity_volume_share": [float(plain[1:].mean()), float(plain[1:].std())],
+            "halving_ahead_share": float(np.mean(volume[1:] > plain[1:])),
+            "level_share": float(np.mean(volume[1:] == plain[1:]))}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", default=str(TABLE))
     parser.add_argument("--out", default=str(HERE / "replay.json"))
+    parser.add_argument("--orders", type=int, default=200, help="random orders besides the recorded one")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     path = Path(args.table)
     everything, failed = read_curves(path)
-    methods = pd.Series([c.memory_method for c in everything]).value_counts()
-    method = str(methods.index[0])
-    curves = [c for c in everything if c.memory_method == method]
-    front = full_budget_front(curves)
-    stopped = replay(curves)
-    full = [c.config for c in curves if MAX_STEPS in c.accuracy]
+    curves = [c for c in everything if all(s in c.eval_loss for s in c.accuracy)]
+    report: dict[str, Any] = {"table": fingerprint(path), "eta": ETA, "rungs": list(RUNGS),
+                              "left_out": {"failed": failed, "without_eval_loss": sorted({c.config for c in everything}
+                                                                                  - {c.config for c in curves})},
+                              "replays": []}
+    print(f"table: {report['table']}; replayed: {len(curves)} configurations with an evaluation loss at every rung "
+          f"(configurations {curves[0].config}..{curves[-1].config}); η {ETA}; recorded order and {args.orders} "
+          f"random orders")
     by_config = {c.config: c for c in curves}
-    lost = {k: stopped[k] for k in front if stopped[k] is not None}
-    per_rung = {str(s): sum(v == s for v in stopped.values()) for s in RUNGS[:-1]}
-    went_on = sorted(k for k, v in stopped.items() if v is None and max(by_config[k].accuracy) >= RUNGS[-2])
-    report: dict[str, Any] = {
-        "table": fingerprint(path), "memory_method": method,
-        "left_out": {"failed": failed,
-                     "other_memory_method": [c.config for c in everything if c.memory_method != method]},
-        "eta": ETA, "rungs": list(RUNGS), "configurations": len(curves), "with_400_steps": full,
-        "front": [{"config": k, "accuracy@400": by_config[k].accuracy[MAX_STEPS],
-                   "trainable_params": by_config[k].trainable_params, "peak_memory": by_config[k].peak_memory,
-                   "stopped_at": stopped[k]} for k in front],
-        "front_stopped_early": len(lost), "front_stopped_at": {str(k): v for k, v in lost.items()},
-        "stopped_per_rung": per_rung, "reach_400": went_on,
-        "stopped": {str(k): v for k, v in stopped.items()},
-    }
-    print(f"table: {report['table']}; memory method {method}; {len(curves)} configurations, {len(full)} with a "
-          f"{MAX_STEPS}-step result: {full}")
-    print(f"full-budget Pareto front ({len(front)}): " + "; ".join(
-        f"config {f['config']} acc {f['accuracy@400']:.3f}, {f['trainable_params']:,} params, "
-        f"{f['peak_memory'] / 2**20:.0f} MiB" for f in report["front"]))
-    print(f"halving replay (eta {ETA}, rungs {', '.join(map(str, RUNGS))}, recorded order): stopped per rung "
-          f"{per_rung}; going on past {RUNGS[-2]}: {went_on}")
-    print(f"front configurations stopped early: {len(lost)} of {len(front)}"
-          + (": " + ", ".join(f"config {k} at {v}" for k, v in lost.items()) if lost else ""))
+    for final in FINALS:
+        front = front_of(curves, final)
+        print(f"\nfinal budget {final} steps: {sum(final in c.accuracy for c in curves)} configurations; front "
+              f"({len(front)}): " + "; ".join(f"{k} ({by_config[k].accuracy[final]:.3f}, "
+                                               f"{by_config[k].trainable_params:,} params)" for k in front))
+        for rule in RULES:
+            m = measure(curves, rule, final, args.orders, args.seed)
+            report["replays"].append(m)
+            rec = m["recorded_order"]
+            lost = ", ".join(f"{k} at {v}" for k, v in rec["front_stopped"].items()) or "none"
+            print(f"  rank on {rule:8s}: recorded order: front stopped early {len(rec['front_stopped'])} of "
+                  f"{len(front)} ({lost}); hypervolume kept {rec['volume_share']:.0%}, steps "
+                  f"{rec['steps_share']:.0%}. Random orders: front stopped {m['front_stopped_share'][0]:.0%} ± "
+                  f"{m['front_stopped_share'][1]:.0%}, hypervolume kept {m['volume_share'][0]:.0%} ± "
+                  f"{m['volume_share'][1]:.0%}, steps {m['steps_share'][0]:.0%} ± {m['steps_share'][1]:.0%}; full "
+                  f"fidelity at the same steps keeps {m['full_fidelity_volume_share'][0]:.0%} ± "
+                  f"{m['full_fidelity_volume_share'][1]:.0%} (halving ahead in {m['halving_ahead_share']:.0%} of the "
+                  f"orders, level in {m['level_share']:.0%})")
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

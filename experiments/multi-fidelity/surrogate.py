@@ -68,6 +68,7 @@ class Curve:
     config: int
     candidate: Candidate
     accuracy: dict[int, float]  # step -> accuracy
+    eval_loss: dict[int, float]  # step -> evaluation loss, where recorded (configurations from 18 on)
     trainable_params: int
     peak_memory: int
     memory_method: str
@@ -79,7 +80,7 @@ def read_curves(path: Path | None = None) -> tuple[list[Curve], list[int]]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: record curves with experiments/multi-fidelity/"
                                 f"record_curves.py")
-    table = pd.read_csv(path, keep_default_na=False, na_values={"accuracy": [""]})
+    table = pd.read_csv(path, keep_default_na=False, na_values={"accuracy": [""], "eval_loss": [""]})
     curves, failed = [], []
     for config, rows in table.groupby("config", sort=True):
         if (rows["status"] != "ok").any():
@@ -89,6 +90,8 @@ def read_curves(path: Path | None = None) -> tuple[list[Curve], list[int]]:
         first = rows.iloc[0]
         curves.append(Curve(config=int(config), candidate=Candidate.from_dict(json.loads(first["candidate_json"])),
                             accuracy={int(s): float(a) for s, a in zip(rows["step"], rows["accuracy"], strict=True)},
+                            eval_loss={int(s): float(v) for s, v in zip(rows["step"], rows["eval_loss"], strict=True)
+                                       if pd.notna(v)},
                             trainable_params=int(first["trainable_params"]), peak_memory=int(first["peak_memory"]),
                             memory_method=str(first["memory_method"])))
     return curves, failed
