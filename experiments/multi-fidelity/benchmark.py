@@ -385,7 +385,7 @@ def hv_at_mean(runs: Sequence[dict[str, Any]], steps: float) -> float:
 def svg_chart(title: str, series: dict[str, np.ndarray], grid: np.ndarray) -> str:
     """Mean hypervolume against cumulative training steps with a ±1 sd band per method (dependency-free SVG, as
     `experiments/sampler-benchmark/report.py` draws its hv-*.svg); `series` maps method -> `(seeds, len(grid))`."""
-    width, height, left, right, top, bottom = 760, 420, 64, 150, 36, 48
+    width, height, left, right, top, bottom = 840, 420, 64, 230, 36, 48
     plot_w, plot_h = width - left - right, height - top - bottom
     x_max = float(grid[-1])
     hi = max(float((c.mean(0) + c.std(0)).max()) for c in series.values())
