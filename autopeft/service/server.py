@@ -69,6 +69,11 @@ def serve(host: str, port: int, db: str | None, runs_dir: str | None, data_roots
     say(f"serving on http://{host}:{port} (API at /docs), searches in {runs}, data read from "
         f"{', '.join(map(str, folders.data_roots)) or 'nowhere (give --data-root)'}; "
         f"{limits.running} running at once, {limits.per_user} per user")
-    logging.getLogger("autopeft").setLevel(logging.INFO)
+    # What the supervisor starts, resumes and sees end goes to the service's own output, the log an operator reads.
+    logger = logging.getLogger("autopeft")
+    logger.setLevel(logging.INFO)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("autopeft: %(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
     # No access log: a browser's /login?token=... would be written into it.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -77,6 +77,7 @@ class Supervisor(threading.Thread):
         self.study_storage = study_storage  # the database new searches keep their studies in; None: study.db
         self.poll_seconds = poll_seconds
         self.drivers: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self._waiting: set[tuple[str, str]] = set()  # resumed searches whose run another driver still holds (logged)
         self._stopping = threading.Event()
         self.wake = threading.Event()  # set by the web application after a change, for a prompt answer
 
@@ -87,6 +88,7 @@ class Supervisor(threading.Thread):
         for record in left:
             self.store.update(record, state="queued", resume=(run_dir(self.folders, record) / "settings.json")
                               .is_file(), request="" if record.request == "restart" else record.request)
+            log.info("search %s/%s was running when the service stopped: queued to resume", record.owner, record.id)
         return len(left)
 
     def shutdown(self, timeout: float = 60.0) -> None:
@@ -146,6 +148,10 @@ class Supervisor(threading.Thread):
             if record.resume and _locked(run_dir(self.folders, record)):
                 # The driver of a killed service is still recording its trials: next round. Its place counts, so
                 # that the searches queued behind it do not overtake it.
+                if (record.owner, record.id) not in self._waiting:
+                    self._waiting.add((record.owner, record.id))
+                    log.info("search %s/%s waits for the previous service's driver to let go of its run",
+                             record.owner, record.id)
                 total += 1
                 per_user[record.owner] = per_user.get(record.owner, 0) + 1
                 continue

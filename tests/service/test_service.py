@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,8 +252,18 @@ def test_sigkill_of_the_service_loses_nothing(db_url: str, tmp_path: Path, sst2_
         assert client.status("b")["state"] == "queued"
         server.kill()
         server.start()
-        assert client.status("b")["state"] == "queued"
-        assert client.status("a")["state"] == "running"
+
+        def story() -> str:  # what the service and the drivers did, for a failure's message
+            logs = sorted((tmp_path / "runs").glob("*/*/driver.log"))
+            return server.log() + "".join(f"\n== {p}\n{p.read_text(errors='replace')}" for p in logs)
+
+        # a resumes once the killed service's driver has let go of its run; b, queued behind it, stays queued
+        deadline = time.monotonic() + 120
+        while (state := client.status("a")["state"]) == "queued" and time.monotonic() < deadline:
+            assert client.status("b")["state"] == "queued", story()
+            time.sleep(0.3)
+        assert state == "running", story()
+        assert client.status("b")["state"] == "queued", story()
         assert finished(client, "a")["trials_done"] == 4
         trials = client.trials("a")
         complete = [t for t in trials if t["status"] == "complete"]
