@@ -157,6 +157,7 @@ class Supervisor(threading.Thread):
                 continue
             if self.store.update(record, expect_state="queued", state="running", started=time.time(), error=None,
                                  ended=None, request="", starts=record.starts + 1):
+                self._waiting.discard((record.owner, record.id))
                 self._start(record)
                 total += 1
                 per_user[record.owner] = per_user.get(record.owner, 0) + 1

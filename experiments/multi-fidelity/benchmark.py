@@ -62,10 +62,11 @@ import optuna
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from surrogate import DEFAULT_MODEL, MAX_STEPS, MODELS, NUM_LAYERS, SPACE, Surrogate, read_curves  # noqa: E402
+from surrogate import DEFAULT_MODEL, MAX_STEPS, MODELS, NUM_LAYERS, SPACE, Surrogate  # noqa: E402
 
 from autopeft.compat import hypervolume  # noqa: E402
 from autopeft.engine.executors import Executor  # noqa: E402
+from autopeft.engine.halving import Rungs  # noqa: E402
 from autopeft.engine.loop import TooManyFailures, run_search  # noqa: E402
 from autopeft.engine.samplers import default_startup_trials  # noqa: E402
 from autopeft.run.pareto import REFERENCE, ObjectiveBounds, non_dominated  # noqa: E402
@@ -85,13 +86,7 @@ class Method:
     every_rung: bool = False  # `bo` learns from every rung, the fidelity an input of its GP
 
     def rungs(self) -> tuple[int, ...]:
-        if self.min_steps is None:
-            return (MAX_STEPS,)
-        out, steps = [], self.min_steps
-        while steps < MAX_STEPS:
-            out.append(steps)
-            steps *= ETA
-        return (*out, MAX_STEPS)
+        return (MAX_STEPS,) if self.min_steps is None else Rungs(self.min_steps, MAX_STEPS, ETA).levels
 
 
 METHODS: dict[str, Method] = {
@@ -199,8 +194,8 @@ def cheapest_configurations(num_layers: int = NUM_LAYERS) -> list[Candidate]:
 
 def fixed_bounds(surrogate: Surrogate, spec: SearchSpec, sample: int = BOUNDS_SAMPLE) -> ObjectiveBounds:
     """Bounds for every run on this table. Accuracy: from chance to the best recorded accuracy (the surrogate
-    never predicts above it). Parameters and memory: from the least costly configurations
-    of the space to the costliest of a fixed random sample."""
+    never predicts above it). Parameters and memory: from the least costly configurations of the space to the
+    costliest of a fixed random sample."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(BOUNDS_SEED))
     candidates = [suggest_candidate(study.ask(), spec, NUM_LAYERS) for _ in range(sample)]
     countable = []
@@ -213,8 +208,7 @@ def fixed_bounds(surrogate: Surrogate, spec: SearchSpec, sample: int = BOUNDS_SA
     surrogate.predict_curves(countable)
     values = np.array([(surrogate.accuracy(c, MAX_STEPS), surrogate.trainable_params(c), surrogate.peak_memory(c))
                        for c in countable])
-    curves, _ = read_curves()
-    best_accuracy = max(max(c.accuracy.values()) for c in curves)
+    best_accuracy = float(surrogate.ceiling[-1])  # the best recorded at any step (the cap is a running maximum)
     lo, hi = losses(values).min(axis=0), losses(values).max(axis=0)
     return ObjectiveBounds(OBJECTIVES, (-max(best_accuracy, float(values[:, 0].max())), float(lo[1]), float(lo[2])),
                            (-CHANCE, float(hi[1]), float(hi[2])))

@@ -47,11 +47,11 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from benchmark import front_hypervolume  # noqa: E402
 from surrogate import MAX_STEPS, TABLE, Curve, fingerprint, read_curves  # noqa: E402
 
-from autopeft.compat import hypervolume  # noqa: E402
 from autopeft.engine.halving import Rung, rung_values  # noqa: E402
-from autopeft.run.pareto import REFERENCE, ObjectiveBounds, pareto_mask  # noqa: E402
+from autopeft.run.pareto import ObjectiveBounds, pareto_mask  # noqa: E402
 
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
 ETA = 2
@@ -96,12 +96,7 @@ def front_of(curves: Sequence[Curve], final: int) -> list[int]:
 
 def front_volume(table: pd.DataFrame, bounds: ObjectiveBounds) -> float:
     """The share of the reference box that the configurations of `table` dominate, on `bounds`' scale."""
-    if table.empty:
-        return 0.0
-    losses = np.column_stack([-table["accuracy"].to_numpy(float), np.log(table["trainable_params"].to_numpy(float)),
-                              np.log(table["peak_memory"].to_numpy(float))])
-    k = len(OBJECTIVES)
-    return hypervolume(bounds.normalise(losses), np.full(k, REFERENCE)) / REFERENCE**k
+    return front_hypervolume(table[list(OBJECTIVES)].to_numpy(float), bounds) if len(table) else 0.0
 
 
 def measure(curves: Sequence[Curve], rule: str, final: int, orders: int, seed: int) -> dict[str, Any]:
