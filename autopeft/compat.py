@@ -45,7 +45,10 @@ def ray_bootstrap_address(address: str) -> str:
     reported in seconds; Ray exposes this only in `ray._private.services`."""
     from ray._private.services import canonicalize_bootstrap_address
 
-    return canonicalize_bootstrap_address(address) or ""
+    try:
+        return canonicalize_bootstrap_address(address) or ""
+    except ConnectionError:  # "auto" with no cluster to find: Ray raises where this promises ""
+        return ""
 
 
 def force_hub_offline() -> None:
