@@ -3,6 +3,7 @@ and the queue's order and limits with a stand-in for the driver process."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -67,9 +68,11 @@ def test_the_queue_keeps_its_order_and_limits(tmp_path: Path, monkeypatch: pytes
     store = Store.open(f"sqlite:///{tmp_path / 'service.db'}")
     folders = Folders(tmp_path / "runs", ())
     started: list[str] = []
+    commands: list[list[str]] = []
 
     class Driver:  # a process that runs until told otherwise
         def __init__(self, command: list[str], **_: object) -> None:
+            commands.append(command)
             started.append(command[-1])
             self.returncode: int | None = None
             self.pid = 0
@@ -93,4 +96,12 @@ def test_the_queue_keeps_its_order_and_limits(tmp_path: Path, monkeypatch: pytes
     supervisor.step()  # the driver has ended: a2 is next for ana, before cy's later c1
     assert store.get("ana", "a1").state == "stopped"  # type: ignore[union-attr]
     assert [s.split("/")[-2] for s in started] == ["a1", "b1", "a2"]
-    assert sys.executable  # the drivers are this interpreter's `autopeft search`
+    assert store.get("cy", "c1").state == "queued"  # type: ignore[union-attr]  # two running: the limit
+    supervisor.step()
+    assert len(started) == 3
+    # The drivers are this interpreter's `autopeft search`, each writing into its own search's folder.
+    assert importlib.util.find_spec("autopeft.cli.__main__") is not None
+    for command, search_id in zip(commands, ("a1", "b1", "a2"), strict=True):
+        assert command[:4] == [sys.executable, "-m", "autopeft.cli", "search"]
+        assert "--task=sst2" in command and "--trials=2" in command
+        assert Path(command[-1].removeprefix("--out=")).parent.name == search_id
