@@ -4,6 +4,7 @@ Hugging Face hub; your own files through `autopeft.training.user_data`), read it
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import sys
@@ -35,10 +36,24 @@ class Examples:
         return len(self.labels)
 
 
+@dataclass(frozen=True)
+class DataReport:
+    """A `--task` resolved, with what reading its data found that a user should hear but that does not stop a search
+    (`autopeft.training.user_data.data_warnings`): empty texts, classes of a row or two, too few evaluation rows."""
+
+    task: Task | DatasetTask
+    warnings: tuple[str, ...] = ()  # one line each, starting "warning: "; a GLUE task has none (its data is read later)
+
+
 def resolve_task(name: str, options: DataOptions, seed: int) -> Task | DatasetTask:
     """The one place a `--task` value is resolved. A GLUE name (as before: any case, `sst-2` too) is the registry's
     task; anything else is your own data (a file, a folder of split files or a hub dataset id), read whole and
     checked now, with `seed` drawing its evaluation rows when `--eval-fraction` holds them out."""
+    return resolve_task_report(name, options, seed).task
+
+
+def resolve_task_report(name: str, options: DataOptions, seed: int) -> DataReport:
+    """`resolve_task`, with the warnings about your own data that its one reading found (say them to the user)."""
     if is_glue_name(name):
         given = options.given()
         if given:
@@ -46,10 +61,11 @@ def resolve_task(name: str, options: DataOptions, seed: int) -> Task | DatasetTa
                              f"(--task FILE, FOLDER or HUB_ID); "
                              f"{glue_task(name).name} is a GLUE task with its own columns, labels and metric: drop "
                              f"{'them' if len(given) > 1 else 'it'}")
-        return glue_task(name)
-    from autopeft.training.user_data import prepare
+        return DataReport(glue_task(name))
+    from autopeft.training.user_data import prepare_with_warnings
 
-    return prepare(name, options, seed)
+    task, warnings = prepare_with_warnings(name, options, seed)
+    return DataReport(task, warnings)
 
 
 def check_data_dir_fits(task_name: str, data_dir: str | None) -> None:
@@ -85,6 +101,10 @@ def resolve_source(task: Task | DatasetTask, data_dir: str | None) -> DataSource
         _check_hub(task)
         return DataSource(task, None)
     root = Path(given).expanduser()
+    if root.is_file():
+        raise TaskError(f"data directory {root} is a file, not a folder; pass --data-dir (or set {DATA_DIR_ENV}) to "
+                        f"the folder in GLUE layout that holds {task.glue_dir}/train.tsv, or to the {task.glue_dir} "
+                        f"folder itself")
     if not root.is_dir():
         raise TaskError(f"data directory {root} does not exist; pass --data-dir (or set {DATA_DIR_ENV}) to a "
                         f"folder in GLUE layout, e.g. DIR/{task.glue_dir}/train.tsv")
@@ -95,16 +115,26 @@ def resolve_source(task: Task | DatasetTask, data_dir: str | None) -> DataSource
             raise TaskError(f"{path} not found: the data directory is not in GLUE layout for {task.name}; "
                             f"expected {root}/{task.glue_dir}/train.tsv and {task.eval_file}")
         if task.has_header:
-            try:
-                with path.open(encoding="utf-8-sig") as f:  # a byte-order mark (spreadsheets write one) is skipped
-                    header = f.readline().rstrip("\r\n").split("\t")
-            except UnicodeDecodeError as exc:
-                raise TaskError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+            with path.open("rb") as f:  # the first line alone: the rest is read (and its lines checked) later
+                header = decode_utf8(f.readline(), path).rstrip("\r\n").split("\t")
             missing = [c for c in (*task.tsv_text, task.tsv_label) if isinstance(c, str) and c not in header]
             if missing:
                 raise TaskError(f"{path}: header lacks column(s) {missing} that {task.name} needs "
                                 f"(found {header[:8]})")
     return DataSource(task, folder)
+
+
+def read_utf8(path: Path) -> str:
+    """A text file's text; one line naming the line (as an editor numbers it) where it is not UTF-8."""
+    return decode_utf8(path.read_bytes(), path)
+
+
+def decode_utf8(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")  # a byte-order mark (spreadsheets write one) is not text
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TaskError(f"{path}: line {line}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
 def _check_hub(task: Task) -> None:
@@ -147,11 +177,8 @@ def load_split(source: DataSource, split: str) -> Examples:
 
 def _read_tsv(task: Task, path: Path) -> Examples:
     csv.field_size_limit(sys.maxsize)
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:  # as above: a byte-order mark is not text
-            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except UnicodeDecodeError as exc:
-        raise TaskError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    # Unquoted, one row per line: the row's number in `rows` is its line's (an editor's, header counted, 1-based).
+    rows = list(csv.reader(io.StringIO(read_utf8(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     header = rows[0] if task.has_header else []
     body = rows[1:] if task.has_header else rows
 

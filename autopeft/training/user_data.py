@@ -9,6 +9,7 @@ export), with the same class ids and the same evaluation rows.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import io
@@ -17,13 +18,14 @@ import math
 import numbers
 import random
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autopeft.errors import TaskError, UsageError, first_line
-from autopeft.training.data import Examples
+from autopeft.training.data import Examples, read_utf8
 from autopeft.training.tasks import (
     CHOICE_ACCURACY,
     CLASSIFICATION_METRICS,
@@ -34,6 +36,7 @@ from autopeft.training.tasks import (
     TASKS,
     DatasetTask,
 )
+from autopeft.units import plural
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 EVAL_NAMES = ("validation", "dev", "test")  # a folder's (or hub dataset's) evaluation split, first found
@@ -41,6 +44,16 @@ TEXT_DEFAULTS = ("text", "sentence")
 LABEL_DEFAULT = "label"
 # owner/name, optionally :config (the hub's own ids; a bare name is a GLUE task or nothing)
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:[\w.-]+)?")
+
+# The data warnings (said before the search starts; it still runs):
+# A class with fewer training rows than this is named with its count and lines: at one or two rows it is most often a
+# mistyped label ("goood"), and even when meant, a handful of examples is too few for a classifier to learn it.
+RARE_CLASS_ROWS = 5
+# An evaluation split smaller than this is said with what one row is worth: below 100 rows one example moves accuracy
+# by more than a point, about the gap between the good configurations a search has to tell apart.
+MIN_EVAL_ROWS = 100
+SHOWN_LINES = 5  # line numbers quoted in one warning (the count says how many in all)
+SHOWN_CLASSES = 5  # rare classes named in one warning
 
 
 @dataclass(frozen=True)
@@ -74,20 +87,34 @@ def unknown_task(name: str) -> TaskError:
                      f"file, a folder with train.* and validation.* files, or a Hugging Face dataset id (owner/name)")
 
 
+def _no_lines() -> Sequence[int] | None:
+    return None
+
+
 @dataclass(frozen=True)
 class _Table:
     """One split as read: its columns, and where each row came from, for messages."""
 
     where: str  # the file, or the hub dataset and split
     columns: dict[str, list[Any]]
-    lines: list[int] | None = None  # JSONL: each row's line in the file (blank lines are skipped)
+    # Each row's line in the file as an editor numbers them (1-based, a header counted), asked for only when a message
+    # needs one; None: rows without lines (Parquet, a hub split), named "row N" instead.
+    lines: Callable[[], Sequence[int] | None] = _no_lines
     class_names: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # a hub ClassLabel's names
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
     def at(self, i: int) -> str:
-        return f"line {self.lines[i]}" if self.lines is not None else f"row {i + 1}"
+        """Where row `i` (0-based) is, as the user finds it: "line 7" in a text file, "row 6" otherwise."""
+        return self.at_rows([i])
+
+    def at_rows(self, rows: Sequence[int]) -> str:
+        """Where some rows are: "line 7", "lines 3, 9", "lines 3, 9, 12, 15, 20, ..." (the first few)."""
+        lines = self.lines()
+        shown = [lines[i] if lines is not None else i + 1 for i in rows[:SHOWN_LINES]]
+        noun = ("line" if lines is not None else "row") + ("s" if len(rows) > 1 else "")
+        return f"{noun} {', '.join(map(str, shown))}{', ...' if len(rows) > SHOWN_LINES else ''}"
 
     def column(self, name: str, option: str) -> list[Any]:
         if name not in self.columns:
@@ -200,20 +227,19 @@ def _hub_dataset(dataset_id: str, config: str | None) -> Any:
 # --- reading ----------------------------------------------------------------------------------------------------
 
 
-def _utf8(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")  # a byte-order mark (spreadsheets write one) is not text
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise TaskError(f"{path}: line {line}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+def _gone(path: Path) -> TaskError:
+    """The error for a data file of the search that is not where the search read it."""
+    if path.is_dir():
+        return TaskError(f"{path} is a folder, not the data file the search read; give --data-dir with the folder "
+                         f"that holds the file now")
+    return TaskError(f"{path} not found: the data the search read is no longer there; give --data-dir with the "
+                     f"folder it is in now")
 
 
 def _read_file(path: Path) -> _Table:
     kind = _file_kind(path)
     if not path.is_file():
-        raise TaskError(f"{path} not found: the data the search read is no longer there; give --data-dir with the "
-                        f"folder it is in now")
+        raise _gone(path)
     import pandas as pd
 
     if kind == "parquet":
@@ -223,7 +249,7 @@ def _read_file(path: Path) -> _Table:
             raise TaskError(f"{path}: not a readable Parquet file ({first_line(exc, 120)})") from None
         frame = frame.astype(object).where(frame.notna(), None)  # pandas' NA and NaN alike: a missing value
         return _Table(str(path), {str(c): frame[c].tolist() for c in frame.columns})
-    text = _utf8(path)
+    text = read_utf8(path)
     if kind == "jsonl":
         return _read_jsonl(path, text)
     try:
@@ -233,7 +259,26 @@ def _read_file(path: Path) -> _Table:
         raise TaskError(f"{path} is empty") from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise TaskError(f"{path}: cannot be read as {kind.upper()} ({first_line(exc, 160)})") from None
-    return _Table(str(path), {str(c): frame[c].tolist() for c in frame.columns})
+    lines = functools.cache(functools.partial(_delimited_lines, text, "," if kind == "csv" else "\t", len(frame)))
+    return _Table(str(path), {str(c): frame[c].tolist() for c in frame.columns}, lines)
+
+
+def _delimited_lines(text: str, sep: str, rows: int) -> list[int] | None:
+    """Each data row's first line in a CSV or TSV text, as an editor numbers them (the header counted, 1-based), for
+    rows as pandas reads them: a quoted field may span lines, and blank lines are no rows, so it is not simply i + 2.
+    None when this reading finds another number of rows than pandas' `rows` (its lines would name other rows)."""
+    csv.field_size_limit(sys.maxsize)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    starts: list[int] = []
+    end = 0
+    try:
+        for record in reader:
+            if record and not (len(record) == 1 and not record[0].strip()):  # pandas skips blank lines
+                starts.append(end + 1)
+            end = reader.line_num
+    except csv.Error:
+        return None
+    return starts[1:] if len(starts) == rows + 1 else None  # the first is the header
 
 
 def _read_jsonl(path: Path, text: str) -> _Table:
@@ -253,7 +298,7 @@ def _read_jsonl(path: Path, text: str) -> _Table:
         rows.append(row)
         lines.append(number)
     names = list(dict.fromkeys(key for row in rows for key in row))
-    return _Table(str(path), {name: [row.get(name) for row in rows] for name in names}, lines)
+    return _Table(str(path), {name: [row.get(name) for row in rows] for name in names}, lambda: lines)
 
 
 def _read_hub_split(dataset_id: str, config: str | None, split: str) -> _Table:
@@ -423,6 +468,19 @@ def _deciles(values: Sequence[float]) -> list[int]:
 def prepare(ref: str, options: DataOptions, seed: int) -> DatasetTask:
     """The dataset task `--task REF` names, with every row of both splits read and checked: one line naming the
     file, the column or the row for anything that would fail a trial later."""
+    return prepare_with_warnings(ref, options, seed)[0]
+
+
+def prepare_with_warnings(ref: str, options: DataOptions, seed: int) -> tuple[DatasetTask, tuple[str, ...]]:
+    """`prepare`, with the warnings that the same reading of the data found (`data_warnings`)."""
+    task, train = _prepared(ref, options, seed)
+    evaluation = train if task.eval_split is None else _read_split(task, task.eval_split)
+    check(task, train, evaluation)
+    return task, data_warnings(task, train, evaluation)
+
+
+def _prepared(ref: str, options: DataOptions, seed: int) -> tuple[DatasetTask, _Table]:
+    """The dataset task, and its training split as read."""
     if options.eval_fraction is not None and not 0 < options.eval_fraction < 1:
         raise UsageError(f"--eval-fraction must be between 0 and 1 (exclusive), got {options.eval_fraction:g}")
     if options.eval_fraction is not None and options.eval_split is not None:
@@ -472,11 +530,10 @@ def prepare(ref: str, options: DataOptions, seed: int) -> DatasetTask:
         eval_split=place.evaluation, text_column=text, text_pair_column=options.text_pair_column, label_column=label,
         label_kind=kind, label_names=names, metric=metric, hub_config=place.config,
         eval_fraction=options.eval_fraction, eval_rows=eval_rows, train_rows=len(train) if eval_rows else 0)
-    check(task, train)
-    return task
+    return task, train
 
 
-def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: int) -> DatasetTask:
+def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: int) -> tuple[DatasetTask, _Table]:
     """A causal-LM task: prompt and response columns, or one text column trained on whole, or a prompt and a
     verbaliser (`choices`) with the label column saying which choice is right."""
     for option, value in (("--metric", options.metric), ("--text-pair-column", options.text_pair_column)):
@@ -547,8 +604,7 @@ def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: in
         label_kind=kind, label_names=names, metric=CHOICE_ACCURACY if choices else EXP_NEG_LOSS,
         hub_config=place.config, eval_fraction=options.eval_fraction, eval_rows=eval_rows,
         train_rows=len(train) if eval_rows else 0, task_type="causal-lm", response_column=response, choices=choices)
-    check(task, train)
-    return task
+    return task, train
 
 
 def _choice_classes(table: _Table, column: str, values: Sequence[Any], kind: str,
@@ -573,12 +629,12 @@ def _choice_classes(table: _Table, column: str, values: Sequence[Any], kind: str
     return names
 
 
-def check(task: DatasetTask, train_table: _Table | None = None) -> tuple[int, int]:
-    """Read both splits as a trial will, and refuse what would make the search meaningless: an empty evaluation
-    split, a single class (or a single target value) to train on, a class in evaluation that training never shows.
-    The number of training and evaluation examples."""
+def check(task: DatasetTask, train_table: _Table | None = None, eval_table: _Table | None = None) -> tuple[int, int]:
+    """Read both splits as a trial will (or take them as read), and refuse what would make the search meaningless:
+    an empty evaluation split, a single class (or a single target value) to train on, a class in evaluation that
+    training never shows. The number of training and evaluation examples."""
     train = _split_examples(task, "train", train_table)
-    evaluation = _split_examples(task, "eval", train_table if task.eval_split is None else None)
+    evaluation = _split_examples(task, "eval", train_table if task.eval_split is None else eval_table)
     where = _where(task, "train")
     if not train.labels:
         raise TaskError(f"{where}: no row is left for training once the evaluation rows are held out; lower "
@@ -596,6 +652,68 @@ def check(task: DatasetTask, train_table: _Table | None = None) -> tuple[int, in
     if not evaluation.labels:
         raise TaskError(f"{_where(task, 'eval')} holds no examples: the evaluation split is empty")
     return len(train), len(evaluation)
+
+
+# --- warnings ---------------------------------------------------------------------------------------------------
+
+
+def data_warnings(task: DatasetTask, train: _Table, evaluation: _Table) -> tuple[str, ...]:
+    """What looks wrong in data that `check` let through, one line each ("warning: ..."): texts that are empty, classes
+    of fewer than RARE_CLASS_ROWS rows (a mistyped label shows at once, with its line), an evaluation split too small
+    to tell configurations apart. `evaluation` is `train` when the evaluation rows are held out of it."""
+    tables = (train,) if evaluation is train else (train, evaluation)
+    eval_count = len(task.eval_rows) if task.eval_split is None else len(evaluation)
+    return (*(line for table in tables for line in _empty_text_warnings(task, table)),
+            *_rare_class_warnings(task, train), *_small_evaluation_warnings(task, eval_count))
+
+
+def _empty_text_warnings(task: DatasetTask, table: _Table) -> list[str]:
+    """A line per text column with empty cells: such a row is trained on (or scored) as an empty text, which a row
+    lost while editing the file most often is."""
+    warnings = []
+    for column in filter(None, (task.text_column, task.text_pair_column, task.response_column)):
+        empty = [i for i, value in enumerate(table.columns[column]) if _missing(value)]
+        if empty:
+            them = "them" if len(empty) > 1 else "it"
+            warnings.append(f"warning: {table.where}: {plural(len(empty), 'row')} with no text in column {column!r} "
+                            f"({table.at_rows(empty)}), used as an empty text; fill {them} in or delete {them}")
+    return warnings
+
+
+def _rare_class_warnings(task: DatasetTask, train: _Table) -> list[str]:
+    """A line naming the classes of fewer than RARE_CLASS_ROWS training rows, each with its count and lines."""
+    if task.label_kind == "number" or not task.label_names:  # a regression target, or a causal LM without choices
+        return []
+    rows_of: dict[str, list[int]] = {}
+    for i, value in enumerate(train.columns[task.label_column]):
+        key = _class_key(value, task.label_kind)
+        if key is not None:
+            rows_of.setdefault(key, []).append(i)
+    rare = sorted((name for name, rows in rows_of.items() if len(rows) < RARE_CLASS_ROWS),
+                  key=lambda name: (len(rows_of[name]), name))
+    if not rare:
+        return []
+    named = ", ".join(f"{name[:40]!r} has {plural(len(rows_of[name]), 'row')} ({train.at_rows(rows_of[name])})"
+                      for name in rare[:SHOWN_CLASSES])
+    others = len(rare) - SHOWN_CLASSES
+    more = f", and {others} more class{'es' if others > 1 else ''}" if others > 0 else ""
+    return [f"warning: {train.where}: in column {task.label_column!r}, class{'es' if len(rare) > 1 else ''} "
+            f"{named}{more}: fewer than "
+            f"{RARE_CLASS_ROWS} rows is often a mistyped label, and too few to learn a class from"]
+
+
+def _small_evaluation_warnings(task: DatasetTask, count: int) -> list[str]:
+    """A line when the evaluation split holds fewer than MIN_EVAL_ROWS rows, with what one row is worth."""
+    if count >= MIN_EVAL_ROWS:
+        return []
+    if task.label_kind != "number" and task.metric != EXP_NEG_LOSS:  # classes: a row is right or wrong
+        worth = f"one row moves accuracy by {1 / count:.2g}, so configurations closer than that look alike"
+    else:
+        worth = f"too few for {task.metric} to tell configurations apart"
+    more = (f"hold out more with a larger --eval-fraction than {task.eval_fraction:g}" if task.eval_split is None
+            else "add rows to it")
+    return [f"warning: {_where(task, 'eval')}: {plural(count, 'evaluation row')}: {worth}; {more} (at least "
+            f"{MIN_EVAL_ROWS} rows)"]
 
 
 def _where(task: DatasetTask, split: str) -> str:
@@ -658,15 +776,20 @@ def moved(task: DatasetTask, data_dir: str | None) -> DatasetTask:
         given = Path(data_dir).expanduser().resolve()
         if task.source == "hub":
             raise UsageError(f"--data-dir moves local files, and {task.name} comes from the Hugging Face hub; drop it")
+        files = " and ".join(dict.fromkeys(filter(None, (Path(task.location).name if task.source == "file" else
+                                                          task.train_split, task.eval_split))))
+        if not given.exists():
+            raise TaskError(f"--data-dir {given} does not exist; give the folder that holds {files} now")
         if task.source == "file":
             file = given if given.is_file() else given / Path(task.location).name
             task = dataclasses.replace(task, location=str(file))
+        elif given.is_file():
+            raise TaskError(f"--data-dir {given} is a file; give the folder that holds {files} now")
         else:
             task = dataclasses.replace(task, location=str(given))
     if task.source != "hub":
         for split in {task.train_split, task.eval_split or task.train_split}:
             path = Path(task.location) if task.source == "file" else Path(task.location) / split
             if not path.is_file():
-                raise TaskError(f"{path} not found: the data the search read is no longer there; give --data-dir "
-                                f"with where it is now")
+                raise _gone(path)
     return task

@@ -155,7 +155,7 @@ def bad_data(tmp: Path) -> list[tuple[str, list[str], str]]:
          "--eval-fraction 0.01 of 20 rows holds no example for evaluation"),
         ("empty evaluation file", [str(empty), *review], "dev.csv holds no examples: the evaluation split is empty"),
         ("unseen label", [str(folder), *review],
-         "validation.csv: row 2: label 'maybe' never occurs in the training split (its classes: neg, pos)"),
+         "validation.csv: line 3: label 'maybe' never occurs in the training split (its classes: neg, pos)"),
         ("not UTF-8", [str(latin), "--eval-fraction", "0.2"], "latin.csv: line 3: not UTF-8 text"),
         ("malformed JSONL", [str(broken), "--eval-fraction", "0.2"], "broken.jsonl: line 3: not valid JSON"),
         ("unknown file type", [str(tmp / "notes.txt"), "--eval-fraction", "0.2"], "unknown file type '.txt'"),

@@ -31,9 +31,13 @@ def folder(tmp_path: Path, train: str | bytes = GOOD_TRAIN, dev: str | bytes = G
     ("sentence\tlabel\nfine\t\nbad\t0\n", GOOD_DEV, "train.tsv: line 2: label '' is not one of the classes"),
     ("sentence\tlabel\n", GOOD_DEV, "train.tsv holds no examples"),
     ("sentence\tlabel\nfine\t1\nbad\t1\n", GOOD_DEV, "the training split holds a single class (1)"),
-    ("sentence\tlabel\ncaf\xe9\t1\nbad\t0\n".encode("latin-1"), GOOD_DEV, "train.tsv: not UTF-8 text (byte"),
+    ("sentence\tlabel\ncaf\xe9\t1\nbad\t0\n".encode("latin-1"), GOOD_DEV, "train.tsv: line 2: not UTF-8 text (byte"),
+    # The line an editor shows: the header is line 1; past the header, the whole file is read (not a chunk of it).
+    (("sentence\tlabel\nfine\t1\nbad\t0\n" + "more\t1\n" * 5000 + "caf\xe9\t0\n").encode("latin-1"), GOOD_DEV,
+     "train.tsv: line 5004: not UTF-8 text"),
+    (GOOD_TRAIN, "sentence\tlabel\ngreat\t1\ncaf\xe9\t0\n".encode("latin-1"), "dev.tsv: line 3: not UTF-8 text"),
 ])
-def test_bad_labels_and_files_are_one_line(train: str | bytes, dev: str, message: str, tmp_path: Path,
+def test_bad_labels_and_files_are_one_line(train: str | bytes, dev: str | bytes, message: str, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     data = folder(tmp_path, train, dev)
     out = tmp_path / "run"
@@ -67,3 +71,14 @@ def test_a_sequence_length_the_model_cannot_take_is_refused(tmp_path: Path, tiny
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert "--max-length 100000 is more than" in err and "(128 positions)" in err
+
+
+def test_a_file_given_as_data_dir_is_named_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = folder(tmp_path) / "SST-2" / "train.tsv"
+    out = tmp_path / "run"
+    assert main(["search", "--task", "sst2", "--data-dir", str(train), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"autopeft: error: data directory {train} is a file, not a folder; pass --data-dir (or set "
+                   f"AUTOPEFT_DATA_DIR) to the folder in GLUE layout that holds SST-2/train.tsv, or to the SST-2 "
+                   f"folder itself"]
+    assert not out.exists()

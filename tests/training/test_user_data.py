@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from autopeft.errors import TaskError, UsageError
-from autopeft.training.data import DataSource, check_splits, load_split, resolve_source, resolve_task
+from autopeft.training.data import (
+    DataSource,
+    check_splits,
+    load_split,
+    resolve_source,
+    resolve_task,
+    resolve_task_report,
+)
 from autopeft.training.tasks import DatasetTask, compute_metrics, get_task
 from autopeft.training.user_data import DataOptions, held_out_rows, prepare
 
@@ -192,3 +199,133 @@ def test_glue_names_resolve_as_before_and_refuse_dataset_options() -> None:
         resolve_task("sst2", DataOptions(text_column="body"), 0)
     with pytest.raises(TaskError, match=r"unknown task 'imdb'; known tasks: sst2, cola"):
         resolve_task("imdb", DataOptions(), 0)
+
+
+# --- warnings and line numbers ----------------------------------------------------------------------------------
+
+
+def suspicious(path: Path) -> tuple[Path, str, str]:
+    """`path` with 30 good reviews, one whose text spans two lines (quoted; a JSON string holds it escaped), a blank
+    line (JSONL), a row with an empty text and a row labelled 'goood'; where the last two are, as the message must say
+    it: "line N" (an editor's, the header counted) for CSV, TSV and JSONL, "row N" for Parquet. The lines are found
+    in the text written, not computed the way the reader computes them."""
+    records = [{"text": f"review {i}", "label": ("good", "bad")[i % 2]} for i in range(30)]
+    records += [{"text": "two\nlines", "label": "bad"}, {"text": "", "label": "good"},
+                {"text": "typo", "label": "goood"}, {"text": "last", "label": "bad"}]
+    if path.suffix == ".parquet":
+        write(path, records)
+        return path, "row 32", "row 33"  # rows, 1-based: no header, no lines
+    if path.suffix == ".jsonl":
+        body = [json.dumps(r) for r in records]
+        body.insert(10, "")  # a blank line counts as a line, but is no row
+        empty, typo = json.dumps(records[31]), json.dumps(records[32])
+    else:
+        sep = "\t" if path.suffix == ".tsv" else ","
+        body = ["text" + sep + "label"] + [f'"{r["text"]}"{sep}{r["label"]}' if "\n" in r["text"] else
+                                           f'{r["text"]}{sep}{r["label"]}' for r in records]
+        empty, typo = sep + "good", "typo" + sep + "goood"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").split("\n")
+    return path, f"line {lines.index(empty) + 1}", f"line {lines.index(typo) + 1}"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_empty_texts_rare_classes_and_few_evaluation_rows_are_warned_of_with_their_lines(suffix: str,
+                                                                                        tmp_path: Path) -> None:
+    data, empty, typo = suspicious(tmp_path / f"reviews{suffix}")
+    report = resolve_task_report(str(data), DataOptions(eval_fraction=0.2), seed=0)
+    assert report.task.num_labels == 3  # warned of, not refused: the search runs as it did
+    where = str(data.resolve())
+    assert report.warnings == (
+        f"warning: {where}: 1 row with no text in column 'text' ({empty}), used as an empty text; fill it in or "
+        f"delete it",
+        f"warning: {where}: in column 'label', class 'goood' has 1 row ({typo}): fewer than 5 rows is often a "
+        f"mistyped label, and too few to learn a class from",
+        f"warning: {where}: 7 evaluation rows: one row moves accuracy by 0.14, so configurations closer than that "
+        f"look alike; hold out more with a larger --eval-fraction than 0.2 (at least 100 rows)",
+    )
+
+
+@pytest.mark.timeout(30)
+def test_a_ten_row_file_says_what_one_of_its_two_evaluation_rows_is_worth(tmp_path: Path) -> None:
+    data = write(tmp_path / "ten.csv", [{"text": f"t{i}", "label": ("pos", "neg")[i % 2]} for i in range(10)])
+    (warning,) = resolve_task_report(str(data), DataOptions(eval_fraction=0.2), seed=0).warnings
+    assert "ten.csv: 2 evaluation rows: one row moves accuracy by 0.5," in warning
+
+
+@pytest.mark.timeout(30)
+def test_many_empty_texts_and_rare_classes_show_the_first_few_and_the_count(tmp_path: Path) -> None:
+    # Lines 2..401 are the rows 0..399; rows 0, 10, ..., 60 are empty; eight classes of 1 to 4 rows.
+    records = [{"text": "" if i % 10 == 0 and i <= 60 else f"r{i}", "label": ("a", "b")[i % 2]} for i in range(400)]
+    for n, name in enumerate("cdefghij"):
+        for k in range(n % 4 + 1):
+            records[100 + 10 * n + k]["label"] = name
+    data = write(tmp_path / "many.csv", records)
+    warnings = resolve_task_report(str(data), DataOptions(eval_fraction=0.25), seed=0).warnings
+    assert len(warnings) == 2  # 100 evaluation rows: enough
+    assert "7 rows with no text in column 'text' (lines 2, 12, 22, 32, 42, ...)" in warnings[0]
+    # The rarest first (a typo is the likeliest there), five named and the count of the others.
+    assert "in column 'label', classes 'c' has 1 row (line 102), 'g' has 1 row (line 142), 'd' has 2 rows (lines " \
+           "112, 113), 'h' has 2 rows (lines 152, 153), 'e' has 3 rows (lines 122, 123, 124), and 3 more classes: " \
+           "fewer than 5 rows" in warnings[1]
+
+
+@pytest.mark.timeout(30)
+def test_sound_data_has_no_warning_and_small_splits_say_how_to_grow(tmp_path: Path) -> None:
+    assert resolve_task_report(str(write(tmp_path / "big.csv", rows(400))), DataOptions(eval_fraction=0.25),
+                               seed=0).warnings == ()
+    assert resolve_task_report("sst2", DataOptions(), seed=0).warnings == ()  # a GLUE task's data is read later
+    write(tmp_path / "split" / "train.csv", rows(30))
+    write(tmp_path / "split" / "validation.csv", rows(6))
+    assert resolve_task_report(str(tmp_path / "split"), DataOptions(), seed=0).warnings == (
+        f"warning: {tmp_path / 'split' / 'validation.csv'}: 6 evaluation rows: one row moves accuracy by 0.17, so "
+        f"configurations closer than that look alike; add rows to it (at least 100 rows)",)
+    scores = write(tmp_path / "scores.csv", [{"text": f"t{i}", "label": i / 7} for i in range(30)])
+    (warning,) = resolve_task_report(str(scores), DataOptions(eval_fraction=0.2), seed=0).warnings
+    assert "scores.csv: 6 evaluation rows: too few for pearson to tell configurations apart" in warning
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_errors_name_the_line_an_editor_shows(suffix: str, tmp_path: Path) -> None:
+    data, empty, _ = suspicious(tmp_path / "split" / f"train{suffix}")
+    validation = write(tmp_path / "split" / "validation.csv", [{"text": "two\nlines", "label": "good"},
+                                                                {"text": "x", "label": "maybe"}])
+    line = validation.read_text(encoding="utf-8").splitlines().index("x,maybe") + 1
+    assert line == 4  # the header, then a row of two lines
+    with pytest.raises(TaskError, match=r"validation.csv: line 4: label 'maybe' never occurs in the training split"):
+        prepare(str(tmp_path / "split"), DataOptions(), seed=0)
+    # The row with the empty text loses its label too: the error points at it.
+    text = data.read_bytes()
+    if suffix == ".parquet":
+        import pandas as pd
+
+        frame = pd.read_parquet(data)
+        frame.loc[31, "label"] = None
+        frame.to_parquet(data)
+    elif suffix == ".jsonl":
+        data.write_bytes(text.replace(b'{"text": "", "label": "good"}', b'{"text": ""}'))
+    else:
+        sep = b"\t" if suffix == ".tsv" else b","
+        data.write_bytes(text.replace(b"\n" + sep + b"good\n", b"\n" + sep + b"\n"))
+    with pytest.raises(TaskError, match=rf"train{suffix}: {empty}: no label in column 'label'"):
+        prepare(str(tmp_path / "split"), DataOptions(), seed=0)
+
+
+@pytest.mark.timeout(30)
+def test_a_file_given_for_a_folder_says_so(tmp_path: Path) -> None:
+    write(tmp_path / "a" / "train.csv", rows())
+    write(tmp_path / "a" / "validation.csv", rows(9))
+    task = prepare(str(tmp_path / "a"), DataOptions(), seed=0)
+    with pytest.raises(TaskError, match=r"--data-dir \S+train.csv is a file; give the folder that holds train.csv "
+                                        r"and validation.csv now"):
+        resolve_source(task, str(tmp_path / "a" / "train.csv"))
+    with pytest.raises(TaskError, match=r"--data-dir \S+nowhere does not exist; give the folder that holds"):
+        resolve_source(task, str(tmp_path / "nowhere"))
+    one = prepare(str(write(tmp_path / "b" / "reviews.csv", rows())), DataOptions(eval_fraction=0.25), seed=0)
+    (tmp_path / "b" / "reviews.csv").unlink()
+    (tmp_path / "b" / "reviews.csv").mkdir()
+    with pytest.raises(TaskError, match=r"reviews.csv is a folder, not the data file the search read"):
+        resolve_source(one, None)
