@@ -1,12 +1,24 @@
 """autopeft: multi-objective search over parameter-efficient fine-tuning configurations.
 
 The Python API (`autopeft.api`), importable from here: `search`, `load_run`, `train`, `baselines`,
-`write_dashboard`, and the `Run` they return. Importing the package is cheap; the heavy libraries load when a
-function needs them.
+`write_dashboard`, and the `Run` they return; and the errors they raise on purpose (`AutopeftError` and its kinds,
+from `autopeft.errors`). Importing the package is cheap; the heavy libraries load when a function needs them.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from autopeft.errors import (  # plain classes, no imports of their own: cheap to have here
+    AutopeftError,
+    ExportError,
+    ModelError,
+    RunDirError,
+    ServiceError,
+    SpecError,
+    TaskError,
+    TrialFailed,
+    UsageError,
+    WriteError,
+)
 from autopeft.version import __version__
 
 _API = ("Run", "SearchInterrupted", "SearchProgress", "baselines", "load_run", "search", "train", "write_dashboard")
@@ -46,4 +58,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'autopeft' has no attribute {name!r}")
 
 
-__all__ = [*_API, "__version__"]
+__all__ = [*_API, "AutopeftError", "ExportError", "ModelError", "RunDirError", "ServiceError", "SpecError",
+           "TaskError", "TrialFailed", "UsageError", "WriteError", "__version__"]

@@ -145,19 +145,31 @@ class Client:
                max_params: int | None = None, max_memory: str | None = None, force: bool = False) -> Path:
         """The chosen trial's ready-to-use peft folder, unzipped into `out`; the folder."""
         target = Path(out)
-        if target.exists() and any(target.iterdir()) and not force:
-            raise UsageError(f"{target} exists and is not empty; choose another folder, or force=True")
+        taken = occupied(target)
+        if taken and not force:
+            raise UsageError(f"{target} {taken}; choose another folder, or pass force=True to replace it")
         with self._open("GET", self._path(search_id) + "/export", query=dict(
                 trial=trial, pick=pick, max_params=max_params, max_memory=max_memory), timeout=600) as answer:
             archive = zipfile.ZipFile(io.BytesIO(answer.read()))
-        if target.exists():
+        if target.is_dir():
             shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
         target.mkdir(parents=True)
         for member in archive.namelist():  # the service writes plain relative names; refuse any other
             if member.startswith("/") or ".." in Path(member).parts:
                 raise ServiceError(f"the export holds an unsafe path {member!r}")
         archive.extractall(target)
         return target
+
+
+def occupied(folder: Path) -> str | None:
+    """What an export written to `folder` would replace, as a message says it ("is a file", "exists and is not
+    empty"); None when nothing. The caller names its own way to allow that: `force=True` here, `--force` in the
+    command."""
+    if folder.is_dir():
+        return "exists and is not empty" if any(folder.iterdir()) else None
+    return "is a file" if folder.exists() else None
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:

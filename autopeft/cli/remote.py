@@ -23,12 +23,14 @@ def _line(status: dict[str, Any]) -> str:
 
 
 def submit(args: argparse.Namespace) -> int:
+    from autopeft.cli.options import search_options
     from autopeft.errors import UsageError
-    from autopeft.service.requests import OPTION_TYPES  # the options a submission carries, named as the service's
 
-    options = {k: getattr(args, k) for k in OPTION_TYPES if getattr(args, k, None) is not None}
+    options = search_options(args).for_service()
     space = Path(options.get("space", "default"))
     if space.suffix in (".yaml", ".yml"):  # a file here: the service reads no files, so send its text
+        if space.is_dir():
+            raise UsageError(f"--space {space} is a folder; give a YAML file, or a shipped space's name")
         if not space.is_file():
             raise UsageError(f"--space {space}: no such file")
         options["space"] = space.read_text(encoding="utf-8")
@@ -61,6 +63,12 @@ def stop(args: argparse.Namespace) -> int:
 
 
 def fetch_export(args: argparse.Namespace) -> int:
+    from autopeft.client import occupied
+    from autopeft.errors import UsageError
+
+    taken = occupied(Path(args.out))
+    if taken and not args.force:  # said here, in the command's words: the client's own check says force=True
+        raise UsageError(f"--out {args.out} {taken}; choose another --out, or pass --force to replace it")
     folder = _client(args).export(args.id, args.out, trial=args.trial, pick=args.pick, max_params=args.max_params,
                                   max_memory=args.max_memory, force=args.force)
     print(f"wrote {folder} (load it with peft.PeftConfig.from_pretrained; README.md inside says how)")

@@ -161,6 +161,10 @@ class RunDir:
         while it started may have written its settings and space but no study yet: it can still be resumed
         (`need_study=False`), though there is nothing to read from it."""
         run = cls(path)
+        if path.is_file():
+            in_a_run = (path.parent / run.settings_file.name).is_file()
+            hint = f"give its folder, {path.parent}" if in_a_run else "give the folder a search wrote"
+            raise RunDirError(f"{path} is a file, not a run directory; {hint}")
         if not path.is_dir():
             raise RunDirError(f"run directory {path} does not exist; give the folder a search wrote "
                               f"(printed at its end, by default under runs/)")

@@ -76,17 +76,30 @@ class ShippedFiles:
     def resolve(self, name_or_file: str) -> Path:
         """A shipped file's name (`default`) or a path to a YAML file."""
         given = Path(name_or_file)
-        if given.suffix in (".yaml", ".yml") or given.exists():
-            if not given.is_file():
-                raise SpecError(f"{self.file_kind} {name_or_file} does not exist; give a YAML file or one of the "
-                                f"shipped {self.plural}: {', '.join(self.names())}")
+        if given.is_file():
             return given
         shipped = resources.files("autopeft.search_spaces").joinpath(*filter(None, [self.folder]),
                                                                       f"{name_or_file}.yaml")
+        if given.is_dir() and not shipped.is_file():  # a folder named as a shipped file does not hide it
+            inside = _yaml_files(given)
+            in_it = f" in it ({', '.join(inside)})" if inside else ""
+            raise SpecError(f"{self.file_kind} {name_or_file} is a folder; give a YAML file{in_it} or one of the "
+                            f"shipped {self.plural}: {', '.join(self.names())}")
+        if given.suffix in (".yaml", ".yml"):
+            raise SpecError(f"{self.file_kind} {name_or_file} does not exist; give a YAML file or one of the "
+                            f"shipped {self.plural}: {', '.join(self.names())}")
         if not shipped.is_file():
             raise SpecError(f"unknown {self.kind} {name_or_file!r}; use one of the shipped {self.plural} "
                             f"({', '.join(self.names())}) or a path to a YAML file")
         return Path(str(shipped))
+
+
+def _yaml_files(folder: Path, most: int = 8) -> list[str]:
+    """The first YAML files in a folder, by name, to suggest one; none when it cannot be listed."""
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))[:most]
+    except OSError:
+        return []
 
 
 def read_text(path: Path) -> str:

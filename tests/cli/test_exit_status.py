@@ -49,3 +49,78 @@ def test_an_interrupt_caught_after_exec_code_still_ends_with_130(tmp_path: Path)
 def test_other_statuses_pass_through_unchanged(status: int, tmp_path: Path) -> None:
     code = f"import autopeft.cli.main as cli\ncli.main = lambda argv=None: {status}\ncli.run()\n"
     assert run_module(code, tmp_path).returncode == status
+
+
+# --- a wrong kind of path is named for what it is, in the caller's words ---------------------------------------
+
+
+def one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    from autopeft.cli.main import main
+
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line
+
+
+def test_a_folder_given_as_space_is_named_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "mine.yaml").write_text("method: lora\n")
+    # `space show SPACE` reads it as `search --space SPACE` does (search first checks much else, for seconds).
+    line = one_error_line(["space", "show", str(tmp_path / "spaces")], capsys)
+    assert line.startswith(f"autopeft: error: search-space file {tmp_path / 'spaces'} is a folder; give a YAML file in "
+                           f"it (mine.yaml) or one of the shipped spaces: default, "), line
+    # A folder that happens to be named as a shipped space does not hide it.
+    from autopeft.space.spec import SPACES
+
+    (tmp_path / "small").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert SPACES.resolve("small").name == "small.yaml" and SPACES.resolve("small").is_file()
+
+
+def test_a_file_given_as_a_run_is_named_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "settings.json").write_text("{}")
+    (run / "results.csv").write_text("trial\n")
+    assert one_error_line(["export", str(run / "results.csv"), "--out", str(tmp_path / "out")], capsys) == \
+        f"autopeft: error: {run / 'results.csv'} is a file, not a run directory; give its folder, {run}"
+    (tmp_path / "notes.txt").write_text("")
+    assert one_error_line(["export", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out")], capsys) == \
+        f"autopeft: error: {tmp_path / 'notes.txt'} is a file, not a run directory; give the folder a search wrote"
+
+
+def test_fetch_export_names_the_option_that_replaces_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autopeft.client import Client
+    from autopeft.errors import UsageError
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "adapter_config.json").write_text("{}")
+    server = ["--server", "http://127.0.0.1:9", "--token", "t"]  # never reached: the folder is refused first
+    assert one_error_line(["fetch-export", "s1", "--out", str(taken), *server], capsys) == \
+        f"autopeft: error: --out {taken} exists and is not empty; choose another --out, or pass --force to replace it"
+    file = tmp_path / "file"
+    file.write_text("")
+    assert one_error_line(["fetch-export", "s1", "--out", str(file), *server], capsys) == \
+        f"autopeft: error: --out {file} is a file; choose another --out, or pass --force to replace it"
+    # The Python client says its own keyword.
+    with pytest.raises(UsageError) as refused:
+        Client("http://127.0.0.1:9", "t").export("s1", taken)
+    assert str(refused.value) == f"{taken} exists and is not empty; choose another folder, or pass force=True to " \
+                                 f"replace it"
+
+
+def test_the_error_hierarchy_is_importable_from_the_package() -> None:
+    import autopeft
+    import autopeft.errors
+
+    kinds = [v for v in vars(autopeft.errors).values()
+             if isinstance(v, type) and issubclass(v, autopeft.errors.AutopeftError)]
+    assert len(kinds) >= 10
+    for kind in kinds:
+        assert getattr(autopeft, kind.__name__) is kind and kind.__name__ in autopeft.__all__
+    # Importing the package stays light: the errors are plain classes (tests/cli/test_startup.py checks the rest).
+    code = "import sys, autopeft; autopeft.AutopeftError; print(sorted({'torch', 'optuna'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
