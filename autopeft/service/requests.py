@@ -139,8 +139,9 @@ def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) 
         try:
             trials = check_search(**given, out=str(scratch / "run"), ray_address=ray_address)
         except AutopeftError as exc:  # the scratch folder means nothing to the client
-            message = str(exc).replace(str(scratch / "space.yaml"), "the inline space").replace(str(scratch), "")
-            raise type(exc)(message) from None
+            # The same error with its text changed (its class may take other arguments than a message).
+            exc.args = (str(exc).replace(str(scratch / "space.yaml"), "the inline space").replace(str(scratch), ""),)
+            raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return options, trials
