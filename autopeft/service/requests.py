@@ -1,5 +1,5 @@
-"""A submitted search's options: checked field by field, confined to the folders the service may read, then
-checked whole by the same code as `autopeft search` (`autopeft.api.check_search`).
+"""A submitted search's options: checked field by field, its names resolved inside the folders the service may
+read (`Folders.resolved`), then checked whole by the same code as `autopeft search` (`autopeft.api.check_search`).
 
 Options are named as `autopeft search`'s long options with underscores. The service chooses where a search is
 written (its runs directory), so `out` and `resume` are not options; `ray_address` is the service's.
@@ -7,6 +7,8 @@ written (its runs directory), so `out` and `resume` are not options; `ray_addres
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shutil
 import tempfile
@@ -28,8 +30,22 @@ OPTION_TYPES: dict[str, type] = {
 }
 EXECUTION_OPTIONS = ("executor", "workers", "cpus_per_trial", "gpus_per_trial")  # may change on a resume
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
-_NAME = re.compile(r"[\w.-]+")  # a GLUE task, a model alias or a shipped space: no folder in it
+DEFAULT_SPACE = "default"  # `autopeft search`'s own default
+# How deep into a named folder downstream code opens files, links followed: a GLUE data_dir's task folders' files
+# (DIR/SST-2/train.tsv); a dataset folder's and a model folder's own files are one level down.
+LINK_DEPTH = 2
+# The one line for a name the service does not read, by option; `where` says which folders it reads.
+_NOT_FOUND = {
+    "task": "unknown task {name}: not a GLUE task ({glue}) nor a data file or folder found {where}",
+    "model": "unknown model {name}: not one autopeft ships ({packaged}) nor a model folder or .gguf file found "
+             "{where}",
+    "data_dir": "data_dir {name} is not found {where}",
+}
+
+
+def _no_name(value: str) -> bool:
+    """A data_dir is always a path: no name of the package's means a folder."""
+    return False
 
 
 def check_id(value: Any, what: str = "id") -> str:
@@ -49,28 +65,85 @@ class Folders:
     def search_dir(self, owner: str, search_id: str) -> Path:
         return self.runs_dir / owner / search_id
 
-    def confined(self, value: str, option: str, must_exist: bool) -> str:
-        """A path option as an absolute path inside a data root (relative ones are taken from the roots); a name
-        that is not a path (a GLUE task, a hub id, a model alias) as it is."""
-        path = Path(value)
-        looks_like_name = not must_exist and not path.is_absolute() and ".." not in path.parts and (
-            _NAME.fullmatch(value) or _HUB_ID.fullmatch(value))
-        tried = [path] if path.is_absolute() else [root / path for root in self.data_roots]
-        for candidate in tried:
-            if candidate.exists():
-                real = candidate.resolve()
-                if any(real.is_relative_to(root.resolve()) for root in self.data_roots):
-                    return str(real)
-                break
-        else:
-            if looks_like_name:
-                return value
-            if not self.data_roots:
-                raise UsageError(f"{option} {value!r}: this service reads no folders (start it with --data-root DIR)")
-            raise UsageError(f"{option} {value!r} is not found under the folders this service reads "
-                             f"({', '.join(map(str, self.data_roots))}); give a path relative to one of them")
-        raise UsageError(f"{option} {value!r} is outside the folders this service reads "
-                         f"({', '.join(map(str, self.data_roots)) or 'none'}); give a path inside one of them")
+    def resolved(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options with every name in them (`task`, `data_dir`, `model`, `space`) in a form that code downstream
+        (this process's `check_search`, the driver) cannot take for anything outside the data roots.
+
+        A name passes on as it is only where the package resolves it itself, never looking on disk for it: a GLUE
+        task, a model autopeft ships (the embedded MiniLM, SmolLM2), a shipped space or an inline one (both handed
+        on as files by `space_file`). Any other name is a path, for `path`.
+
+        Hugging Face hub ids are not passed on: `transformers` and `datasets` look an `owner/name` up in the working
+        folder before the hub, and the check runs in a thread of this process, whose working folder it cannot
+        change, so a hub id would read whatever the service's working folder holds under that name. A hub model or
+        dataset is used by downloading it into a data root (as ROOT/owner/name, the same name then finds it). The
+        space is checked first: a space that is not the service's own is refused before anything is read."""
+        from autopeft.adapters.models import is_packaged_model
+        from autopeft.training.tasks import is_glue_name
+
+        if "space" in options:
+            check_space(options["space"])
+        out = dict(options)
+        for option, is_packaged in (("task", is_glue_name), ("data_dir", _no_name), ("model", is_packaged_model)):
+            if option in options and not is_packaged(options[option]):
+                out[option] = self.path(options[option], option)
+        return out
+
+    def path(self, value: str, option: str) -> str:
+        """The service's one path resolver: `value` taken relative to each data root in turn (an absolute path as
+        it is), as the absolute real path (links followed, `..` applied) of what exists there and lies inside a
+        root, a folder with all it holds to `LINK_DEPTH` levels. Anything else, whether it exists elsewhere or
+        nowhere, is the same one line naming only `value`: nothing of what lies outside the roots is told."""
+        for root in self.data_roots:
+            real = self._reached(root / value)
+            if real is not None:
+                return str(real)
+        raise UsageError(self._not_found(value, option))
+
+    def _reached(self, candidate: Path) -> Path | None:
+        try:
+            real = candidate.resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):  # missing, a loop of links, a name with a NUL byte in it
+            return None
+        if not self._holds(real) or (real.is_dir() and self._links_leave(real, LINK_DEPTH)):
+            return None
+        return real
+
+    def _holds(self, real: Path) -> bool:
+        return any(real.is_relative_to(root) for root in self._real_roots)
+
+    @functools.cached_property
+    def _real_roots(self) -> tuple[Path, ...]:
+        return tuple(root.resolve() for root in self.data_roots)
+
+    def _links_leave(self, folder: Path, depth: int) -> bool:
+        """Whether a link in the folder, or in its subfolders to `depth` levels, leads outside the roots: code
+        downstream opens the files a folder holds, links followed. A link's target is judged where it points,
+        whether or not it exists there, so that the answer tells nothing of what is outside."""
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return False  # a folder the service cannot list: downstream cannot read from it either
+        for entry in entries:
+            if entry.is_symlink():
+                try:
+                    if not self._holds(Path(entry.path).resolve()):
+                        return True
+                except (OSError, RuntimeError):  # a loop of links: nothing downstream can read through it
+                    return True
+            if depth > 1 and entry.is_dir() and self._links_leave(Path(entry.path), depth - 1):
+                return True
+        return False
+
+    def _not_found(self, value: str, option: str) -> str:
+        from autopeft.training.tasks import TASKS
+
+        where = (f"under the folders this service reads ({', '.join(map(str, self.data_roots))}); give a path "
+                 f"relative to one of them (it reads nothing else, through a link or otherwise; a Hugging Face hub "
+                 f"model or dataset is read once downloaded into one)" if self.data_roots else
+                 "here: this service reads no folders (start it with --data-root DIR)")
+        return _NOT_FOUND[option].format(name=repr(value), glue=", ".join(TASKS), packaged="minilm, smollm2",
+                                         where=where)
 
 
 def typed_options(body: Any) -> tuple[str | None, dict[str, Any]]:
@@ -100,25 +173,30 @@ def typed_options(body: Any) -> tuple[str | None, dict[str, Any]]:
     return search_id, options
 
 
-def confined_options(options: dict[str, Any], folders: Folders) -> dict[str, Any]:
-    """The options with every path made absolute and checked to lie inside the data roots."""
-    out = dict(options)
-    out["task"] = folders.confined(options["task"], "task", must_exist=False)
-    if "data_dir" in options:
-        out["data_dir"] = folders.confined(options["data_dir"], "data_dir", must_exist=True)
-    if "model" in options:
-        out["model"] = folders.confined(options["model"], "model", must_exist=False)
-    return out
-
-
 def is_inline_space(space: str) -> bool:
     return "\n" in space or ":" in space
 
 
-def check_space_name(space: str) -> None:
-    if not is_inline_space(space) and not _NAME.fullmatch(space):
-        raise UsageError(f"space {space!r}: give a shipped space's name (e.g. default, lora) or the space's YAML "
+def check_space(space: str) -> None:
+    """A space is a shipped space's name or its YAML inline: any other name is refused before anything is read, in
+    the same line whether or not a file of that name exists anywhere."""
+    from autopeft.space.spec import builtin_space_names
+
+    shipped = builtin_space_names()
+    if not is_inline_space(space) and space not in shipped:
+        raise UsageError(f"space {space!r}: give a shipped space's name ({', '.join(shipped)}) or the space's YAML "
                          f"inline; the service reads no space files")
+
+
+def space_file(space: str | None, inline: Path | None) -> Path:
+    """The space as `autopeft search` gets it from the service: always a file's absolute path, since a bare name is
+    looked up in the working folder first (`ShippedFiles.resolve`). The inline space as the service wrote it, else
+    the shipped space's own file (`space` was checked by `check_space`)."""
+    if inline is not None:
+        return inline
+    from importlib import resources
+
+    return Path(str(resources.files("autopeft.search_spaces").joinpath(f"{space or DEFAULT_SPACE}.yaml")))
 
 
 def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) -> tuple[dict[str, Any], int]:
@@ -126,18 +204,17 @@ def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) 
     will reach; nothing is left written."""
     from autopeft.api import check_search
 
-    options = confined_options(options, folders)
-    space = options.get("space", "default")
-    check_space_name(space)
+    options = folders.resolved(options)
+    space = options.get("space", DEFAULT_SPACE)
     folders.runs_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".checking-", dir=folders.runs_dir))
     try:
-        given = dict(options)
-        if is_inline_space(space):
-            (scratch / "space.yaml").write_text(space, encoding="utf-8")
-            given["space"] = str(scratch / "space.yaml")
+        inline = scratch / "space.yaml" if is_inline_space(space) else None
+        if inline is not None:
+            inline.write_text(space, encoding="utf-8")
         try:
-            trials = check_search(**given, out=str(scratch / "run"), ray_address=ray_address)
+            trials = check_search(**{**options, "space": str(space_file(space, inline))}, out=str(scratch / "run"),
+                                  ray_address=ray_address)
         except AutopeftError as exc:  # the scratch folder means nothing to the client
             # The same error with its text changed (its class may take other arguments than a message).
             exc.args = (str(exc).replace(str(scratch / "space.yaml"), "the inline space").replace(str(scratch), ""),)
@@ -147,18 +224,18 @@ def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) 
     return options, trials
 
 
-def driver_arguments(options: dict[str, Any], run_dir: Path, space_file: Path | None) -> list[str]:
-    """`autopeft search`'s arguments for a new search with these options."""
+def driver_arguments(options: dict[str, Any], run_dir: Path, inline_space: Path | None) -> list[str]:
+    """`autopeft search`'s arguments for a new search with these options (resolved by `Folders.resolved`)."""
     args = []
     for name, value in options.items():
-        if name == "space" and space_file is not None:
-            value = str(space_file)
+        if name == "space":
+            continue  # always given, as a file, below
         flag = "--" + name.replace("_", "-")
         if isinstance(value, list):
             args += [flag, *value]
         else:
             args.append(f"{flag}={value}")
-    return [*args, f"--out={run_dir}"]
+    return [*args, f"--space={space_file(options.get('space'), inline_space)}", f"--out={run_dir}"]
 
 
 def resume_arguments(options: dict[str, Any], run_dir: Path, trials: int) -> list[str]:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from autopeft.errors import UsageError
 from autopeft.service.requests import Folders, driver_arguments, resume_arguments
 from autopeft.service.store import SearchRecord, Store
 
@@ -169,9 +170,14 @@ class Supervisor(threading.Thread):
         if record.resume:
             args = resume_arguments(record.options, run, record.trials)
         else:
+            try:  # resolved again: the store may hold what an older service let through, or other data roots'
+                options = self.folders.resolved(record.options)
+            except UsageError as exc:
+                self.store.update(record, state="failed", ended=time.time(), error=str(exc))
+                log.info("search %s/%s not started: %s", record.owner, record.id, exc)
+                return
             space = folder / SPACE
-            args = driver_arguments({**record.options, "trials": record.trials}, run,
-                                    space if space.is_file() else None)
+            args = driver_arguments({**options, "trials": record.trials}, run, space if space.is_file() else None)
             if self.study_storage:
                 args.append(f"--storage={self.study_storage}")
         if self.ray_address:
@@ -181,7 +187,9 @@ class Supervisor(threading.Thread):
             out.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} start {record.starts + 1}: "
                       f"{' '.join(command[3:])}\n".encode())
             out.flush()
-            # The driver's output goes to the log; its own lines (errors, progress) are what GET .../log shows.
+            # The driver's output goes to the log; its own lines (errors, progress) are what GET .../log shows. Its
+            # working folder is the search's own, which holds only what the service writes: every name it is given
+            # is an absolute path or one the package resolves itself (`Folders.resolved`).
             process = subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL, stdout=out,
                                        stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autopeft.errors import UsageError
-from autopeft.service.requests import Folders, confined_options, driver_arguments, typed_options
+from autopeft.service.requests import Folders, driver_arguments, space_file, typed_options
 from autopeft.service.schema import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from autopeft.service.server import is_loopback
 from autopeft.service.store import Store
@@ -48,15 +48,15 @@ def test_options_are_typed_and_paths_confined(tmp_path: Path) -> None:
                           ({"task": "sst2", "resume": "r"}, "chooses where")):
         with pytest.raises(UsageError, match=message):
             typed_options(body)
-    assert confined_options({"task": "sst2", "data_dir": "SST-2"}, folders)["data_dir"] == str(root / "SST-2")
-    assert confined_options({"task": "owner/dataset:config"}, folders)["task"] == "owner/dataset:config"
-    for bad in ("link", "../secret", str(outside), "link/../secret"):
-        with pytest.raises(UsageError, match="outside the folders"):
-            confined_options({"task": "sst2", "data_dir": bad}, folders)
-    with pytest.raises(UsageError, match="outside the folders"):
-        confined_options({"task": str(outside)}, folders)
+    assert folders.resolved({"task": "sst2", "data_dir": "SST-2"})["data_dir"] == str(root / "SST-2")
+    for bad in ("link", "../secret", str(outside), "link/../secret", "owner/dataset:config"):
+        with pytest.raises(UsageError, match="not found under the folders"):
+            folders.resolved({"task": "sst2", "data_dir": bad})
+    with pytest.raises(UsageError, match="nor a data file or folder found under the folders"):
+        folders.resolved({"task": str(outside)})
     args = driver_arguments({"task": "sst2", "choices": [" no", " yes"], "max_steps": 5}, Path("/r"), None)
-    assert args == ["--task=sst2", "--choices", " no", " yes", "--max-steps=5", "--out=/r"]
+    assert args == ["--task=sst2", "--choices", " no", " yes", "--max-steps=5", f"--space={space_file(None, None)}",
+                    "--out=/r"]
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
 
