@@ -17,33 +17,26 @@ trials in flight are recorded.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import logging
-import math
-import os
 import shlex
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import AutopeftError, UsageError, WriteError
-from autopeft.run.settings import SAMPLERS, SIZE_OBJECTIVES, SearchSettings
+from autopeft.run.settings import SearchSettings
 from autopeft.units import plural
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from autopeft.adapters.fit import FittedSpace
     from autopeft.export.baselines import BaselinesOutcome
     from autopeft.export.workflow import ExportedTrial, TrainedConfiguration
     from autopeft.run.storage import RunDir
-    from autopeft.space.spec import BudgetSpec, SearchSpec
-    from autopeft.training.user_data import DataOptions
 
 log = logging.getLogger(__name__)
 
@@ -135,27 +128,18 @@ def load_run(path: str | Path) -> Run:
     return Run(RunDir.open(Path(path)))
 
 
-def search(task: str | None = None, *, data_dir: str | None = None, model: str | None = None,
-           space: str = "default", sampler: str = "bo", trials: int | None = None, startup_trials: int | None = None,
-           seed: int = 0, max_steps: int | None = None, batch_size: int | None = None, max_length: int | None = None,
-           train_subset: int | None = None, eval_subset: int | None = None, min_steps: int | None = None,
-           eta: int | None = None, step_budget: int | None = None, out: str | Path | None = None,
-           storage: str | None = None,
-           resume: str | Path | None = None, executor: str = "ray", ray_address: str | None = None, workers: int = 1,
-           cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, size_objective: str = "trainable_params",
-           text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
-           eval_fraction: float | None = None, eval_split: str | None = None, metric: str | None = None,
-           task_type: str | None = None, prompt_column: str | None = None, response_column: str | None = None,
-           choices: Sequence[str] | None = None,
-           progress: Callable[[SearchProgress], None] | None = None, messages: Messages = _quiet) -> Run:
+def search(task: str | None = None, *, progress: Callable[[SearchProgress], None] | None = None,
+           messages: Messages = _quiet, **options: Any) -> Run:
     """Run a search (or resume one with `resume=RUN`) until `trials` trials have completed; the run.
 
-    Every input is checked before anything is written. `progress` hears after every trial; `messages` gets the
-    lines the command prints (what runs where, what the model cannot take). `min_steps` turns on successive
-    halving: rungs at min_steps * eta^k up to max_steps (eta 3 unless given), where the best 1/eta of the trials
-    at a rung, by Pareto rank on all objectives, go on and the rest stop. `step_budget` caps the training steps of
-    the whole search (all trials together): no trial starts once they are spent, and `trials` then defaults to as
-    many as the budget could start.
+    The options are `SearchOptions`' fields (`autopeft.run.options`), named as the command's long options
+    (`--max-steps` is `max_steps`); `inspect.signature(autopeft.search)` lists them with their defaults. Every input
+    is checked before anything is written. `progress` hears after every trial; `messages` gets the lines the command
+    prints (what runs where, what the model cannot take). `min_steps` turns on successive halving: rungs at
+    min_steps * eta^k up to max_steps (eta 3 unless given), where the best 1/eta of the trials at a rung, by Pareto
+    rank on all objectives, go on and the rest stop. `step_budget` caps the training steps of the whole search (all
+    trials together): no trial starts once they are spent, and `trials` then defaults to as many as the budget could
+    start.
 
     `storage` (an SQLAlchemy URL: postgresql://USER@HOST/DB or sqlite:///FILE) keeps the study in that database
     instead of the run's own study.db; the run directory records where.
@@ -167,308 +151,53 @@ def search(task: str | None = None, *, data_dir: str | None = None, model: str |
     model as a causal LM on the response tokens, scored by choice-accuracy with `choices` (a verbaliser), else by
     exp(-loss) on the evaluation split.
     """
-    data_options = _checked_data_options(sampler, size_objective, executor, seed, ray_address, cpus_per_trial,
-                                         gpus_per_trial, choices, text_column=text_column,
-                                         text_pair_column=text_pair_column, label_column=label_column,
-                                         eval_fraction=eval_fraction, eval_split=eval_split, metric=metric,
-                                         task_type=task_type, prompt_column=prompt_column,
-                                         response_column=response_column)
-    if resume is not None:
-        fixed = {"task": task, "data_dir": data_dir, "model": model, "max_steps": max_steps, "batch_size": batch_size,
-                 "max_length": max_length, "train_subset": train_subset, "eval_subset": eval_subset, "out": out,
-                 "min_steps": min_steps, "eta": eta, "step_budget": step_budget, "storage": storage,
-                 **dataclasses.asdict(data_options),
-                 "startup_trials": startup_trials,
-                 "size_objective": None if size_objective == "trainable_params" else size_objective}
-        given = [f"--{k.replace('_', '-')}" for k, v in fixed.items() if v is not None]
-        if given:
-            raise UsageError(f"--resume continues a run with its own settings; drop {', '.join(given)} "
-                             f"(only --trials and the execution options can change)")
-    elif task is None:
-        raise UsageError("--task is required (e.g. --task sst2), or --resume RUN to continue a search")
+    from autopeft.engine.plan import plan_new, plan_resumed
+    from autopeft.run.options import SearchOptions
+
+    given = SearchOptions.from_mapping({**options, "task": task})
     # The run's lock is taken before anything in the run is read or written, and held to the end.
     with contextlib.ExitStack() as hold:
-        if resume is not None:
-            run_dir, settings, fitted, layout = _resumed(Path(resume), trials, executor, ray_address, workers,
-                                                         cpus_per_trial, gpus_per_trial, messages, hold)
+        if given.resume is not None:
+            plan = plan_resumed(given, hold)
         else:
-            assert task is not None
-            run_dir, settings, fitted, layout = _new_search(
-                task, data_dir, model, space, sampler, trials, startup_trials, seed,
-                dict(max_steps=max_steps, batch_size=batch_size, max_length=max_length, train_subset=train_subset,
-                     eval_subset=eval_subset, min_steps=min_steps, eta=eta, step_budget=step_budget),
-                out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, messages, hold, size_objective,
-                data_options, storage)
-        if fitted.left_out:
-            messages(f"left out of the space for this model: {fitted.describe()}")
-        _execute(run_dir, settings, fitted.spec, layout, progress)
-    return Run(run_dir)
+            plan = plan_new(given)
+            plan.run.create(plan.settings, plan.space_text, plan.storage)
+            hold.enter_context(plan.run.locked())
+        messages(plan.summary)
+        for line in plan.warnings:  # every check has passed: what the data holds that a user should hear
+            messages(line)
+        if plan.fitted.left_out:
+            messages(f"left out of the space for this model: {plan.fitted.describe()}")
+        _execute(plan.run, plan.settings, plan.fitted.spec, plan.layout, progress)
+    return Run(plan.run)
 
 
 def check_search(task: str, **options: Any) -> int:
     """Make every check that `search(task, **options)` makes before it writes anything, and write nothing: raises
     the `AutopeftError` the search would raise (its message is the command's one line), else returns the trials
-    it would reach. For a new search; the options are `search`'s, less `resume`, `progress` and `messages`."""
-    signature = inspect.signature(search)
-    unknown = sorted(set(options) - set(signature.parameters) | set(options) & {"task", "resume", "progress",
-                                                                                    "messages"})
-    if unknown:
-        raise UsageError(f"unknown search option {unknown[0]!r}")
-    given = signature.bind(task, **options)
-    given.apply_defaults()
-    o = given.arguments
-    data_options = _checked_data_options(
-        o["sampler"], o["size_objective"], o["executor"], o["seed"], o["ray_address"], o["cpus_per_trial"],
-        o["gpus_per_trial"], o["choices"], **{k: o[k] for k in _DATA_OPTION_NAMES})
-    plan = _planned_search(task, o["data_dir"], o["model"], o["space"], o["sampler"], o["trials"],
-                           o["startup_trials"], o["seed"], {k: o[k] for k in _BUDGET_OPTION_NAMES}, o["out"],
-                           o["executor"], o["ray_address"], o["workers"], o["cpus_per_trial"], o["gpus_per_trial"],
-                           o["size_objective"], data_options, o["storage"])
-    return plan.settings.trials
+    it would reach. For a new search; the options are `search`'s, less `resume`."""
+    from autopeft.engine.plan import plan_new
+    from autopeft.run.options import SearchOptions
+
+    if "resume" in options:
+        raise UsageError("check_search checks a new search; it takes no 'resume'")
+    return plan_new(SearchOptions.from_mapping({**options, "task": task})).settings.trials
 
 
-_DATA_OPTION_NAMES = ("text_column", "text_pair_column", "label_column", "eval_fraction", "eval_split", "metric",
-                      "task_type", "prompt_column", "response_column")
-_BUDGET_OPTION_NAMES = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta",
-                        "step_budget")
+def _search_signature() -> inspect.Signature:
+    """`search`'s signature with every option as a keyword, for `help()`, IDEs and `inspect`."""
+    from autopeft.run.options import OPTIONS
+
+    params = [inspect.Parameter("task", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                annotation="str | None")]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=str(f.type))
+               for name, f in OPTIONS.items() if name != "task"]
+    params += [inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=None),
+               inspect.Parameter("messages", inspect.Parameter.KEYWORD_ONLY, default=_quiet)]
+    return inspect.Signature(params, return_annotation="Run")
 
 
-def _checked_data_options(sampler: str, size_objective: str, executor: str, seed: int, ray_address: str | None,
-                          cpus_per_trial: float | None, gpus_per_trial: float, choices: Sequence[str] | None,
-                          **columns: Any) -> DataOptions:
-    """The checks of a search's options that need neither data nor model; how to read the task's data."""
-    if sampler not in SAMPLERS:
-        raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    if size_objective not in SIZE_OBJECTIVES:
-        raise UsageError(f"unknown size objective {size_objective!r}; choose from {', '.join(SIZE_OBJECTIVES)}")
-    if executor not in ("ray", "local"):
-        raise UsageError(f"unknown executor {executor!r}; choose ray or local")
-    _check_resources(seed, executor, ray_address, cpus_per_trial, gpus_per_trial)
-    return _data_options(choices, **columns)
-
-
-def _data_options(choices: Sequence[str] | None, **columns: Any) -> DataOptions:
-    """How to read your own data, as `search` and `train` take it."""
-    if isinstance(choices, str):  # tuple("neg,pos") would be its characters
-        raise UsageError(f"choices is a list of strings, one per class (e.g. [' negative', ' positive']), got "
-                         f"{choices!r}")
-    from autopeft.training.user_data import DataOptions
-
-    return DataOptions(**columns, choices=None if choices is None else tuple(choices))
-
-
-def _check_training(spec: SearchSpec, budget: BudgetSpec, executor: str, gpus_per_trial: float) -> None:
-    """The space's training section against the budget as the options left it, and quantised weights against the
-    trials' devices: a local trial has CUDA when this machine does, a Ray trial when it is given a GPU."""
-    from autopeft.adapters.quantize import check_quantize
-    from autopeft.space.spec import check_training
-
-    check_training(spec.training, budget, spec.source)
-    if spec.training.quantize is not None:
-        import torch
-
-        cuda = torch.cuda.is_available() if executor == "local" else gpus_per_trial > 0
-        check_quantize(map(str, spec.training.values_of("quantize")), cuda, f"{spec.source}: training.quantize")
-
-
-@dataclass(frozen=True)
-class _PlannedSearch:
-    """A new search, checked and ready to be written: nothing of it exists on disk yet."""
-
-    run: RunDir
-    settings: SearchSettings
-    fitted: FittedSpace
-    layout: Any
-    summary: str  # what is searched where, in one line
-    storage: str | None  # the study's database, when not the run's study.db
-
-
-def _new_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str, trials: int | None,
-                startup_trials: int | None, seed: int, budget_options: dict[str, int | None], out: str | Path | None,
-                executor: str, ray_address: str | None, workers: int, cpus_per_trial: float | None,
-                gpus_per_trial: float, messages: Messages, hold: contextlib.ExitStack,
-                size_objective: str, data_options: DataOptions,
-                storage: str | None) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
-    from autopeft.space.spec import resolve_space_path
-
-    plan = _planned_search(task_name, data_dir, model, space, sampler, trials, startup_trials, seed, budget_options,
-                           out, executor, ray_address, workers, cpus_per_trial, gpus_per_trial, size_objective,
-                           data_options, storage)
-    plan.run.create(plan.settings, resolve_space_path(space).read_text(encoding="utf-8"), plan.storage)
-    hold.enter_context(plan.run.locked())
-    messages(plan.summary)
-    return plan.run, plan.settings, plan.fitted, plan.layout
-
-
-def _planned_search(task_name: str, data_dir: str | None, model: str | None, space: str, sampler: str,
-                    trials: int | None,
-                    startup_trials: int | None, seed: int, budget_options: dict[str, int | None],
-                    out: str | Path | None, executor: str, ray_address: str | None, workers: int,
-                    cpus_per_trial: float | None, gpus_per_trial: float, size_objective: str,
-                    data_options: DataOptions, storage: str | None) -> _PlannedSearch:
-    """Every check of a new search (options, data, model, space), before anything is written."""
-    from autopeft.adapters.fit import fit_space
-    from autopeft.adapters.models import inspect_model, resolve_model
-    from autopeft.engine.samplers import default_startup_trials
-    from autopeft.hub import use_offline_mode_unless_reachable
-    from autopeft.run.storage import RunDir
-    from autopeft.space.spec import load_spec
-    from autopeft.training.data import (
-        DATA_DIR_ENV,
-        check_data_dir_fits,
-        check_splits,
-        resolve_source,
-        resolve_task,
-    )
-    from autopeft.training.tasks import DatasetTask, is_glue_name
-
-    _check_counts(trials=trials, startup_trials=startup_trials, workers=workers, **budget_options)
-    glue = is_glue_name(task_name)
-    # A GLUE name is the registry's task; your own data is read whole and checked here, so that bad data is one line
-    # before anything else (a hub dataset checks whether the hub can be reached itself). A name that is neither is
-    # "unknown task" first, whatever else was given.
-    task = resolve_task(task_name, data_options, seed)
-    check_data_dir_fits(task_name, data_dir)
-    spec = load_spec(space)
-    budget = spec.budget.replace(**budget_options)
-    if budget.min_steps is not None:
-        from autopeft.engine.halving import rungs_of
-
-        rungs_of(budget)  # --min-steps below --max-steps, --eta at least 2: one line if not
-    elif budget_options.get("eta") is not None:
-        raise UsageError("--eta sets successive halving's rate and needs --min-steps (or budget.min_steps in the "
-                         "space file)")
-    trials = _trial_count(trials, budget)
-    ref = resolve_model(model)
-    data_dir = (data_dir or os.environ.get(DATA_DIR_ENV) or None) if glue else None
-    if (glue and data_dir is None) or not Path(ref.location).exists():
-        use_offline_mode_unless_reachable()  # fail fast (cached files still load) instead of 30 s of retries
-    if data_dir is not None:
-        resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
-    info = inspect_model(ref, task.num_labels, spec.architecture)
-    _check_length(max((budget.max_length, *map(int, spec.training.values_of("max_length")))), ref)
-    _check_training(spec, budget, executor, gpus_per_trial)
-    fitted = fit_space(spec, info.model_type, info.layout)
-    source = resolve_source(task, data_dir)
-    if source.folder is not None:
-        check_splits(source)  # every row parsed once, before anything is written (a dataset task was, by resolve_task)
-    slug = task.name.replace("/", "-")  # a hub id's owner/name is one folder name
-    path = Path(out) if out else Path("runs") / f"{slug}-{sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDir.check_new(path)
-    if storage is not None:
-        from autopeft.run.storage import check_storage
-
-        check_storage(storage)
-    settings = SearchSettings(
-        task=task.ref, model_name=info.ref.name, model_location=info.ref.location,
-        data_folder=str(source.folder.resolve()) if source.folder else None, space=space, sampler=sampler, seed=seed,
-        trials=trials, startup_trials=startup_trials or default_startup_trials(trials), budget=budget,
-        num_layers=info.num_layers, base_params=info.base_params, executor=executor, workers=workers,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, ray_address=ray_address,
-        size_objective=size_objective)
-    halving = ""
-    if budget.min_steps is not None:
-        from autopeft.engine.halving import rungs_of
-
-        levels = rungs_of(budget).levels  # type: ignore[union-attr]
-        halving = f", stopped early by successive halving at steps {', '.join(map(str, levels[:-1]))}"
-    held_out = ""
-    if isinstance(task, DatasetTask) and task.eval_split is None:
-        held_out = f" ({len(task.eval_rows)} of {task.train_rows} rows held out for evaluation, seed {seed})"
-    summary = (f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
-               f"{source.describe()}{held_out}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}"
-               f"{halving}; run directory {run.path}")
-    return _PlannedSearch(run, settings, fitted, info.layout, summary, storage)
-
-
-def _resumed(path: Path, trials: int | None, executor: str, ray_address: str | None, workers: int,
-             cpus_per_trial: float | None, gpus_per_trial: float, messages: Messages,
-             hold: contextlib.ExitStack) -> tuple[RunDir, SearchSettings, FittedSpace, Any]:
-    from autopeft.adapters.fit import fit_space
-    from autopeft.adapters.models import ModelRef, inspect_model, resolve_model
-    from autopeft.run.storage import RunDir
-    from autopeft.space.spec import parse_spec
-    from autopeft.training.data import check_splits, resolve_source
-    from autopeft.training.tasks import DatasetTask, get_task
-
-    _check_counts(trials=trials, workers=workers)
-    run = RunDir.open(path, need_study=False)
-    hold.enter_context(run.locked())
-    settings = run.settings()
-    changes: dict[str, Any] = {"executor": executor, "workers": workers, "cpus_per_trial": cpus_per_trial,
-                               "gpus_per_trial": gpus_per_trial, "ray_address": ray_address}
-    if trials is not None:
-        changes["trials"] = trials
-    settings = dataclasses.replace(settings, **changes)
-    spec = parse_spec(run.space_file.read_text(encoding="utf-8"), source=str(run.space_file))
-    task = get_task(settings.task)
-    ref = ModelRef(settings.model_name, settings.model_location)
-    if not Path(ref.location).exists():
-        ref = resolve_model(settings.model_name)
-    info = inspect_model(ref, task.num_labels, spec.architecture)
-    fitted = fit_space(spec, info.model_type, info.layout)
-    source = resolve_source(task, settings.data_folder)
-    if isinstance(task, DatasetTask):
-        check_splits(source)  # the same rows as before: a file that changed since would fail every trial
-    settings = dataclasses.replace(settings, model_location=ref.location)
-    messages(f"resuming {run.path} ({plural(settings.trials, 'trial')} to complete)")
-    return run, settings, fitted, info.layout
-
-
-def _check_resources(seed: int, executor: str, ray_address: str | None, cpus_per_trial: float | None,
-                     gpus_per_trial: float) -> None:
-    """What this machine (or, with a cluster, Ray itself) could never give, refused before anything starts."""
-    if not 0 <= seed < 2**32:
-        raise UsageError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
-    for name, value in (("--cpus-per-trial", cpus_per_trial), ("--gpus-per-trial", gpus_per_trial)):
-        if value is not None and (not math.isfinite(value) or value < 0):
-            raise UsageError(f"{name} must be a finite number >= 0, got {value}")
-    if cpus_per_trial is not None and cpus_per_trial == 0:
-        raise UsageError("--cpus-per-trial must be more than 0 (a fraction such as 0.5 shares a core)")
-    if gpus_per_trial and executor == "local":
-        raise UsageError("--gpus-per-trial needs the ray executor, which places trials on GPUs; drop --executor "
-                         "local, or drop --gpus-per-trial (the local executor uses a GPU when there is one)")
-    if ray_address is None:  # a private local Ray: this machine is all there is
-        cores = os.cpu_count() or 1
-        if cpus_per_trial is not None and cpus_per_trial > cores:
-            raise UsageError(f"--cpus-per-trial {cpus_per_trial:g} is more than this machine's {cores} cores; "
-                             f"give at most {cores}, or --ray-address for a cluster")
-        if gpus_per_trial:
-            import torch
-
-            gpus = torch.cuda.device_count()
-            if gpus_per_trial > gpus:
-                raise UsageError(f"--gpus-per-trial {gpus_per_trial:g} is more than this machine's {gpus} GPUs; "
-                                 f"drop it, or give --ray-address for a cluster with GPUs")
-
-
-def _check_length(max_length: int, ref: Any) -> None:
-    """A sequence length the model's position embeddings cannot hold fails every trial: refuse it now."""
-    from autopeft.adapters.models import load_config
-
-    config = load_config(ref)
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    if isinstance(limit, int) and max_length > limit:
-        raise UsageError(f"--max-length {max_length} is more than {ref.name} can take ({limit} positions); "
-                         f"give at most {limit}")
-
-
-def _trial_count(trials: int | None, budget: Any) -> int:
-    """The trials to reach: as given; with a step budget and no count, as many as the budget could start (each
-    trial's first leg: the first rung, or the whole budget); else 24."""
-    first_leg = budget.min_steps or budget.max_steps
-    if budget.step_budget is not None and budget.step_budget < first_leg:
-        raise UsageError(f"--step-budget {budget.step_budget} is less than one trial's first {first_leg} steps; give "
-                         f"at least {first_leg}")
-    if trials is not None:
-        return trials
-    return budget.step_budget // first_leg if budget.step_budget is not None else 24
-
-
-def _check_counts(**counts: int | None) -> None:
-    for name, value in counts.items():
-        if value is not None and value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}")
+search.__signature__ = _search_signature()  # type: ignore[attr-defined]
 
 
 def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
@@ -557,23 +286,18 @@ def _refresh_quietly(run: RunDir, settings: SearchSettings) -> pd.DataFrame | No
 
 def train(config: str | Path, task: str | None = None, *, data_dir: str | None = None, model: str | None = None,
           out: str | Path | None = None, max_steps: int | None = None, seed: int | None = None,
-          threads: int | None = None, force: bool = False, text_column: str | None = None,
-          text_pair_column: str | None = None, label_column: str | None = None, eval_fraction: float | None = None,
-          eval_split: str | None = None, metric: str | None = None, task_type: str | None = None,
-          prompt_column: str | None = None, response_column: str | None = None,
-          choices: Sequence[str] | None = None, messages: Messages = _quiet) -> TrainedConfiguration:
+          threads: int | None = None, force: bool = False, messages: Messages = _quiet,
+          **data_options: Any) -> TrainedConfiguration:
     """Train a configuration written by `Run.export` and save its adapter, as an export with `retrain=True` does;
-    what was written and measured. `task` is a GLUE name or your own data, read as `search` reads it (the column,
-    metric and causal-LM options the same); without it, the data the configuration was searched on (`data_dir`:
-    where a GLUE folder or your own files are now)."""
+    what was written and measured. `task` is a GLUE name or your own data, read as `search` reads it (the same
+    column, metric and causal-LM options: `text_column`, `label_column`, `eval_fraction`, `metric`, `task_type`,
+    `prompt_column`, `choices`, ... as `search` takes them); without it, the data the configuration was searched on
+    (`data_dir`: where a GLUE folder or your own files are now)."""
     from autopeft.export.workflow import train_exported
+    from autopeft.run.options import read_data_options
 
-    options = _data_options(choices, text_column=text_column, text_pair_column=text_pair_column,
-                            label_column=label_column, eval_fraction=eval_fraction, eval_split=eval_split,
-                            metric=metric, task_type=task_type, prompt_column=prompt_column,
-                            response_column=response_column)
-    return train_exported(Path(config), task, options, data_dir=data_dir, model=model, out=out, max_steps=max_steps,
-                          seed=seed, threads=threads, force=force, messages=messages)
+    return train_exported(Path(config), task, read_data_options(data_options), data_dir=data_dir, model=model,
+                          out=out, max_steps=max_steps, seed=seed, threads=threads, force=force, messages=messages)
 
 
 def baselines(run: str | Path | Run, *, file: str = "standard", seeds: int = 3, only: Sequence[str] | None = None,
@@ -599,7 +323,12 @@ def write_dashboard(runs: Sequence[str | Path], html: str | Path | None = None,
     if html is None and png is None:
         raise UsageError("give html=FILE or png=FILE (or serve it: autopeft dashboard RUN)")
     for option, value in (("--html", html), ("--png", png)):
-        if value and not Path(value).resolve().parent.is_dir():
+        if not value:
+            continue
+        folder = Path(value).resolve().parent
+        if folder.is_file():
+            raise UsageError(f"cannot write {option} {value}: {Path(value).parent} is a file, not a folder")
+        if not folder.is_dir():
             raise UsageError(f"cannot write {option} {value}: folder {Path(value).parent} does not exist")
     data = DashboardService(open_runs([str(r) for r in runs])).data()
     written: list[Path] = []

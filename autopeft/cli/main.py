@@ -13,14 +13,15 @@ import contextlib
 import importlib
 import logging
 import logging.handlers
-import math
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from autopeft import limits
 from autopeft.errors import AutopeftError
+from autopeft.limits import Limit
 from autopeft.version import __version__
 
 EXIT_USAGE = 2
@@ -32,138 +33,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+def _whole_number(low: int, high: Limit | None = None) -> Callable[[str], int]:
+    """A whole number in [low, high], read as the search options read theirs (`autopeft.cli.options`)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if high is not None and not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {text}")
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high.high:
+            raise argparse.ArgumentTypeError(f"must be at most {high.high}, got {value} ({high.why})")
         return value
 
     return parse
 
 
 _positive_int = _whole_number(1)
-_seed = _whole_number(0, 2**32 - 1)
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
-
-
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    """How to read your own data (`search`, `submit` and `train` take the same options)."""
-    from autopeft.training.tasks import METRICS, TASK_TYPES
-
-    own = parser.add_argument_group("your own data (--task FILE, FOLDER or HUB_ID)")
-    own.add_argument("--text-column", help="column holding the text (default: text, else sentence)")
-    own.add_argument("--text-pair-column", help="second text column, for sentence pairs (default: none)")
-    own.add_argument("--label-column", help="column holding the label (default: label); strings and whole numbers "
-                     "are classes, other numbers a regression target")
-    own.add_argument("--eval-fraction", type=_fraction, help="hold out this fraction of the training rows for "
-                     "evaluation (seeded by --seed, stratified by class); needed for a single file")
-    own.add_argument("--eval-split", help="a folder's file stem or a hub dataset's split to evaluate on (default: "
-                     "validation, else dev, else test)")
-    own.add_argument("--metric", choices=METRICS, help="the objective (still called accuracy in tables): accuracy "
-                     "(default for classes), f1 (two classes: of the second), macro-f1, mcc, pearson (default for "
-                     "regression) or spearman; pearson and spearman make whole-number labels a regression target")
-    lm = parser.add_argument_group("causal language models (your own data; --task-type causal-lm)")
-    lm.add_argument("--task-type", choices=TASK_TYPES, help="classification: a classifier head on the text (classes or "
-                    "a regression target, as the labels say; the default); causal-lm: the model as a causal LM "
-                    "trained on the response tokens (the default when --prompt-column, --response-column or --choices "
-                    "is given)")
-    lm.add_argument("--prompt-column", help="causal-lm: column holding the prompt (context, not trained on); without "
-                    "it and --response-column, --text-column's text is trained on whole")
-    lm.add_argument("--response-column", help="causal-lm: column holding the response the loss is on (default: "
-                    "response, when --prompt-column is given)")
-    lm.add_argument("--choices", nargs="+", metavar="CHOICE", help="causal-lm: a verbaliser, one choice per class as "
-                    "appended to the prompt (e.g. --choices ' negative' ' positive'); --label-column gives the right "
-                    "one (its index 0 to k-1 or its text); the objective is then choice-accuracy, else exp(-loss)")
-
-
-def _add_search_options(parser: argparse.ArgumentParser, remote: bool) -> None:
-    """`autopeft search`'s options; `remote`: as `autopeft submit` sends them to a service, which chooses where
-    the run is written and which Ray runs it."""
-    from autopeft.run.settings import SAMPLERS
-    from autopeft.training.tasks import TASKS
-
-    parser.add_argument("--task", help=f"task to tune for: {', '.join(TASKS)}, or your own data: a .csv, .tsv, .jsonl "
-                   "or .parquet file, a folder with train.* and validation.*/dev.*/test.* files, or a Hugging Face "
-                   "dataset id (owner/name[:config]) (required unless --resume)")
-    parser.add_argument("--data-dir", help="folder in GLUE layout (DIR/SST-2/train.tsv, dev.tsv); default: "
-                   "$AUTOPEFT_DATA_DIR, else the Hugging Face hub")
-    parser.add_argument("--model", help="Hugging Face model id or local folder (default: the embedded "
-                   "sentence-transformers/all-MiniLM-L6-v2)")
-    parser.add_argument("--space", default="default", help="search space: a shipped name or a YAML file (default: "
-                        "default)")
-    parser.add_argument("--trials", type=_positive_int, help="completed trials to reach (default 24); failed trials "
-                   "are recorded and replaced")
-    parser.add_argument("--sampler", choices=SAMPLERS, default="bo",
-                   help="bo: Bayesian (GP, log EHVI) after start-up trials that draw every method and every other "
-                   "choice before repeating one (default); random, tpe, nsga2")
-    parser.add_argument("--size-objective", choices=("trainable_params", "adapter_params"), default="trainable_params",
-                   help="what the size objective counts: the entries the optimiser updates (default), or the "
-                   "entries of the saved adapter a user ships (VeRA's shared projections, AdaLoRA after rank "
-                   "allocation)")
-    parser.add_argument("--startup-trials", type=_positive_int, help="start-up trials before the sampler's model "
-                   "takes over (default: a quarter of --trials, 4 to 10)")
-    parser.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the sampler and of every trial's training (default 0)")
-    b = parser.add_argument_group("budget per trial (overrides the space's budget section)")
-    b.add_argument("--max-steps", type=_positive_int, help="training steps (space default: 200)")
-    b.add_argument("--batch-size", type=_positive_int, help="training batch size (space default: 32)")
-    b.add_argument("--max-length", type=_positive_int, help="maximum sequence length in tokens (space default: 64)")
-    b.add_argument("--train-subset", type=_positive_int, help="train on a random subset of this many examples")
-    b.add_argument("--step-budget", type=_positive_int, help="training steps of the whole search, all trials "
-                   "together (stopped ones included): no trial starts once they are spent; --trials then defaults to "
-                   "as many as the budget could start")
-    b.add_argument("--eval-subset", type=_positive_int, help="evaluate on the first N of a fixed random "
-                   "subset of the evaluation split (default: all of it)")
-    _add_data_options(parser)
-    h = parser.add_argument_group("successive halving (multi-fidelity search; off unless --min-steps is given)")
-    h.add_argument("--min-steps", type=_positive_int, help="first rung: every trial trains this many steps, then "
-                   "only the best 1/eta at each rung (min-steps*eta^k, up to --max-steps) go on; the rest stop")
-    h.add_argument("--eta", type=_whole_number(2), help="halving rate: 1 in eta trials goes on at each rung "
-                   "(default 3)")
-    r = parser.add_argument_group("execution")
-    if not remote:
-        r.add_argument("--out", help="run directory to create (default: runs/<task>-<sampler>-<time>)")
-        r.add_argument("--resume", metavar="RUN", help="continue the search in this run directory")
-        r.add_argument("--storage", metavar="URL", help="keep the study in this database (postgresql://USER@HOST/DB "
-                       "or sqlite:///FILE) instead of the run directory's study.db")
-    r.add_argument("--executor", choices=("ray", "local"), default="ray",
-                   help="ray: trials in Ray workers (default); local: in this process")
-    if not remote:
-        r.add_argument("--ray-address", help="existing Ray cluster (auto, host:port, ray://...); default: a local "
-                       "Ray")
-    r.add_argument("--workers", type=_positive_int, default=1, help="trials in flight at once (default 1)")
-    r.add_argument("--cpus-per-trial", type=_non_negative_float, help="CPUs per trial (default: all cores / workers)")
-    r.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0, help="GPUs per trial (default 0)")
+_steps = _whole_number(1, limits.MAX_STEPS)
+_seed = _whole_number(0, limits.MAX_SEED)
+_threads = _whole_number(1, limits.MAX_CPUS_PER_TRIAL)
+_seeds = _whole_number(1, limits.MAX_CONFIRMATION_SEEDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from autopeft.cli.options import add_data_options, add_search_options
     from autopeft.training.tasks import TASKS
 
     parser = _Parser(prog="autopeft", description="Multi-objective search over PEFT configurations: "
@@ -174,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run (or resume) a search; writes a run directory",
                        description="Fine-tune the base model with one PEFT configuration per trial and keep the "
                        "Pareto front of accuracy, trainable parameters and peak memory.")
-    _add_search_options(s, remote=False)
+    add_search_options(s, remote=False)
     s.set_defaults(handler="search:run")
 
     e = sub.add_parser("export", help="write chosen configurations as peft folders (optionally retrained)",
@@ -193,14 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="every Pareto-optimal trial (within the budgets), one subfolder each")
     e.add_argument("--max-params", type=_positive_int, help="budget: at most N trainable parameters")
     e.add_argument("--max-memory", help="budget: at most this peak training memory (e.g. 400MiB, 1.5GB)")
-    e.add_argument("--seeds", type=_positive_int, help="confirm: retrain at the search budget with K fresh seeds and "
+    e.add_argument("--seeds", type=_seeds, help="confirm: retrain at the search budget with K fresh seeds and "
                    "report mean and standard deviation")
     e.add_argument("--retrain", action="store_true", help="train at full budget on the whole training split and save "
                    "adapter weights that peft.PeftModel.from_pretrained loads")
-    e.add_argument("--max-steps", type=_positive_int, help="with --retrain: training steps (default: one epoch)")
+    e.add_argument("--max-steps", type=_steps, help="with --retrain: training steps (default: one epoch)")
     e.add_argument("--data-dir", help="with --seeds or --retrain: where the task data is now (default: where the "
                    "search read it)")
-    e.add_argument("--threads", type=_positive_int, help="with --seeds or --retrain: torch threads (default: all "
+    e.add_argument("--threads", type=_threads, help="with --seeds or --retrain: torch threads (default: all "
                    "cores)")
     e.add_argument("--force", action="store_true", help="replace --out if it exists")
     e.set_defaults(handler="export:run")
@@ -216,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "hub); without --task, where the configuration's own data is now")
     t.add_argument("--model", help="base model (default: the one the configuration was searched on)")
     t.add_argument("--out", help="folder to write (default: trained/<config>-<task>)")
-    t.add_argument("--max-steps", type=_positive_int, help="training steps (default: one epoch)")
+    t.add_argument("--max-steps", type=_steps, help="training steps (default: one epoch)")
     t.add_argument("--seed", type=_seed, help="training seed (default: the configuration's)")
-    t.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+    t.add_argument("--threads", type=_threads, help="torch threads (default: all cores)")
     t.add_argument("--force", action="store_true", help="replace --out if it exists")
-    _add_data_options(t)
+    add_data_options(t)
     t.set_defaults(handler="train:run")
 
     bl = sub.add_parser("baselines", help="train hand-designed configurations at a run's budget, as reference points",
@@ -231,11 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("run", help="run directory written by autopeft search")
     bl.add_argument("--file", default="standard", help="baselines file: a shipped name or a YAML file (default: "
                     "standard: LoRA r=8 q,v; LoRA r=16 all linear; IA3; VeRA; prefix tuning; full fine-tuning)")
-    bl.add_argument("--seeds", type=_positive_int, default=3, help="seeds per baseline (default 3)")
+    bl.add_argument("--seeds", type=_seeds, default=3, help="seeds per baseline (default 3)")
     bl.add_argument("--only", action="append", metavar="LABEL", help="train only the baseline with this label "
                     "(repeatable)")
     bl.add_argument("--data-dir", help="where the task data is now (default: where the search read it)")
-    bl.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+    bl.add_argument("--threads", type=_threads, help="torch threads (default: all cores)")
     bl.set_defaults(handler="baselines:run")
 
     sp = sub.add_parser("space", help="show a search space, or sample candidates and their costs",
@@ -247,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--task", default="sst2", help="task, for its number of labels: a GLUE name (default sst2), "
                       "or your own data with the options below (--task-type causal-lm alone: the model as a "
                       "causal LM)")
-    _add_data_options(show)
+    add_data_options(show)
     show.set_defaults(handler="space:show")
     sample = space_sub.add_parser("sample", help="draw candidates and measure trainable parameters and memory")
     sample.add_argument("space", help="a shipped space name or a YAML file")
@@ -256,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--task", default="sst2", help="task, for its number of labels: a GLUE name (default sst2), "
                       "or your own data with the options below (--task-type causal-lm alone: the model as a "
                       "causal LM)")
-    _add_data_options(sample)
+    add_data_options(sample)
     sample.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
     sample.set_defaults(handler="space:sample")
 
@@ -283,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "uvicorn; every search runs as its own driver process on Ray. Every route but /healthz "
                         "needs a token: create one with 'autopeft serve token create --user NAME'.")
     sv.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
-    sv.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="port (default 8000)")
+    sv.add_argument("--port", type=_whole_number(0, limits.MAX_PORT), default=8000, help="port (default 8000)")
     sv.add_argument("--ray-address", help="Ray cluster every search runs on (default: a private local Ray per "
                     "search)")
     sv.add_argument("--data-root", action="append", default=[], metavar="DIR", help="a folder searches may read "
@@ -292,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-running", type=_positive_int, default=2, help="searches running at once (default 2)")
     sv.add_argument("--max-running-per-user", type=_positive_int, default=1,
                     help="searches running at once per user (default 1); the others wait in the queue")
+    sv.add_argument("--max-trials", type=_whole_number(1, limits.MAX_TRIALS), default=1_000,
+                    help="the most trials one search may ask for (default 1,000): a search holds its user's slot "
+                    "until it ends")
+    sv.add_argument("--max-steps", type=_whole_number(1, limits.MAX_STEPS), default=100_000,
+                    help="the most training steps one trial may ask for (default 100,000)")
     sv.set_defaults(handler="serve:run")
     serve_sub = sv.add_subparsers(dest="serve_command", parser_class=_Parser)
     tokens = serve_sub.add_parser("token", help="manage the service's tokens")
@@ -310,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a --space file is sent as its YAML text. Prints the search's id.")
     sm.add_argument("--id", help="your id for the search: submitting again with the same id and options is safe")
     sm.add_argument("--wait", action="store_true", help="follow the search until it ends, then print its front")
-    _add_search_options(sm, remote=True)
+    add_search_options(sm, remote=True)
     sm.set_defaults(handler="remote:submit")
     st = sub.add_parser("status", parents=[client_options], help="the state of your searches on a service, or one")
     st.add_argument("id", nargs="?", help="a search's id (default: every search of yours)")

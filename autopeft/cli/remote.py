@@ -27,13 +27,19 @@ def submit(args: argparse.Namespace) -> int:
     from autopeft.errors import UsageError
 
     options = search_options(args).for_service()
+    from autopeft.space.spec import builtin_space_names
+
     space = Path(options.get("space", "default"))
-    if space.suffix in (".yaml", ".yml"):  # a file here: the service reads no files, so send its text
-        if space.is_dir():
-            raise UsageError(f"--space {space} is a folder; give a YAML file, or a shipped space's name")
-        if not space.is_file():
-            raise UsageError(f"--space {space}: no such file")
+    # A shipped space's name goes as it is (as for search, before a file of that name here); a file here is sent as
+    # its text, since the service reads no files.
+    if str(space) in builtin_space_names():
+        pass
+    elif space.is_dir():
+        raise UsageError(f"--space {space} is a folder; give a YAML file, or a shipped space's name")
+    if space.is_file():
         options["space"] = space.read_text(encoding="utf-8")
+    elif space.suffix in (".yaml", ".yml"):
+        raise UsageError(f"--space {space}: no such file")
     client = _client(args)
     status = client.submit(id=args.id, **options)
     print(status["id"])

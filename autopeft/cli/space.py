@@ -21,17 +21,16 @@ def _num_labels(args: argparse.Namespace) -> int:
     import dataclasses
 
     from autopeft.adapters.models import CAUSAL_LM
+    from autopeft.cli.options import data_option_values
+    from autopeft.run.options import read_data_options
     from autopeft.training.data import resolve_task
     from autopeft.training.tasks import is_glue_name
-    from autopeft.training.user_data import DataOptions
 
-    options = DataOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DataOptions)})
+    options = read_data_options(data_option_values(args))
     if is_glue_name(args.task):
-        if args.task_type == "causal-lm":  # the space for the model as a causal LM
+        if options.task_type == "causal-lm":  # the space for the model as a causal LM
             return CAUSAL_LM
         options = dataclasses.replace(options, task_type=None)  # classification is a GLUE task's own
-    if options.choices is not None:
-        options = dataclasses.replace(options, choices=tuple(options.choices))
     return resolve_task(args.task, options, getattr(args, "seed", 0)).num_labels
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, get_args
 
+from autopeft.run.options import ExecutorName, Sampler, SizeObjective
 from autopeft.space.spec import BudgetSpec
 from autopeft.training.tasks import DatasetTask, TaskRef, get_task
 
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")  # a search's objectives unless told otherwise
 # The size objective may be the entries the optimiser updates (the default) or the entries of the saved adapter.
-SIZE_OBJECTIVES = ("trainable_params", "adapter_params")
+SIZE_OBJECTIVES: tuple[SizeObjective, ...] = get_args(SizeObjective)
 DIRECTION_OF = {"accuracy": "maximize", "trainable_params": "minimize", "adapter_params": "minimize",
                 "peak_memory": "minimize"}
 # The samplers a search can use (`autopeft.engine.samplers.make_sampler` builds them).
-SAMPLERS = ("bo", "random", "tpe", "nsga2", "gp", "botorch")
+SAMPLERS: tuple[Sampler, ...] = get_args(Sampler)
 
 
 @dataclass(frozen=True)
@@ -26,20 +27,19 @@ class SearchSettings:
     model_location: str
     data_folder: str | None  # the task's GLUE folder; None = Hugging Face hub, or a dataset task (it says where)
     space: str  # the space as given (shipped name or file); its text is copied into the run
-    sampler: str
+    sampler: Sampler
     seed: int
     trials: int
     startup_trials: int
     budget: BudgetSpec
     num_layers: int
     base_params: int
-    executor: str = "ray"
+    executor: ExecutorName = "ray"
     workers: int = 1
     cpus_per_trial: float | None = None
     gpus_per_trial: float = 0.0
     ray_address: str | None = None
-    size_objective: str = "trainable_params"  # one of SIZE_OBJECTIVES
-    extra: dict[str, Any] = field(default_factory=dict)
+    size_objective: SizeObjective = "trainable_params"
 
     @property
     def objectives(self) -> tuple[str, str, str]:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from autopeft import limits
 from autopeft.errors import SpecError
+from autopeft.limits import Limit
 from autopeft.space.methods import ADAPTER_METHODS, METHODS, check_param_value
 from autopeft.space.modules import PRESETS, ROLES, Architecture
 from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
@@ -63,27 +65,40 @@ def dimension_values(dim: Dimension) -> Sequence[Any] | None:
     return None
 
 
+def _budget_field(default: int | None, limit: Limit) -> Any:
+    return field(default=default, metadata={"limit": limit})
+
+
 @dataclass(frozen=True)
 class BudgetSpec:
-    """The fidelity of every trial: how long it trains and on how much data it is judged."""
+    """The fidelity of every trial: how long it trains and on how much data it is judged. Each field's largest value
+    is in its metadata (`budget_limit`): the space file and the search options (`--max-steps`, ...) both hold it."""
 
-    max_steps: int = 200
-    batch_size: int = 32
-    max_length: int = 64
-    train_subset: int | None = None  # sentences drawn from the training split; None = all
-    eval_subset: int | None = None  # sentences of the evaluation split; None = all
+    max_steps: int = _budget_field(200, limits.MAX_STEPS)
+    batch_size: int = _budget_field(32, limits.MAX_BATCH_SIZE)
+    max_length: int = _budget_field(64, limits.MAX_LENGTH)
+    train_subset: int | None = _budget_field(None, limits.MAX_EXAMPLES)  # training examples drawn; None = all
+    eval_subset: int | None = _budget_field(None, limits.MAX_EXAMPLES)  # evaluation examples; None = all
     # Successive halving over steps: rungs at min_steps * eta^k up to max_steps (None: every trial trains to
     # max_steps, the full-fidelity search).
-    min_steps: int | None = None
-    eta: int = 3
+    min_steps: int | None = _budget_field(None, limits.MAX_STEPS)
+    eta: int = _budget_field(3, limits.MAX_ETA)
     # The whole search's training steps, all trials together (stopped ones' steps included): no trial starts once
     # they are spent, whatever the trial count (None: the trial count alone ends the search).
-    step_budget: int | None = None
+    step_budget: int | None = _budget_field(None, limits.MAX_STEP_BUDGET)
 
     def replace(self, **changes: int | None) -> BudgetSpec:
         values = {k: getattr(self, k) for k in self.__dataclass_fields__}
         values.update({k: v for k, v in changes.items() if v is not None})
         return BudgetSpec(**values)
+
+
+BUDGET_KEYS = tuple(f.name for f in fields(BudgetSpec))
+
+
+def budget_limit(name: str) -> Limit:
+    """The largest value of a budget field."""
+    return BudgetSpec.__dataclass_fields__[name].metadata["limit"]
 
 
 @dataclass(frozen=True)
@@ -208,8 +223,8 @@ def check_spec_for_model(spec: SearchSpec, num_layers: int) -> None:
                             f"model's depth; it has {num_layers} layers, numbered 0 to {num_layers - 1}")
 
 
-_TOP_KEYS = ("method", "target_modules", "learning_rate", "layer_rank", "ffn_rank", "rank_profile", "layers",
-             "sparsity", "method_params", "budget", "constraints", "reference_point", "architecture", "training")
+# The file's keys are the spec's fields, less those derived from it (per-method rates come from `learning_rate`).
+_TOP_KEYS = tuple(f.name for f in fields(SearchSpec) if f.name not in ("source", "method_learning_rates"))
 _RANGE_KEYS = ("low", "high", "log", "step")
 
 
@@ -296,7 +311,7 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
                       training=_training(raw.get("training"), source, budget))
 
 
-_TRAINING_KEYS = ("gradient_checkpointing", "micro_batch_size", "max_length", "quantize")
+_TRAINING_KEYS = tuple(f.name for f in fields(TrainingSpec))
 
 
 def _training(raw: Any, source: str, budget: BudgetSpec) -> TrainingSpec:
@@ -557,14 +572,10 @@ def _check_positive_number(dim: Dimension, source: str, key: str) -> None:
             raise SpecError(f"{source}: key '{key}' must be positive finite numbers, got {excerpt(v)}")
 
 
-_BUDGET_KEYS = ("max_steps", "batch_size", "max_length", "train_subset", "eval_subset", "min_steps", "eta",
-                "step_budget")
-
-
 def _budget(raw: Any, source: str) -> BudgetSpec:
     if not isinstance(raw, dict):
-        raise SpecError(f"{source}: key 'budget' must be a mapping with keys {', '.join(_BUDGET_KEYS)}")
-    reject_unknown(raw, _BUDGET_KEYS, source, "budget.")
+        raise SpecError(f"{source}: key 'budget' must be a mapping with keys {', '.join(BUDGET_KEYS)}")
+    reject_unknown(raw, BUDGET_KEYS, source, "budget.")
     for key, value in raw.items():
         optional = key in ("train_subset", "eval_subset", "min_steps", "step_budget")
         if value is None and optional:
@@ -574,6 +585,9 @@ def _budget(raw: Any, source: str) -> BudgetSpec:
                                                 " or null for none" if key == "step_budget" else
                                                 " or null for all") if optional else "")
             raise SpecError(f"{source}: key 'budget.{key}' must be {allowed}, got {value!r}")
+        limit = budget_limit(key)
+        if value > limit.high:
+            raise SpecError(f"{source}: key 'budget.{key}' must be at most {limit.high}, got {value} ({limit.why})")
     budget = BudgetSpec(**raw)
     if budget.eta < 2:
         raise SpecError(f"{source}: key 'budget.eta' must be at least 2 (the 1/eta best go on at each rung), got "

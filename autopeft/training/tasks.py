@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from autopeft.errors import TaskError
 
@@ -80,13 +80,15 @@ TASKS: dict[str, Task] = {
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
 
 # The metrics a dataset task may take as its objective (`--metric`); the first two kinds' defaults come first.
-CLASSIFICATION_METRICS = ("accuracy", "f1", "macro-f1", "mcc")
-REGRESSION_METRICS = ("pearson", "spearman")
-METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+Metric = Literal["accuracy", "f1", "macro-f1", "mcc", "pearson", "spearman"]
+METRICS: tuple[Metric, ...] = get_args(Metric)
+CLASSIFICATION_METRICS = METRICS[:4]
+REGRESSION_METRICS = METRICS[4:]
 LABEL_KINDS = ("string", "integer", "number")  # how a dataset's raw labels are read: names, whole numbers, a target
 # Task types of your own data: a classifier (or regression) on a sequence-classification head, or a causal LM trained
 # on the response tokens.
-TASK_TYPES = ("classification", "causal-lm")
+TaskType = Literal["classification", "causal-lm"]
+TASK_TYPES: tuple[TaskType, ...] = get_args(TaskType)
 # A causal-LM task's objective: with a verbaliser (`--choices`), the share of evaluation rows whose right choice has
 # the highest summed log-likelihood given the prompt; without one, exp(-mean loss per response token), which is in
 # (0, 1] and grows as the loss falls, so that the objective is maximised as every other task's is.
