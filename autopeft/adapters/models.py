@@ -46,6 +46,9 @@ def resolve_model(reference: str | None) -> ModelRef:
     path = Path(reference).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         return ModelRef(str(path.resolve()), str(converted_from_gguf(path.resolve())))
+    if path.is_file():
+        raise ModelError(f"model {path} is a file, not a model folder or a .gguf file; give a Hugging Face model "
+                         f"folder (config.json, weights, tokenizer), a .gguf file or a hub id")
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelError(f"model folder {path} has no config.json; give a Hugging Face model folder "

@@ -23,6 +23,7 @@ from autopeft.adapters.materialize import build_peft_config
 from autopeft.adapters.models import ModelRef, inspect_model, resolve_model
 from autopeft.errors import RunDirError
 from autopeft.export.choose import Pick
+from autopeft.files import check_writable, writing
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import ATTR_CANDIDATE, RunDir
 from autopeft.space.candidate import Candidate
@@ -53,6 +54,7 @@ class Provenance:
 def check_out_dir(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise RunDirError(f"{out} already exists; choose another --out or pass --force to replace it")
+    check_writable(out, "the export", "choose another --out")
 
 
 def model_ref_for(model_name: str, location: str | None = None) -> ModelRef:
@@ -74,6 +76,12 @@ def write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra:
     is built from the configuration. `measure` runs on the finished files before they are moved into place,
     so that the figures in `autopeft.json` are those of the folder as shipped.
     """
+    with writing(out, "the export", "choose another --out"):
+        _write_config_folder(out, provenance, ref, extra, adapter_files, measure)
+
+
+def _write_config_folder(out: Path, provenance: Provenance, ref: ModelRef, extra: dict[str, Any] | None,
+                         adapter_files: Path | None, measure: Measure | None) -> None:
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -158,6 +158,12 @@ def train_exported(config: Path, task_name: str | None, options: DataOptions, *,
     from autopeft.export.retrain import measure_after_loading, retrain_full, scratch_dir
 
     meta_file = config / "autopeft.json"
+    if config.is_file():
+        hint = f"give its folder, {config.parent}" if config.name == meta_file.name else \
+            "give a folder written by autopeft export"
+        raise RunDirError(f"--config {config} is a file, not an exported folder; {hint}")
+    if not config.exists():
+        raise RunDirError(f"--config {config} does not exist; give a folder written by autopeft export")
     if not meta_file.is_file():
         raise RunDirError(f"{config} has no autopeft.json; give a folder written by autopeft export")
     try:
@@ -165,7 +171,7 @@ def train_exported(config: Path, task_name: str | None, options: DataOptions, *,
     except (ValueError, KeyError, TypeError) as exc:
         raise RunDirError(f"{meta_file} cannot be read ({exc}); export the configuration again") from None
     seed = source.seed if seed is None else seed
-    task = _task_to_train(source.task, task_name, options, data_dir, seed)
+    task, warnings = _task_to_train(source.task, task_name, options, data_dir, seed)
     ref = resolve_model(model or source.model_name)
     info = inspect_model(ref, task.num_labels, source.architecture)
     slug = task.name.replace("/", "-")  # a hub id's owner/name is one folder name
@@ -174,6 +180,8 @@ def train_exported(config: Path, task_name: str | None, options: DataOptions, *,
     runner, data = training_setup(task.ref, data_dir, True, threads)
     provenance = dataclasses.replace(source, task=task.ref, model_name=ref.name, trial=None, objectives={},
                                      seed=seed, chosen_by=f"autopeft train --config {config} --task {task.name}")
+    for line in warnings:  # every check has passed: what the data holds that a user should hear
+        messages(line)
     with scratch_dir() as weights:
         messages(f"training {source.candidate.describe()} on {task.name}...")
         r = retrain_full(runner, provenance, ref, data, max_steps, Path(weights))
@@ -192,10 +200,11 @@ def train_exported(config: Path, task_name: str | None, options: DataOptions, *,
 
 
 def _task_to_train(searched: TaskRef, task_name: str | None, options: DataOptions, data_dir: str | None,
-                   seed: int) -> Task | DatasetTask:
-    """The task `autopeft train` trains on: the configuration's own (its data where `data_dir` says, if moved), or
-    the one `--task` names, read as a search reads it (`seed` draws an --eval-fraction's rows)."""
-    from autopeft.training.data import check_data_dir_fits, resolve_task
+                   seed: int) -> tuple[Task | DatasetTask, tuple[str, ...]]:
+    """The task `autopeft train` trains on, with the warnings its data gives: the configuration's own (its data where
+    `data_dir` says, if moved), or the one `--task` names, read as a search reads it (`seed` draws an
+    --eval-fraction's rows)."""
+    from autopeft.training.data import check_data_dir_fits, resolve_task_report
     from autopeft.training.tasks import get_task
 
     if task_name is None:
@@ -204,6 +213,7 @@ def _task_to_train(searched: TaskRef, task_name: str | None, options: DataOption
             raise UsageError(f"{', '.join(given)} {'describe' if len(given) > 1 else 'describes'} the data of --task; "
                              f"give --task FILE, FOLDER or HUB_ID, or drop them to train on the configuration's own "
                              f"data")
-        return get_task(searched)
+        return get_task(searched), ()
     check_data_dir_fits(task_name, data_dir)
-    return resolve_task(task_name, options, seed)
+    report = resolve_task_report(task_name, options, seed)
+    return report.task, report.warnings

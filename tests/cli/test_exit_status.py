@@ -124,3 +124,22 @@ def test_the_error_hierarchy_is_importable_from_the_package() -> None:
     code = "import sys, autopeft; autopeft.AutopeftError; print(sorted({'torch', 'optuna'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_other_paths_of_the_wrong_kind_are_named_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "weights.bin"
+    file.write_text("")
+    assert one_error_line(["space", "show", "small", "--model", str(file)], capsys) == \
+        f"autopeft: error: model {file} is a file, not a model folder or a .gguf file; give a Hugging Face model " \
+        f"folder (config.json, weights, tokenizer), a .gguf file or a hub id"
+    exported = tmp_path / "export"
+    exported.mkdir()
+    (exported / "autopeft.json").write_text("{}")
+    assert one_error_line(["train", "--config", str(exported / "autopeft.json")], capsys) == \
+        f"autopeft: error: --config {exported / 'autopeft.json'} is a file, not an exported folder; give its folder, " \
+        f"{exported}"
+    assert one_error_line(["dashboard", str(tmp_path), "--html", str(file / "d.html")], capsys).startswith(
+        f"autopeft: error: cannot write --html {file / 'd.html'}: {file} is a file, not a folder")
+    server = ["--server", "http://127.0.0.1:9", "--token", "t"]  # never reached: the space is refused first
+    assert one_error_line(["submit", "--task", "sst2", "--space", str(tmp_path), *server], capsys) == \
+        f"autopeft: error: --space {tmp_path} is a folder; give a YAML file, or a shipped space's name"

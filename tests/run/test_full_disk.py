@@ -20,20 +20,13 @@ from autopeft.run.storage import RunDir
 from autopeft.space.spec import load_spec
 from autopeft.training.trial import TrialResult
 from tests.engine.test_loop import ScriptedExecutor
+from tests.support import mounts
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()[:100]}); needs root")
-    try:
+    with mounts.small_disk(tmp_path / "disk") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 @pytest.mark.slow
