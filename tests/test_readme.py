@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -53,3 +54,39 @@ def test_the_readme_main_command_completes_every_trial(tmp_path: Path, sst2_smal
     trained = results[results["status"] == "complete"]
     assert len(trained) > 4 and trained["key"].nunique() == len(trained)
     assert results["method"].nunique() >= 2
+
+
+def named_paths(text: str) -> set[str]:
+    """Every `tests/...` and `experiments/...` path a text points to (a pytest node's `::test` part dropped). In a
+    command (a fenced block, or inline code with spaces in it) only the scripts it runs count: its other paths are
+    what the command writes, or placeholders."""
+    import re
+
+    path = re.compile(r"(?<![\w/.-])((?:tests|experiments)/[\w./*<>-]*[\w*/>])")
+    code = re.compile(r"```.*?```|`[^`]*`", re.DOTALL)
+    found = set()
+    for part, is_code in _split(text, code):
+        is_command = is_code and (part.startswith("```") or any(c.isspace() for c in part))
+        for match in path.finditer(part):
+            named = match.group(1).split("::")[0].rstrip("/")
+            if "*" in named or "<" in named or (is_command and not named.endswith((".py", ".sh"))):
+                continue
+            found.add(named)
+    return found
+
+
+def _split(text: str, pattern: Any) -> list[tuple[str, bool]]:
+    """`text` cut into (piece, whether it matches `pattern`)."""
+    parts, start = [], 0
+    for match in pattern.finditer(text):
+        parts += [(text[start:match.start()], False), (match.group(0), True)]
+        start = match.end()
+    return [*parts, (text[start:], False)]
+
+
+def test_every_path_the_readmes_name_exists() -> None:
+    """A figure's source or a test the README points to that is not there is a claim nobody can check."""
+    readmes = [ROOT / "README.md", *sorted((ROOT / "experiments").glob("*/README.md"))]
+    missing = {f"{readme.relative_to(ROOT)}: {path}" for readme in readmes
+               for path in named_paths(readme.read_text(encoding="utf-8")) if not (ROOT / path).exists()}
+    assert not missing, "\n".join(sorted(missing))
