@@ -11,7 +11,7 @@ from autopeft.adapters.materialize import adapter_plan, count_trainable, layout_
 from autopeft.adapters.models import inspect_model, resolve_model
 from autopeft.errors import ModelError, TrialFailed
 from autopeft.space.candidate import Candidate
-from autopeft.space.methods import ADAPTER_METHODS, METHODS, method_params_with_defaults
+from autopeft.space.methods import ADAPTER_METHODS, METHODS, NONE, method_params_with_defaults
 from autopeft.space.modules import PRESETS
 from autopeft.training.memory import measure_peak_memory
 from tests.conftest import tiny_model
@@ -154,19 +154,25 @@ def test_a_configuration_too_large_for_a_layer_fails_before_a_model_is_built() -
         adapter_plan(shira, layout_of(tiny_model("bert")))
 
 
-MATRIX = [(a, m) for a in ARCHITECTURES for m in sorted(ADAPTER_METHODS) if supported(a, m)]
+def presets_of(method: str) -> list[str]:
+    """Every target preset; prefix and prompt tuning place nothing on target modules, so one case stands for all."""
+    return ["attn_qv"] if METHODS[method].layers == NONE else sorted(PRESETS)
 
 
-@pytest.mark.parametrize(("arch", "method"), MATRIX)
-def test_support_matrix_trains_saves_and_reloads(arch: str, method: str, tmp_path: Path) -> None:
-    """Every method on every family the presets claim: materialise, train a few steps, save, reload onto fresh
-    base weights, and predict exactly as before saving. A dependency release that breaks one fails here."""
+MATRIX = [(a, m, p) for a in ARCHITECTURES for m in sorted(ADAPTER_METHODS) if supported(a, m) for p in presets_of(m)]
+
+
+@pytest.mark.parametrize(("arch", "method", "preset"), MATRIX)
+def test_support_matrix_trains_saves_and_reloads(arch: str, method: str, preset: str, tmp_path: Path) -> None:
+    """Every method on every family the presets claim, on every target preset: materialise, train a few steps,
+    save, reload onto fresh base weights, and predict exactly as before saving. A dependency release that breaks
+    one fails here."""
     from peft import PeftModel
 
     from autopeft.training.loop import TrainSettings, train
     from tests.training.test_train import toy_data
 
-    model = materialize(candidate(method, "attn_qv", (4, 4)), tiny_model(arch, seed=0), total_steps=3)
+    model = materialize(candidate(method, preset, (4, 4)), tiny_model(arch, seed=0), total_steps=3)
     train(model, toy_data(32), TrainSettings(learning_rate=1e-2, max_steps=3, batch_size=8, seed=0),
           regression=False, device=torch.device("cpu"))
     model.eval()
