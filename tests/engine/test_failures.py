@@ -3,6 +3,10 @@ one kind, its whole method-and-placement neighbourhood."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from autopeft.engine.failures import FailureMemory, Neighbourhood, failure_kind
 from autopeft.space.candidate import Candidate
 from autopeft.space.spec import load_spec
@@ -74,3 +78,47 @@ def test_a_samplers_partial_parameters_are_ruled_out_when_every_completion_is() 
     assert not memory.rules_out_params({**params, "method": "lora", "lora.learning_rate": 1e-3, "lora.lora_alpha": 16},
                                        spec, 6)
     assert not FailureMemory().rules_out_params(params, spec, 6)
+
+
+# LoRA at rank 2 on both layers of the tiny BERT (32 wide, feed-forward 64), under a budget of 10 trainable
+# parameters that the classifier head alone (32·2 + 2 = 66) breaks: every configuration fails in its worker.
+OVER_BUDGET = """
+method: lora
+target_modules: {choices: [attn_qv, attn_all, ffn, all_linear]}
+layer_rank: 2
+learning_rate: {low: 1.0e-5, high: 1.0e-1, log: true}
+constraints: {max_trainable_params: 10}
+budget: {max_steps: 2, batch_size: 8, max_length: 32, eval_subset: 20}
+"""
+# Counted by hand: each adapted d_in x d_out map trains 2·(d_in + d_out) entries, per layer, plus the head.
+HAND_COUNT = {"attn_qv": 2 * 2 * 2 * 64 + 66, "attn_all": 2 * 4 * 2 * 64 + 66, "ffn": 2 * 2 * 2 * 96 + 66,
+              "all_linear": 2 * (4 * 2 * 64 + 2 * 2 * 96) + 66}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("trials", "limit"), [(3, 5), (7, 7)])
+def test_a_search_stops_after_max_5_or_trials_failures(trials: int, limit: int, tmp_path: Path, sst2_small: Path,
+                                                      tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from autopeft.cli.main import main
+
+    space, run = tmp_path / "over-budget.yaml", tmp_path / "run"
+    space.write_text(OVER_BUDGET)
+    code = main(["search", "--task", "sst2", "--data-dir", str(sst2_small), "--model", str(tiny_bert_dir), "--space",
+                 str(space), "--executor", "local", "--sampler", "random", "--trials", str(trials), "--out", str(run)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(f"autopeft: error: stopped after {limit} failed trials; the most common reason (")
+    assert errors[0].endswith("not trained; see the run's results.csv and search.log")
+    # The table was rewritten as the search stopped: every trial the command ran, the last failure included, each
+    # with its worker's reason and its configuration's own count.
+    # Proposals that failures had ruled out are recorded as not trained and do not count.
+    table = pd.read_csv(run / "results.csv")
+    assert list(table["trial"]) == list(range(len(table))) and (table["status"] == "fail").all()
+    failed = table[~table["failure_reason"].str.startswith("not trained:")]
+    assert len(failed) == limit
+    for preset, reason in zip(failed["target_modules"], failed["failure_reason"], strict=True):
+        assert reason == f"over budget: {HAND_COUNT[preset]:,} trainable parameters > max_trainable_params 10; " \
+                         "not trained"
