@@ -1,5 +1,5 @@
 """A submitted search's options: checked field by field, its names resolved inside the folders the service may
-read (`Folders.resolved`), then checked whole by the same code as `autopeft search` (`autopeft.api.check_search`).
+read (`Folders.resolved`), then checked whole by the same code as `autopeft search` (`autopeft.engine.plan`).
 
 Options are named as `autopeft search`'s long options with underscores. The service chooses where a search is
 written (its runs directory), so `out` and `resume` are not options; `ray_address` is the service's.
@@ -14,21 +14,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import AutopeftError, UsageError
 
-# The options a submission may carry, with the JSON type each takes.
-OPTION_TYPES: dict[str, type] = {
-    "task": str, "data_dir": str, "model": str, "space": str, "sampler": str, "trials": int, "startup_trials": int,
-    "seed": int, "max_steps": int, "batch_size": int, "max_length": int, "train_subset": int, "eval_subset": int,
-    "min_steps": int, "eta": int, "step_budget": int, "size_objective": str, "text_column": str,
-    "text_pair_column": str,
-    "label_column": str, "eval_fraction": float, "eval_split": str, "metric": str, "task_type": str,
-    "prompt_column": str, "response_column": str, "choices": list, "executor": str, "workers": int,
-    "cpus_per_trial": float, "gpus_per_trial": float,
-}
-EXECUTION_OPTIONS = ("executor", "workers", "cpus_per_trial", "gpus_per_trial")  # may change on a resume
+if TYPE_CHECKING:
+    from autopeft.service.supervisor import Limits
+
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_SPACE = "default"  # `autopeft search`'s own default
 # How deep into a named folder downstream code opens files, links followed: a GLUE data_dir's task folders' files
@@ -146,33 +138,6 @@ class Folders:
                                          where=where)
 
 
-def typed_options(body: Any) -> tuple[str | None, dict[str, Any]]:
-    """The client's id (or None) and the options, each of its JSON type; one line for the first that is not."""
-    if not isinstance(body, dict):
-        raise UsageError("the request body must be a JSON object of search options (e.g. {\"task\": \"sst2\"})")
-    options = dict(body)
-    search_id = options.pop("id", None)
-    if search_id is not None:
-        check_id(search_id)
-    for name, value in options.items():
-        kind = OPTION_TYPES.get(name)
-        if kind is None:
-            hint = "the service chooses where a search is written" if name in ("out", "resume") else \
-                "the service's --ray-address places every search" if name == "ray_address" else \
-                f"known options: {', '.join(OPTION_TYPES)}"
-            raise UsageError(f"unknown option {name!r}; {hint}")
-        if kind is list:
-            ok = isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
-        else:  # JSON's true is no number here, and a whole number is a number
-            ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else kind)
-        if not ok:
-            expected = {str: "a string", int: "a whole number", float: "a number", list: "a list of strings"}[kind]
-            raise UsageError(f"option {name!r} must be {expected}, got {value!r}")
-    if "task" not in options:
-        raise UsageError("option 'task' is required (e.g. \"task\": \"sst2\")")
-    return search_id, options
-
-
 def is_inline_space(space: str) -> bool:
     return "\n" in space or ":" in space
 
@@ -199,10 +164,21 @@ def space_file(space: str | None, inline: Path | None) -> Path:
     return Path(str(resources.files("autopeft.search_spaces").joinpath(f"{space or DEFAULT_SPACE}.yaml")))
 
 
-def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) -> tuple[dict[str, Any], int]:
-    """The options as the driver will get them, after `autopeft search`'s own checks, and the trials the search
-    will reach; nothing is left written."""
-    from autopeft.api import check_search
+@dataclass(frozen=True)
+class Checked:
+    """A submission after `autopeft search`'s own checks: its options as the driver gets them, the trials it will
+    reach, and what its data holds that the user should hear."""
+
+    options: dict[str, Any]
+    trials: int
+    warnings: tuple[str, ...]
+
+
+def checked(options: dict[str, Any], folders: Folders, ray_address: str | None, limits: Limits) -> Checked:
+    """The submission's names resolved inside the data roots, checked whole as `autopeft search` checks it, and held
+    to the service's own limits; nothing is left written."""
+    from autopeft.engine.plan import plan_new
+    from autopeft.run.options import SearchOptions
 
     options = folders.resolved(options)
     space = options.get("space", DEFAULT_SPACE)
@@ -213,32 +189,43 @@ def checked(options: dict[str, Any], folders: Folders, ray_address: str | None) 
         if inline is not None:
             inline.write_text(space, encoding="utf-8")
         try:
-            trials = check_search(**{**options, "space": str(space_file(space, inline))}, out=str(scratch / "run"),
-                                  ray_address=ray_address)
+            plan = plan_new(SearchOptions.from_mapping({**options, "space": str(space_file(space, inline)),
+                                                        "out": str(scratch / "run"), "ray_address": ray_address}))
         except AutopeftError as exc:  # the scratch folder means nothing to the client
             # The same error with its text changed (its class may take other arguments than a message).
             exc.args = (str(exc).replace(str(scratch / "space.yaml"), "the inline space").replace(str(scratch), ""),)
             raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return options, trials
+    settings = plan.settings
+    for what, value, cap, flag in (("trials", settings.trials, limits.max_trials, "--max-trials"),
+                                   ("max_steps", settings.budget.max_steps, limits.max_steps, "--max-steps")):
+        if value > cap:
+            raise UsageError(f"{what} must be at most {cap}, got {value} (this service's own limit: autopeft serve "
+                             f"{flag})")
+    return Checked(options, settings.trials, plan.warnings)
 
 
 def driver_arguments(options: dict[str, Any], run_dir: Path, inline_space: Path | None) -> list[str]:
     """`autopeft search`'s arguments for a new search with these options (resolved by `Folders.resolved`)."""
+    from autopeft.run.options import flag_of
+
     args = []
     for name, value in options.items():
         if name == "space":
             continue  # always given, as a file, below
-        flag = "--" + name.replace("_", "-")
         if isinstance(value, list):
-            args += [flag, *value]
+            args += [flag_of(name), *value]
         else:
-            args.append(f"{flag}={value}")
+            args.append(f"{flag_of(name)}={value}")
     return [*args, f"--space={space_file(options.get('space'), inline_space)}", f"--out={run_dir}"]
 
 
 def resume_arguments(options: dict[str, Any], run_dir: Path, trials: int) -> list[str]:
-    """`autopeft search --resume`'s arguments: the run's own settings, the trial count and how to run it."""
+    """`autopeft search --resume`'s arguments: the run's own settings, the trial count and how to run it (the
+    options a resume may change)."""
+    from autopeft.engine.plan import RESUME_CHANGES
+    from autopeft.run.options import flag_of
+
     args = [f"--resume={run_dir}", f"--trials={trials}"]
-    return args + [f"--{k.replace('_', '-')}={options[k]}" for k in EXECUTION_OPTIONS if k in options]
+    return args + [f"{flag_of(k)}={options[k]}" for k in RESUME_CHANGES if k in options and k != "trials"]

@@ -52,8 +52,10 @@ def serve(host: str, port: int, db: str | None, runs_dir: str | None, data_roots
     roots = [Path(r) for r in data_roots] or ([Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV)
                                               else [])
     for root in roots:
+        if root.is_file():
+            raise UsageError(f"--data-root {root} is a file; give a folder the searches may read")
         if not root.is_dir():
-            raise UsageError(f"--data-root {root} is not a folder")
+            raise UsageError(f"--data-root {root} does not exist; give a folder the searches may read")
     if limits.running < 1 or limits.per_user < 1:
         raise UsageError("--max-running and --max-running-per-user must be at least 1")
     store = open_store(db, runs)
@@ -62,13 +64,14 @@ def serve(host: str, port: int, db: str | None, runs_dir: str | None, data_roots
     # default SQLite file each study stays in its run directory's own study.db.
     studies = db if db is not None and store.engine.dialect.name == "postgresql" else None
     supervisor = Supervisor(store, folders, limits, ray_address, studies)
-    app = create_app(store, ServiceConfig(folders, ray_address), supervisor)
+    app = create_app(store, ServiceConfig(folders, ray_address, limits=limits), supervisor)
     if not is_loopback(host):
         say(f"warning: serving on {host}, beyond this machine, over plain HTTP: tokens cross the network in the "
             f"clear; put a TLS proxy in front (or bind 127.0.0.1)")
     say(f"serving on http://{host}:{port} (API at /docs), searches in {runs}, data read from "
         f"{', '.join(map(str, folders.data_roots)) or 'nowhere (give --data-root)'}; "
-        f"{limits.running} running at once, {limits.per_user} per user")
+        f"{limits.running} running at once, {limits.per_user} per user; at most {limits.max_trials:,} trials a "
+        f"search and {limits.max_steps:,} steps a trial")
     # What the supervisor starts, resumes and sees end goes to the service's own output, the log an operator reads.
     logger = logging.getLogger("autopeft")
     logger.setLevel(logging.INFO)

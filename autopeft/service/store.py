@@ -70,6 +70,8 @@ class Store:
             raise UsageError(f"--db {db!r}: give sqlite:///FILE or postgresql://USER@HOST[:PORT]/DATABASE")
         if url.startswith("sqlite:///"):
             folder = Path(url[len("sqlite:///"):]).parent
+            if folder.is_file():
+                raise UsageError(f"--db {db}: {folder} is a file, not a folder")
             if not folder.is_dir():
                 raise UsageError(f"--db {db}: folder {folder} does not exist")
         try:

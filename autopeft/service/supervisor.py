@@ -35,8 +35,12 @@ DRIVER_LOG = "driver.log"
 
 @dataclass(frozen=True)
 class Limits:
+    """What the service runs at once, and the largest search it takes (`autopeft serve --max-...`)."""
+
     running: int = 2  # searches running at once, in all
     per_user: int = 1  # searches running at once, per user
+    max_trials: int = 1_000  # trials of one search (a submission, and PATCH)
+    max_steps: int = 100_000  # training steps of one trial
 
 
 def run_dir(folders: Folders, record: SearchRecord) -> Path:

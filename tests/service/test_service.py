@@ -64,6 +64,18 @@ def test_tokens_are_needed_everywhere_but_healthz(service: Service, tokens: dict
     assert status == 200 and isinstance(listing, list)
     status, document = service.request("GET", "/openapi.json", token=tokens["ana"])
     assert status == 200 and "/v1/searches/{search_id}/export" in document["paths"]
+    # Every request body is documented: the search's options, with their bounds, from the same fields as the CLI's.
+    from autopeft.run.options import OPTIONS, option_of
+
+    request = document["components"]["schemas"]["SearchRequest"]["properties"]
+    assert set(request) == {"id", *(name for name in OPTIONS if option_of(name).service)}
+    assert {"maximum": 10000, "minimum": 1, "type": "integer"} in request["trials"]["anyOf"]
+    assert "TrialsChange" in document["components"]["schemas"]
+    # The API's page works offline: its scripts come from this service, not a CDN.
+    status, page = service.request("GET", "/docs", token=tokens["ana"])
+    assert status == 200 and b"/docs/assets/swagger-ui-bundle.js" in page and b"cdn" not in page.lower()
+    status, script = service.request("GET", "/docs/assets/swagger-ui-bundle.js")
+    assert status == 200 and len(script) > 100_000
     # A browser signs in through /login, which sends it on only to a path of this service.
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
     for target, expected in (("/v1/searches", "/v1/searches"), ("//evil.example/", "/"),
@@ -92,7 +104,11 @@ def test_bad_input_is_422_with_the_commands_line(service: Service, tokens: dict[
         "trials must be at least 1, got 0": {**good, "trials": 0},
         "unknown task": {**good, "task": "sst3"},
         "unknown option 'out'": {**good, "out": "/tmp/x"},
-        "option 'max_steps' must be a whole number": {**good, "max_steps": "many"},
+        "max_steps must be a whole number, got 'many'": {**good, "max_steps": "many"},
+        "max_steps must be at most 1000000, got 100000000000000000000": {**good, "max_steps": 10**20},
+        "trials must be at most 10000, got 18446744073709551616": {**good, "trials": 2**64},
+        "trials must be at most 1000, got 1001 (this service's own limit: autopeft serve --max-trials)":
+            {**good, "trials": 1001},
         "data_dir '/etc' is not found under the folders this service reads": {**good, "data_dir": "/etc"},
         "unknown model '/etc'": {**good, "model": "/etc"},
         "data_dir '../../../../../etc' is not found under": {**good, "data_dir": "../../../../../etc"},
@@ -107,6 +123,12 @@ def test_bad_input_is_422_with_the_commands_line(service: Service, tokens: dict[
         assert expected in answer["detail"] and "\n" not in answer["detail"], answer
     status, answer = service.request("POST", "/v1/searches", token=tokens["ana"], raw=b"{not json")
     assert status == 422 and "not JSON" in answer["detail"]
+    # JSON nested deeper than any request needs is refused before a parser recurses into it.
+    for body in (b"[" * 100_000, b'{"task": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
+        status, answer = service.request("POST", "/v1/searches", token=tokens["ana"], raw=body)
+        assert status == 422 and "nests JSON" in answer["detail"], answer
+    status, answer = service.request("PATCH", "/v1/searches/nothing", token=tokens["ana"], raw=b"[" * 100_000)
+    assert status == 422 and "nests JSON" in answer["detail"], answer
     # A body over the limit is refused on its declared length, before it is read.
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
     connection.putrequest("POST", "/v1/searches")
@@ -191,6 +213,11 @@ def test_stop_raise_and_resume(service: Service, tokens: dict[str, str], sst2_sm
     assert 1 <= done < 40
     with pytest.raises(ServiceError, match="can only be raised"):
         client.raise_trials("long", 1)
+    for trials, message in ((2**64, "trials: Input should be less than or equal to 10000"),
+                            (1001, "(this service's own limit: autopeft serve --max-trials)"),
+                            (True, "trials: Input should be a valid integer")):
+        code, answer = service.request("PATCH", "/v1/searches/long", token=tokens["ben"], body={"trials": trials})
+        assert code == 422 and message in answer["detail"], answer
     code, answer = service.request("PATCH", "/v1/searches/long", token=tokens["ben"], body={"trials": 40})
     assert code == 200 and answer["trials"] == 40
     client.resume("long")  # continues the stopped search from its run directory

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from autopeft.errors import UsageError
-from autopeft.service.requests import Folders, driver_arguments, space_file, typed_options
+import pydantic
+
+from autopeft.service.models import SearchRequest, first_error_line, options_of
+from autopeft.service.requests import Folders, driver_arguments, space_file
 from autopeft.service.schema import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from autopeft.service.server import is_loopback
 from autopeft.service.store import Store
@@ -40,14 +43,16 @@ def test_options_are_typed_and_paths_confined(tmp_path: Path) -> None:
     outside.mkdir()
     (root / "link").symlink_to(outside)
     folders = Folders(tmp_path / "runs", (root,))
-    search_id, options = typed_options({"id": "x1", "task": "sst2", "trials": 3, "eval_fraction": 1,
-                                        "choices": [" no", " yes"]})
-    assert search_id == "x1" and options["trials"] == 3
+    request = SearchRequest.model_validate({"id": "x1", "task": "sst2", "trials": 3, "eval_fraction": 0.5,
+                                            "choices": [" no", " yes"]})
+    assert request.id == "x1" and options_of(request)["trials"] == 3  # type: ignore[attr-defined]
     for body, message in (({"task": "sst2", "trials": True}, "whole number"), ({"trials": 2}, "'task' is required"),
                           ({"task": "sst2", "choices": "ab"}, "list of strings"), ([1], "JSON object"),
-                          ({"task": "sst2", "resume": "r"}, "chooses where")):
-        with pytest.raises(UsageError, match=message):
-            typed_options(body)
+                          ({"task": "sst2", "resume": "r"}, "chooses where"),
+                          ({"task": "sst2", "trials": 2**64}, "trials must be at most 10000")):
+        with pytest.raises(pydantic.ValidationError) as refused:
+            SearchRequest.model_validate(body)
+        assert message in first_error_line(refused.value.errors())
     assert folders.resolved({"task": "sst2", "data_dir": "SST-2"})["data_dir"] == str(root / "SST-2")
     for bad in ("link", "../secret", str(outside), "link/../secret", "owner/dataset:config"):
         with pytest.raises(UsageError, match="not found under the folders"):
