@@ -44,12 +44,11 @@ def _message_figure(data: DashboardData) -> Figure:
 
 def write_png(data: DashboardData, path: Path) -> list[Path]:
     """One PNG per plot of the page; returns the files written."""
-    try:
-        import kaleido  # noqa: F401  (plotly imports it lazily and words a missing one for notebooks)
-        from choreographer.browsers.chromium import ChromeNotFoundError
-    except ImportError:
-        raise ImageExportError("--png needs the kaleido package: pip install 'kaleido>=1'") from None
+    from autopeft.extras import require
+
+    require("png")  # plotly imports kaleido lazily and words a missing one for notebooks
     import plotly.io as pio
+    from choreographer.browsers.chromium import ChromeNotFoundError
 
     drawn = list(figures(data)) or [_message_figure(data)]
     for f in drawn:

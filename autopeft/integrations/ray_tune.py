@@ -22,10 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from autopeft.extras import require
 
-from autopeft.engine.halving import Rung, Rungs
-from autopeft.errors import UsageError
+require("tune")  # Ray Tune's own packages: one line naming the extra, not an ImportError from inside Ray
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
+
+from autopeft.engine.halving import Rung, Rungs  # noqa: E402
+from autopeft.errors import UsageError  # noqa: E402
 
 
 def _signs(metrics: Sequence[str], modes: Sequence[str]) -> tuple[float, ...]:
