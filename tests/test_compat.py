@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -110,7 +111,7 @@ class _TwoLayers(torch.nn.Module):
         return self.out(torch.relu(self.lin(x)))
 
 
-def _adalora() -> torch.nn.Module:
+def _adalora() -> Any:
     from peft import AdaLoraConfig, get_peft_model
 
     torch.manual_seed(0)
@@ -118,7 +119,7 @@ def _adalora() -> torch.nn.Module:
     return get_peft_model(_TwoLayers(), config)
 
 
-def _train(model: torch.nn.Module, steps: range, batches: torch.Tensor) -> None:
+def _train(model: Any, steps: range, batches: torch.Tensor) -> None:
     optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     for step in steps:
         model(batches[step]).pow(2).mean().backward()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -118,7 +119,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory, sst2_small: Path, sentence
 
 
 @pytest.fixture(scope="module")
-def users_scores(exports: dict[str, Path], sst2_small: Path) -> dict[str, dict[str, float]]:
+def users_scores(exports: dict[str, Path], sst2_small: Path) -> dict[str, dict[str, Any]]:
     """Each export as a user scores it, in one fresh Python process (one, to pay its imports once)."""
     import os
     import subprocess
@@ -136,7 +137,7 @@ def users_scores(exports: dict[str, Path], sst2_small: Path) -> dict[str, dict[s
 @pytest.mark.timeout(360)  # the first of them retrains every method's export and scores them all
 @pytest.mark.parametrize("method", sorted(ADAPTER_METHODS))
 def test_a_retrained_export_loads_from_its_folder(method: str, exports: dict[str, Path],
-                                                  users_scores: dict[str, dict[str, float]]) -> None:
+                                                  users_scores: dict[str, dict[str, Any]]) -> None:
     from peft import PeftConfig
     from safetensors import safe_open
 

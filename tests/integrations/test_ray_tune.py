@@ -60,7 +60,7 @@ def test_a_tune_run_stops_weak_trials_early_and_runs_the_rest_to_the_end(tmp_pat
     make = samplers.make_sampler
 
     def make_sampler(*args: Any, **kwargs: Any) -> Any:
-        sampler = make(*args, **kwargs)
+        sampler: Any = make(*args, **kwargs)
         sampler.inner.sample_relative = RecordedProposals(sampler.inner.sample_relative)
         made.append(sampler)
         return sampler
