@@ -322,6 +322,10 @@ def write_dashboard(runs: Sequence[str | Path], html: str | Path | None = None,
 
     if html is None and png is None:
         raise UsageError("give html=FILE or png=FILE (or serve it: autopeft dashboard RUN)")
+    if png:
+        from autopeft.extras import require
+
+        require("png")  # before the runs are read
     for option, value in (("--html", html), ("--png", png)):
         if not value:
             continue

@@ -109,10 +109,9 @@ def converted_from_gguf(gguf: Path) -> Path:
     target = root / f"{gguf.stem}-{key}"
     if (target / "config.json").is_file():
         return target
-    try:
-        import gguf as _gguf  # noqa: F401  (transformers reads the file with it)
-    except ImportError:
-        raise ModelError(f"reading {gguf.name} needs the gguf package: pip install gguf") from None
+    from autopeft.extras import require
+
+    require("gguf")  # transformers reads the file with it
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -138,8 +138,10 @@ def decode_utf8(raw: bytes, path: Path) -> str:
 
 
 def _check_hub(task: Task) -> None:
+    from autopeft.extras import require
     from autopeft.hub import is_offline
 
+    require("hub")  # before the catch-all below, which would word a missing package as an unreachable hub
     try:
         _load_hub_split(task, "train[:1]")
     except Exception as exc:  # the datasets library raises many kinds for "no network"

@@ -211,8 +211,10 @@ def _locate(ref: str, options: DataOptions) -> _Place:
 @functools.lru_cache(maxsize=4)
 def _hub_dataset(dataset_id: str, config: str | None) -> Any:
     """The dataset's splits (a `datasets.DatasetDict`), loaded once per process; the local cache works offline."""
+    from autopeft.extras import require
     from autopeft.hub import is_offline, use_offline_mode_unless_reachable
 
+    require("hub")  # before the catch-all below, which would word a missing package as an unreachable hub
     use_offline_mode_unless_reachable()  # fail fast (the cache still loads) instead of half a minute of retries
     try:
         from datasets import load_dataset
@@ -243,6 +245,9 @@ def _read_file(path: Path) -> _Table:
     import pandas as pd
 
     if kind == "parquet":
+        from autopeft.extras import require
+
+        require("parquet")
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow's errors for "not Parquet" are of several kinds
