@@ -21,7 +21,7 @@ from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, STOPPED, Trial
 from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
 from autopeft.engine.halving import Rung, Rungs, rung_observations, rung_values, rungs_of
-from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, space_conditions
+from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, sampler_error, space_conditions
 from autopeft.engine.step_budget import steps_trained
 from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
 from autopeft.run.journal import ResultJournal
@@ -34,6 +34,7 @@ from autopeft.run.storage import (
     ATTR_KEY,
     ATTR_RESULT,
     ATTR_RUNGS,
+    ATTR_SAMPLER_ERROR,
     ATTR_SKIPPED,
     ATTR_STOPPED_AT,
     RunDir,
@@ -254,6 +255,9 @@ class _Loop:
                 and self.affordable():
             trial = self.study.ask()
             candidate = suggest_candidate(trial, self.spec, self.settings.num_layers)
+            error = sampler_error(self.study, trial.number)  # known once drawn: Optuna samples lazily
+            if error is not None:
+                trial.set_user_attr(ATTR_SAMPLER_ERROR, error)
             trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
             trial.set_user_attr(ATTR_DESCRIPTION, candidate.describe())
             key = candidate.key()

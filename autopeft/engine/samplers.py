@@ -5,23 +5,32 @@ objective, log expected hypervolume improvement over a mixed, conditional candid
 and hard budgets accounted for) after a few start-up trials that cover every choice. The others are there
 for comparison: `random`, `tpe`, `nsga2`, `gp` (Optuna's GPSampler) and `botorch` (optuna-integration's
 BoTorchSampler, qLogNEHVI; slow: tens of seconds per suggestion after 30 trials on two cores).
+
+`make_sampler` wraps each in a `GuardedSampler`: a model-based suggestion that raises costs that trial its model,
+not the search (the trial is drawn by the start-up sampler, and the reason is kept for the trial's record).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.bo.encoding import Condition
 from autopeft.bo.sampler import BoOptions, BoSampler, CostModel, Observations
-from autopeft.errors import UsageError
+from autopeft.bo.startup import CoveringSampler
+from autopeft.errors import UsageError, first_line
 from autopeft.run.settings import OBJECTIVES, SAMPLERS
 from autopeft.space.compiled import compile_space
 from autopeft.space.spec import SearchSpec
+
+log = logging.getLogger(__name__)
 
 BUDGET_AWARE = ("bo",)  # the samplers that use `Budgets` (and their cost model); the others ignore them
 
@@ -43,7 +52,7 @@ class Budgets:
     cost_model: Callable[[Mapping[str, Any]], Mapping[str, float]] | None = None
     rules_out: Callable[[Mapping[str, Any]], bool] | None = None  # parameters where trials keep failing
     # Failed trials that failed for their configuration (not interrupted, not skipped): `bo` models where they lie.
-    infeasible: Callable[[optuna.trial.FrozenTrial], bool] | None = None
+    infeasible: Callable[[FrozenTrial], bool] | None = None
 
     def limits(self, objectives: Sequence[str]) -> tuple[float | None, ...] | None:
         """The budgets as `BoOptions.limits`: one entry per objective, None where unlimited."""
@@ -112,6 +121,78 @@ def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: 
                      observations=observations)
 
 
+class GuardedSampler(optuna.samplers.BaseSampler):
+    """A sampler whose model-based (relative) sampling cannot end a search.
+
+    An exception from the wrapped sampler's `infer_relative_search_space` or `sample_relative` is logged and kept as
+    the trial's reason (`error_of`); that trial's parameters then all come from `fallback`, the start-up
+    (independent) sampler. BaseExceptions (Ctrl-C) go through. Attributes the wrapper lacks are the wrapped
+    sampler's (`study.sampler.last_report`, `study.sampler.options`).
+    """
+
+    def __init__(self, inner: optuna.samplers.BaseSampler, fallback: optuna.samplers.BaseSampler) -> None:
+        self.inner = inner
+        self.fallback = fallback
+        self._errors: dict[int, str] = {}  # trial number -> why its relative sampling failed
+
+    def __getattr__(self, name: str) -> Any:
+        inner = self.__dict__.get("inner")  # absent while unpickling: no recursion through __getattr__
+        if inner is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def error_of(self, number: int) -> str | None:
+        """Why trial `number`'s model-based sampling failed, or None when it did not."""
+        return self._errors.get(number)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+        self.fallback.reseed_rng()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        try:
+            return self.inner.infer_relative_search_space(study, trial)
+        except Exception as exc:
+            self._failed(trial, exc)
+            return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if trial.number in self._errors:
+            return {}
+        try:
+            return self.inner.sample_relative(study, trial, search_space)
+        except Exception as exc:
+            self._failed(trial, exc)
+            return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        # After a failure the wrapped sampler's own independent sampling may rest on the same broken state.
+        sampler = self.fallback if trial.number in self._errors else self.inner
+        return sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def _failed(self, trial: FrozenTrial, exc: Exception) -> None:
+        reason = f"{type(self.inner).__name__} failed ({type(exc).__name__}: {first_line(exc)})"
+        self._errors[trial.number] = reason
+        log.warning("trial %d: %s; its parameters come from the start-up sampler instead", trial.number, reason,
+                    exc_info=exc)
+
+
+def sampler_error(study: optuna.Study, number: int) -> str | None:
+    """Why the study's sampler could not propose trial `number` from its model (None: it could, or it is not a
+    `GuardedSampler`). Known once the trial's first parameter is drawn: Optuna samples lazily."""
+    sampler = study.sampler
+    return sampler.error_of(number) if isinstance(sampler, GuardedSampler) else None
+
+
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,
                  objectives: Sequence[str] = OBJECTIVES, reference_point: Mapping[str, float] | None = None,
                  conditions: Mapping[str, Condition] | None = None,
@@ -120,30 +201,31 @@ def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | N
     models `trainable_params` and `peak_memory` on a log scale, applies `budgets` to them and measures
     improvement from `reference_point` (by objective name; the rest inferred). The others ignore both.
     `observations` (successive halving) gives `bo` the results it learns from, the rungs' included; the other
-    samplers learn from completed trials only."""
+    samplers learn from completed trials only. The sampler comes as a `GuardedSampler` around it."""
     objectives = tuple(objectives)
+    startup: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "bo":
-            return BoSampler(bo_options(startup_trials, budgets, objectives, reference_point, conditions,
-                                        observations), seed=seed)
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True,
-                                              group=True, constant_liar=True, warn_independent_sampling=False)
-        if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup_trials))
-        if name == "gp":
-            return optuna.samplers.GPSampler(
-                seed=seed,
-                n_startup_trials=startup_trials,
-                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-                warn_independent_sampling=False,
-            )
-        if name == "botorch":
+            startup = CoveringSampler(seed=seed)
+            inner: optuna.samplers.BaseSampler = BoSampler(
+                bo_options(startup_trials, budgets, objectives, reference_point, conditions, observations),
+                seed=seed, independent_sampler=startup)
+        elif name == "random":
+            inner = startup
+        elif name == "tpe":
+            inner = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True,
+                                               group=True, constant_liar=True, warn_independent_sampling=False)
+        elif name == "nsga2":
+            inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup_trials))
+        elif name == "gp":
+            inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials, independent_sampler=startup,
+                                              warn_independent_sampling=False)
+        elif name == "botorch":
             from optuna_integration import BoTorchSampler
 
-            return BoTorchSampler(seed=seed, n_startup_trials=startup_trials, consider_running_trials=True,
-                                  independent_sampler=optuna.samplers.RandomSampler(seed=seed))
-    raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+            inner = BoTorchSampler(seed=seed, n_startup_trials=startup_trials, consider_running_trials=True,
+                                   independent_sampler=startup)
+        else:
+            raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return GuardedSampler(inner, startup)

@@ -39,6 +39,8 @@ ATTR_FAILURE = "failure_reason"
 ATTR_SKIPPED = "skipped"  # a proposal not trained: failed trials rule it out, or its configuration is running
 ATTR_KEY = "key"  # the canonical key of the trial's effective configuration (`Candidate.key`)
 ATTR_DUPLICATE_OF = "duplicate_of"  # a proposal answered from the study: the trial that trained the same key
+# Why the sampler could not propose the trial from its model (it was drawn by the start-up sampler instead).
+ATTR_SAMPLER_ERROR = "sampler_error"
 # Successive halving: the trial's result at every rung it reached ({steps, accuracy, counts, seconds}), in order,
 # and the step at which it was stopped (its study state is then PRUNED).
 ATTR_RUNGS = "rungs"
@@ -338,6 +340,7 @@ def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFra
         row["key"] = t.user_attrs.get(ATTR_KEY)
         row["duplicate_of"] = t.user_attrs.get(ATTR_DUPLICATE_OF)
         row["failure_reason"] = t.user_attrs.get(ATTR_FAILURE)
+        row["sampler_error"] = t.user_attrs.get(ATTR_SAMPLER_ERROR)
         row["wall_seconds"] = result.get("wall_seconds")
         row["train_seconds"] = result.get("train_seconds")
         row["eval_seconds"] = result.get("eval_seconds")

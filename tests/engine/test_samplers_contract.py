@@ -18,7 +18,7 @@ from botorch.test_functions.multi_objective import ZDT1
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
-from autopeft.engine.samplers import SAMPLERS, make_sampler
+from autopeft.engine.samplers import SAMPLERS, make_sampler, sampler_error
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.spec import parse_spec
 
@@ -59,6 +59,9 @@ def scenario(name: str, seed: int) -> tuple[list[Candidate], list[Candidate]]:
             else:
                 study.tell(trial, objectives(c))
         pending = [suggest_candidate(study.ask(), SPACE, LAYERS) for _ in range(PENDING)]
+    # make_sampler's guard would turn a broken model into start-up draws that still look like a kept contract.
+    errors = [sampler_error(study, t.number) for t in study.trials]
+    assert errors == [None] * len(errors), f"{name} raised while sampling: {errors}"
     return told, pending
 
 
