@@ -23,13 +23,18 @@ separate the trials that have it from those that do not. Where it is inactive it
 its features hold a constant (0.5, or all zeros for one-hot); the parent's own features are the
 indicator. A parameter whose absence no categorical explains is left out of the model (the sampler's
 independent sampler draws it), because the model could not say when a proposal would use it.
+
+Conditions chain (the mask's init hangs on the sparsity fraction, which hangs on the method): a parameter is
+active when its parent is active and takes one of the condition's values, so conditionals are resolved parents
+first, in a topological order of the conditions, never in name order. A parameter whose chain of parents does
+not end at an unconditional parameter of the encoding (its parent left out, or a cycle) is left out as well.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -159,11 +164,20 @@ def coding_for(name: str, dist: BaseDistribution, condition: Condition | None = 
     raise TypeError(f"parameter {name!r}: unsupported distribution {dist!r}")
 
 
+class EncodingError(ValueError):
+    """Parameters whose conditions cannot be resolved: a parent that is not among them, or a cycle."""
+
+
 @dataclass(frozen=True)
 class Encoding:
     """The parameters the model sees, in a fixed order (sorted by name)."""
 
     params: tuple[ParamCoding, ...]
+    # Indices into `params`, every parent before its children: the order conditionals are resolved in.
+    order: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "order", _parents_first(self.params))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -201,24 +215,33 @@ class Encoding:
         usable = {n: d for n, d in dists.items() if n not in conflicting and not d.single()}
         always = [n for n in sorted(usable) if all(n in t.params for t in trials)]
         declared = {name: c for name, c in (conditions or {}).items() if c.parent in usable}
-        params = []
+        found: dict[str, Condition | None] = {}
         for name in sorted(usable):
             condition = declared.get(name)
             if condition is None and name not in always:
                 condition = _find_condition(name, always, usable, trials)
                 if condition is None:
                     continue
-            params.append(coding_for(name, usable[name], condition))
-        return cls(tuple(params))
+            found[name] = condition
+        # A declared parent may itself be left out (its own absence unexplained): its children cannot be resolved.
+        kept = _grounded(found)
+        return cls(tuple(coding_for(name, usable[name], found[name]) for name in sorted(kept)))
 
     # --- raw rows -------------------------------------------------------------------------------
     def raw_of(self, params: Mapping[str, Any]) -> np.ndarray | None:
-        """A trial's parameters -> raw row `(k,)`; None if a value is outside its distribution."""
+        """A trial's parameters -> raw row `(k,)`; None if a value is outside its distribution. A parameter counts
+        only where its condition holds, its parent's included (the same rule as `resolve`)."""
         row = np.full(len(self.params), np.nan)
+        index = self._index()
         try:
-            for i, p in enumerate(self.params):
-                if p.name in params and self._active(p, params):
-                    row[i] = p.raw_of(params[p.name])
+            for i in self.order:
+                p = self.params[i]
+                c = p.condition
+                if p.name not in params:
+                    continue
+                if c is not None and (np.isnan(row[index[c.parent]]) or params[c.parent] not in c.values):
+                    continue
+                row[i] = p.raw_of(params[p.name])
         except (ValueError, TypeError):
             return None
         return row
@@ -304,22 +327,55 @@ class Encoding:
         return self.resolve(np.stack(out), rng)
 
     def resolve(self, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Make conditional parameters agree with their parents: NaN if inactive, a random value if newly active."""
-        index = {p.name: i for i, p in enumerate(self.params)}
-        for i, p in enumerate(self.params):
+        """Make conditional parameters agree with their parents, parents first: NaN if inactive (an inactive
+        parent makes its children inactive), a random value if newly active. Rows `(N, k)`, changed in place."""
+        index = self._index()
+        for i in self.order:
+            p = self.params[i]
             if p.condition is None:
                 continue
-            parent = self.params[index[p.condition.parent]]
-            parent_raw = raw[:, index[p.condition.parent]]
-            active = np.array([parent.value_of(v) in p.condition.values for v in parent_raw])
+            j = index[p.condition.parent]
+            parent, parent_raw = self.params[j], raw[:, j]
+            active = ~np.isnan(parent_raw)
+            active[active] = [parent.value_of(float(v)) in p.condition.values for v in parent_raw[active]]
             raw[~active, i] = np.nan
             missing = np.flatnonzero(active & np.isnan(raw[:, i]))
             if missing.size:
                 raw[missing, i] = p.random(rng, missing.size)
         return raw
 
-    def _active(self, p: ParamCoding, params: Mapping[str, Any]) -> bool:
-        return p.condition is None or params.get(p.condition.parent) in p.condition.values
+    def _index(self) -> dict[str, int]:
+        return {p.name: i for i, p in enumerate(self.params)}
+
+
+def _grounded(conditions: Mapping[str, Condition | None]) -> set[str]:
+    """The parameters whose chain of parents ends at an unconditional one among `conditions`; the others (a parent
+    missing, or a cycle) could never be resolved."""
+    grounded = {name for name, c in conditions.items() if c is None}
+    while True:
+        more = {name for name, c in conditions.items()
+                if name not in grounded and c is not None and c.parent in grounded}
+        if not more:
+            return grounded
+        grounded |= more
+
+
+def _parents_first(params: Sequence[ParamCoding]) -> tuple[int, ...]:
+    """Indices of `params` with every condition's parent before the parameter (ties in the given order)."""
+    index = {p.name: i for i, p in enumerate(params)}
+    order: list[int] = []
+    placed: set[str] = set()
+    while len(order) < len(params):
+        ready = [i for i, p in enumerate(params)
+                 if p.name not in placed and (p.condition is None or p.condition.parent in placed)]
+        if not ready:
+            stuck = [f"{p.name} (on {p.condition.parent})" for p in params if p.name not in placed and p.condition]
+            missing = sorted({p.condition.parent for p in params if p.condition and p.condition.parent not in index})
+            why = f"parents not encoded: {', '.join(missing)}" if missing else "the conditions form a cycle"
+            raise EncodingError(f"conditions cannot be resolved for {', '.join(stuck)}: {why}")
+        order.extend(ready)
+        placed.update(params[i].name for i in ready)
+    return tuple(order)
 
 
 def _find_condition(name: str, always: Sequence[str], dists: Mapping[str, BaseDistribution],
