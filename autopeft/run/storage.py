@@ -24,7 +24,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from autopeft.errors import RunDirError, UsageError
-from autopeft.files import write_atomically
+from autopeft.files import write_atomically, writing
 from autopeft.run.journal import ResultJournal
 from autopeft.run.settings import DIRECTION_OF, OBJECTIVES, SearchSettings
 
@@ -143,6 +143,10 @@ class RunDir:
         URL), the study lives in that database, named after the run's absolute path."""
         staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
+        with writing(self.path, "the run directory", "choose another --out"):
+            self._create(staging, settings, space_text, storage)
+
+    def _create(self, staging: Path, settings: SearchSettings, space_text: str, storage: str | None) -> None:
         staging.mkdir(parents=True)
         try:
             (staging / self.settings_file.name).write_text(json.dumps(settings.to_dict(), indent=2) + "\n",
@@ -213,7 +217,8 @@ class RunDir:
         lives. The lock is the operating system's (`flock`), so a killed driver leaves none behind."""
         import fcntl
 
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        with writing(self.path, "in the run directory", "copy the run to a writable folder and resume the copy"):
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -287,6 +292,10 @@ def check_storage(url: str) -> None:
     given = optuna_url(url)
     if not given.startswith(("sqlite:///", "postgresql+psycopg://")):
         raise UsageError(f"--storage {url!r}: give postgresql://USER@HOST[:PORT]/DATABASE or sqlite:///FILE")
+    if given.startswith("postgresql"):
+        from autopeft.extras import require
+
+        require("postgres")
     try:
         engine = sqlalchemy.create_engine(given)
         with engine.connect():
