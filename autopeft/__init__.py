@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import (  # plain classes, no imports of their own: cheap to have here
     AutopeftError,
+    ClusterError,
     ExportError,
     ModelError,
     RunDirError,
@@ -58,5 +59,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'autopeft' has no attribute {name!r}")
 
 
-__all__ = [*_API, "AutopeftError", "ExportError", "ModelError", "RunDirError", "ServiceError", "SpecError",
+__all__ = [*_API, "AutopeftError", "ClusterError", "ExportError", "ModelError", "RunDirError", "ServiceError", "SpecError",
            "TaskError", "TrialFailed", "UsageError", "WriteError", "__version__"]

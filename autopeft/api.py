@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from autopeft.export.baselines import BaselinesOutcome
     from autopeft.export.workflow import ExportedTrial, TrainedConfiguration
     from autopeft.run.storage import RunDir
+    from autopeft.space.compiled import CompiledSpace
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Run:
         """One row per trial (the results.csv table), read from the study: configuration, every parameter,
         objectives, `pareto` flag, status, failure reason, timings."""
         from autopeft.run.pareto import pareto_mask
-        from autopeft.run.storage import results_table
+        from autopeft.run.results import results_table
 
         table = results_table(self._dir.load_study().get_trials(deepcopy=False), self.settings.base_params)
         table.insert(2, "pareto", pareto_mask(table, self.settings.objectives))
@@ -168,7 +169,7 @@ def search(task: str | None = None, *, progress: Callable[[SearchProgress], None
             messages(line)
         if plan.fitted.left_out:
             messages(f"left out of the space for this model: {plan.fitted.describe()}")
-        _execute(plan.run, plan.settings, plan.fitted.spec, plan.layout, progress)
+        _execute(plan.run, plan.settings, plan.space, plan.layout, progress)
     return Run(plan.run)
 
 
@@ -200,7 +201,7 @@ def _search_signature() -> inspect.Signature:
 search.__signature__ = _search_signature()  # type: ignore[attr-defined]
 
 
-def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
+def _execute(run: RunDir, settings: SearchSettings, space: CompiledSpace, layout: Any,
              progress: Callable[[SearchProgress], None] | None) -> None:
     """Start the executor, run the loop, and stop everything however it ends: nothing keeps running after."""
     from autopeft.dashboard.run_files import refresh_run_files
@@ -209,6 +210,7 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
     from autopeft.engine.step_budget import steps_trained
     from autopeft.logs import log_to_file
     from autopeft.run.pareto import pareto_front
+    from autopeft.run.record import records
 
     log_to_file(run.log_file)
     run.create_study(None, settings.objectives)  # before any worker starts: even a search that never ran resumes
@@ -222,7 +224,7 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
             progress(SearchProgress(min(finished, settings.trials), settings.trials,
                                     float(done["accuracy"].max()) if not done.empty else None,
                                     len(pareto_front(table, settings.objectives)), shown["failures"],
-                                    steps=steps_trained(study.get_trials(deepcopy=False), settings.budget.max_steps),
+                                    steps=steps_trained(records(study), settings.budget.max_steps),
                                     step_budget=settings.budget.step_budget))
 
     def on_status(status: str) -> None:
@@ -248,7 +250,7 @@ def _execute(run: RunDir, settings: SearchSettings, spec: Any, layout: Any,
                 gpus_per_trial=settings.gpus_per_trial, ray_address=settings.ray_address, log_dir=str(run.path)))
             if in_main_thread:  # after Ray's start, whose own SIGTERM handler dies without recording anything
                 signal.signal(signal.SIGTERM, stop_once)
-            study = run_search(run, settings, spec, layout, executor, report, on_status)
+            study = run_search(run, settings, space, layout, executor, report, on_status)
         except KeyboardInterrupt:
             table = _refresh_quietly(run, settings)
             done = int(table["status"].eq("complete").sum()) if table is not None and not table.empty else 0

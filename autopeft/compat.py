@@ -10,6 +10,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import optuna
     import torch
@@ -24,12 +26,6 @@ def hypervolume(points: np.ndarray, reference: np.ndarray, assume_pareto: bool =
     from optuna._hypervolume import compute_hypervolume
 
     return float(compute_hypervolume(points, reference, assume_pareto=assume_pareto))
-
-
-def set_running_trial_user_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, key: str, value: Any) -> None:
-    """A user attribute on a trial that a killed driver left RUNNING. Optuna's public `Trial` objects exist only
-    inside the process that asked for them; its storage is the one way in."""
-    study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
 
 def log_ei_helper(z: torch.Tensor) -> torch.Tensor:
@@ -49,6 +45,17 @@ def ray_bootstrap_address(address: str) -> str:
         return canonicalize_bootstrap_address(address) or ""
     except ConnectionError:  # "auto" with no cluster to find: Ray raises where this promises ""
         return ""
+
+
+def init_local_ray(temp_dir: Path, cpus: int, **options: Any) -> None:
+    """A private local Ray ("local": never one that `ray start` left running on this machine) whose files live in
+    `temp_dir`, with its workers at niceness 0. Ray sets neither in public: its temp folder is `_temp_dir`, and its
+    workers' niceness (15 by default, under which anything else on the machine takes nearly all the CPU from the
+    trials, ten times slower as measured) is in `_system_config`."""
+    import ray
+
+    ray.init(address="local", include_dashboard=False, num_cpus=cpus, object_store_memory=200 * 1024**2,
+             _temp_dir=str(temp_dir), _system_config={"worker_niceness": 0}, **options)
 
 
 def force_hub_offline() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,6 @@ def test_hypervolume_of_a_known_front() -> None:
     points = np.array([[0.0, 0.5], [0.5, 0.0]])
     # The union of two 1 x 0.5 boxes inside [0, 1]^2 overlapping in a 0.5 x 0.5 square.
     assert math.isclose(compat.hypervolume(points, np.array([1.0, 1.0])), 0.75)
-
-
-def test_a_running_trial_takes_a_user_attribute_from_another_process_view() -> None:
-    study = optuna.create_study()
-    study.ask()
-    (frozen,) = study.get_trials(deepcopy=False)
-    compat.set_running_trial_user_attr(study, frozen, "failure_reason", "interrupted")
-    assert study.get_trials()[0].user_attrs == {"failure_reason": "interrupted"}
 
 
 def test_log_ei_helper_matches_the_closed_form() -> None:
@@ -173,3 +167,28 @@ def test_a_running_trial_is_taken_up_again_by_its_storage_id() -> None:
     study.tell(taken_up, 0.25)
     (told,) = study.get_trials()
     assert told.state == optuna.trial.TrialState.COMPLETE and told.value == 0.25
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_local_ray_lives_in_its_folder_with_workers_not_niced(tmp_path: Path) -> None:
+    import os
+
+    import ray
+
+    folder = Path(tempfile.mkdtemp(prefix="autopeft-ray-", dir="/tmp"))
+    try:
+        compat.init_local_ray(folder, 1, log_to_driver=False)
+
+        @ray.remote
+        def niceness() -> int:
+            return os.nice(0)
+
+        assert ray.get(niceness.remote()) == os.nice(0)  # the trials run as the driver does, not at Ray's 15
+        assert (folder / "session_latest").is_dir()  # Ray's files, sockets included, under the folder given
+    finally:
+        ray.shutdown()
+        from autopeft.engine.local_ray import reap
+
+        reap(folder)
+        shutil.rmtree(folder, ignore_errors=True)

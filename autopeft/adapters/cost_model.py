@@ -15,7 +15,7 @@ whole model for every configuration the sampler scores would be far too slow (it
   more, the head excepted), as `autopeft.adapters.sparsity.create_masks` does, so the masked count is exact too.
 
 The result equals `count_trainable(materialize(candidate, base), masks.masked_entries)`, which
-tests/test_cost_model.py checks against real materialisations of every shipped space.
+tests/adapters/test_cost_model.py checks against real materialisations of every shipped space.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from autopeft.adapters.peft_configs import AdapterPlan, peft_config
 from autopeft.adapters.sparsity import HEAD_MARKER
 from autopeft.errors import AutopeftError
 from autopeft.space.candidate import Candidate, completions
+from autopeft.space.compiled import CompiledSpace, compile_space
 from autopeft.space.modules import Architecture
 from autopeft.space.spec import SearchSpec
 
@@ -229,13 +230,14 @@ class TrainableParamsModel:
     configuration over the budget fails on its worker before training.
     """
 
-    def __init__(self, counter: ParameterCounter, spec: SearchSpec) -> None:
+    def __init__(self, counter: ParameterCounter, space: SearchSpec | CompiledSpace) -> None:
         self.counter = counter
-        self.spec = spec
+        # Compiled once: the sampler asks for thousands of candidates per suggestion.
+        self.space = space if isinstance(space, CompiledSpace) else compile_space(space, counter.layout.num_layers)
 
     def candidates(self, params: Mapping[str, Any]) -> list[Candidate]:
         """Every configuration the parameters may turn into, once the missing ones are filled in."""
-        return completions(params, self.spec, self.counter.layout.num_layers)
+        return completions(params, self.space)
 
     def candidate(self, params: Mapping[str, Any]) -> Candidate:
         """The configuration of a complete set of parameters."""

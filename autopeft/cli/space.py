@@ -35,10 +35,11 @@ def _num_labels(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    from autopeft.space.compiled import compile_space
     from autopeft.space.report import show_text
 
     fitted, info = _space_and_model(args)
-    print(show_text(fitted.spec, info.num_layers, info.ref.name, fitted.left_out))
+    print(show_text(compile_space(fitted.spec, info.num_layers), info.ref.name, fitted.left_out))
     return 0
 
 

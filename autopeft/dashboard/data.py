@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft.run.pareto import ObjectiveBounds, hypervolume_history, pareto_front, pareto_mask
+from autopeft.run.record import rung_columns
 from autopeft.run.settings import OBJECTIVES
 
 MIB = 1024**2
@@ -401,10 +402,10 @@ def _parallel(done: pd.DataFrame) -> Parallel | None:
 
 def _learning_curves(table: pd.DataFrame, run_name: str | None) -> LearningCurves | None:
     """The rungs' accuracies of every trial (the `accuracy@STEPS` columns of a search with halving)."""
-    columns = sorted((c for c in table.columns if c.startswith("accuracy@")), key=lambda c: int(c[9:]))
-    if not columns:
+    found = rung_columns(table.columns)
+    if not found:
         return None
-    rungs = tuple(int(c[9:]) for c in columns)
+    rungs, columns = tuple(steps for steps, _ in found), [column for _, column in found]
     curves = []
     for record in _records(table):
         points = [(steps, float(v)) for steps, c in zip(rungs, columns, strict=True)

@@ -9,8 +9,9 @@ from autopeft.dashboard.data import MIB, dashboard_data
 from autopeft.dashboard.page import write_static_html
 from autopeft.dashboard.source import BASELINES_FILE, read_baselines
 from autopeft.run.pareto import pareto_front, pareto_mask
+from autopeft.run.results import results_table, write_table
 from autopeft.run.settings import OBJECTIVES, SearchSettings
-from autopeft.run.storage import RunDir, results_table, write_table
+from autopeft.run.storage import RunDir
 
 
 def refresh_run_files(run: RunDir, study: optuna.Study, settings: SearchSettings) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from autopeft.dashboard.data import BASELINE_COLUMNS, RunInput
-from autopeft.run.storage import RunDir, results_table
+from autopeft.run.results import results_table
+from autopeft.run.storage import RunDir
 
 if TYPE_CHECKING:
     import optuna

@@ -8,20 +8,25 @@ successive halving, is not trained.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
-import optuna
+from autopeft.run.record import TrialRecord, TrialStatus
 
-from autopeft.run.storage import ATTR_CANDIDATE, ATTR_DUPLICATE_OF, ATTR_KEY, ATTR_SKIPPED
-from autopeft.space.candidate import Candidate
-
-COMPLETE, RUNNING, FAILED, STOPPED = "complete", "running", "failed", "stopped"
+KeyState = Literal["complete", "running", "failed", "stopped"]
+COMPLETE: KeyState = "complete"
+RUNNING: KeyState = "running"
+FAILED: KeyState = "failed"
+STOPPED: KeyState = "stopped"
+_STATE_OF: dict[TrialStatus, KeyState] = {"complete": "complete", "running": "running", "fail": "failed",
+                                          "stopped": "stopped"}
 
 
 @dataclass(frozen=True)
 class Seen:
     trial: int  # the trial that trained (or is training) the key
-    state: str  # COMPLETE, RUNNING, FAILED or STOPPED
+    state: KeyState
 
 
 class TrialKeys:
@@ -32,24 +37,21 @@ class TrialKeys:
         self._seen: dict[str, Seen] = {}
 
     @classmethod
-    def of_study(cls, study: optuna.Study) -> TrialKeys:
+    def of_records(cls, records: Iterable[TrialRecord]) -> TrialKeys:
         keys = cls()
-        states = {optuna.trial.TrialState.COMPLETE: COMPLETE, optuna.trial.TrialState.RUNNING: RUNNING,
-                  optuna.trial.TrialState.FAIL: FAILED, optuna.trial.TrialState.PRUNED: STOPPED}
-        for t in study.get_trials(deepcopy=False):
-            attrs = t.user_attrs
-            if t.state not in states or attrs.get(ATTR_SKIPPED) or attrs.get(ATTR_DUPLICATE_OF) is not None:
+        for r in records:
+            state = _STATE_OF.get(r.status)
+            if state is None or not r.trained:
                 continue
-            key = attrs.get(ATTR_KEY) or (Candidate.from_dict(attrs[ATTR_CANDIDATE]).key()
-                                          if attrs.get(ATTR_CANDIDATE) else None)  # runs from before keys
-            if key is not None and (key not in keys._seen or states[t.state] == COMPLETE):
-                keys._seen[key] = Seen(t.number, states[t.state])
+            key = r.key or (r.candidate.key() if r.candidate is not None else None)  # runs from before keys
+            if key is not None and (key not in keys._seen or state == COMPLETE):
+                keys._seen[key] = Seen(r.number, state)
         return keys
 
     def get(self, key: str) -> Seen | None:
         return self._seen.get(key)
 
-    def mark(self, key: str, trial: int, state: str) -> None:
+    def mark(self, key: str, trial: int, state: KeyState) -> None:
         before = self._seen.get(key)
         if before is None or before.state != COMPLETE:
             self._seen[key] = Seen(trial, state)

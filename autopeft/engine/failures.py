@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from autopeft.engine.duplicates import TrialKeys
 from autopeft.space.candidate import Candidate, completions_or_none
+from autopeft.space.compiled import CompiledSpace
 from autopeft.space.methods import NONE, get_method
-from autopeft.space.spec import SearchSpec
 
 LR_FACTOR = 2.0
 REPEATS = 2
@@ -92,12 +93,6 @@ class FailureMemory:
                 return f"the same configuration failed at learning rate {lr:.3g}"
         return None
 
-    def rules_out_params(self, params: Mapping[str, Any], spec: SearchSpec, num_layers: int) -> bool:
-        """For a sampler's (possibly partial) parameters: True when every configuration they may become is ruled
-        out. Parameters that cannot be completed rule nothing out."""
-        found = completions_or_none(params, spec, num_layers) if self else None
-        return bool(found) and all(self.rules_out(c) is not None for c in found or ())
-
     def summary(self) -> str:
         """The failure seen most often, in a few words, for a progress line."""
         counts: Counter[tuple[str, str]] = Counter()
@@ -108,6 +103,21 @@ class FailureMemory:
             return ""
         (method, kind), n = counts.most_common(1)[0]
         return f"{n}x {method}: {kind[:60]}"
+
+
+def proposal_filter(space: CompiledSpace, memory: FailureMemory,
+                    keys: TrialKeys) -> Callable[[Mapping[str, Any]], bool]:
+    """`bo`'s `rules_out`: True for a sampler's (possibly partial) parameters when every configuration they may become
+    is ruled out by the failures, or is in the study already. Parameters that cannot be completed rule nothing out.
+    It reads `memory` and `keys` as they are when asked, so that it learns as the search goes; asked for every
+    candidate row of a suggestion, it completes the parameters only when there is something to rule out."""
+
+    def rules_out(params: Mapping[str, Any]) -> bool:
+        found = completions_or_none(params, space) if memory or keys else None
+        return bool(found) and all(memory.rules_out(c) is not None or keys.get(c.key()) is not None
+                                   for c in found or ())
+
+    return rules_out
 
 
 def _without_lr(candidate: Candidate) -> Candidate:

@@ -11,18 +11,17 @@ in ASHA, so that no trial waits for others. The objectives passed in are all to 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import optuna
 
 from autopeft.bo.sampler import Observation
 from autopeft.compat import hypervolume
 from autopeft.errors import UsageError
+from autopeft.run.record import TrialRecord
 from autopeft.run.settings import DIRECTION_OF
-from autopeft.run.storage import ATTR_RUNGS
 from autopeft.space.spec import BudgetSpec
 
 
@@ -106,8 +105,9 @@ class Rung:
         self.results[trial] = tuple(float(v) for v in objectives)
 
     def goes_on(self, trial: int, eta: int) -> bool:
-        """Whether `trial` (recorded here) is among the best 1/η of the trials seen at this rung."""
-        trials = list(self.results)
+        """Whether `trial` (recorded here) is among the best 1/η of the trials seen at this rung (ties go to the
+        lower trial number, whatever order the results arrived in)."""
+        trials = sorted(self.results)
         order = ranking(np.array([self.results[t] for t in trials]))
         keep = max(1, math.floor(len(trials) / eta))
         return trials.index(trial) in order[:keep]
@@ -136,30 +136,84 @@ def rung_values(result: Mapping[str, Any], objectives: Sequence[str]) -> tuple[f
     return tuple(values)
 
 
-def rung_observations(study: optuna.Study, rungs: Rungs, objectives: Sequence[str], enough: int,
-                      every_rung: bool = False) -> list[Observation]:
-    """What a model-based sampler learns from under successive halving, with values in the study's own
-    directions: accuracy is the rung's; parameter counts and memory do not depend on the steps.
+Action = Literal["promote", "stop", "finish"]
+# What a model-based sampler learns from under halving: the results at the highest rung that enough trials have
+# reached, taken as the full budget (as BOHB and MOBSTER do), or every rung's, each at its fidelity.
+LearnFrom = Literal["top-rung", "every-rung"]
+RankRule = Callable[[Mapping[str, Any]], Sequence[float]]  # a leg's result -> what a rung ranks it on (maximised)
 
-    By default the results at the highest rung that `enough` trials have reached (as BOHB and MOBSTER do), or at
-    the first rung while none has, all taken as the full budget. With `every_rung`, every rung result of every
-    trial, each at its fidelity (log steps, scaled so that the first rung is 0 and the full budget 1), so that the
-    model learns from the many trials stopped early as well. That is not the default: in
-    `experiments/multi-fidelity/` it did no better (hypervolume 0.494 and 0.424 against 0.495 and 0.513 over two
-    seeds of the surrogate benchmark), as an RBF kernel with one output scale cannot say that the first rung's
-    accuracies sit near chance while the full budget's spread."""
-    span = math.log(rungs.max_steps / rungs.min_steps)
-    by_level: dict[int, list[Observation]] = {}
-    for t in study.get_trials(deepcopy=False):
-        for reached in t.user_attrs.get(ATTR_RUNGS) or ():
-            if reached.get("status") == "complete" and reached.get("accuracy") is not None:
-                steps = int(reached["steps"])
-                fidelity = min(1.0, max(0.0, math.log(steps / rungs.min_steps) / span)) if every_rung else 1.0
-                values = tuple(float(reached[name]) for name in objectives)
-                by_level.setdefault(steps, []).append(Observation(t, values, fidelity))
-    if every_rung:
-        return [o for level in sorted(by_level) for o in by_level[level]]
-    for level in reversed(rungs.levels):
-        if len(by_level.get(level, ())) >= enough:
-            return by_level[level]
-    return by_level.get(rungs.levels[0], [])
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    next_steps: int | None = None  # promote: the rung the trial trains to next
+
+
+class HalvingScheduler:
+    """Asynchronous successive halving on several objectives, as one object that every driver calls (the search
+    loop, `autopeft.integrations.ray_tune`, the multi-fidelity benchmark), shaped like syne-tune's MOASHA: built once
+    per search, told each leg's result (`on_leg`), it answers promote (to the next rung), stop, or finish (the full
+    budget). Rung results it did not decide on (a resumed search's, from the study) are told with `record`.
+
+    Its rules are constructor options: `rank_by` (what a rung ranks a result on; by default `rung_values`, the
+    evaluation loss and the costs) and `learn_from` (what a model-based sampler learns from, `observations`)."""
+
+    def __init__(self, rungs: Rungs, objectives: Sequence[str], rank_by: RankRule | None = None,
+                 learn_from: LearnFrom = "top-rung", enough: int = 1) -> None:
+        self.rungs = rungs
+        self.objectives = tuple(objectives)
+        self.learn_from = learn_from
+        self.enough = enough  # trials a rung needs before a sampler learns from it ("top-rung")
+        self._rank_by = rank_by or (lambda result: rung_values(result, self.objectives))
+        self._at: dict[int, Rung] = {level: Rung(level) for level in rungs.levels[:-1]}
+
+    @classmethod
+    def for_budget(cls, budget: BudgetSpec, objectives: Sequence[str], **options: Any) -> HalvingScheduler | None:
+        """The scheduler of a budget with rungs (`min_steps`); None for a full-fidelity search."""
+        rungs = rungs_of(budget)
+        return None if rungs is None else cls(rungs, objectives, **options)
+
+    def record(self, trial: int, steps: int, result: Mapping[str, Any]) -> None:
+        """A result at a rung, kept for the ranking of those that come after it."""
+        rung = self._at.get(steps)
+        if rung is not None:
+            rung.record(trial, self._rank_by(result))
+
+    def on_leg(self, trial: int, steps: int, result: Mapping[str, Any]) -> Decision:
+        """A leg of `trial` ended at `steps` with `result`: whether it goes on to the next rung, stops, or is done."""
+        if steps >= self.rungs.max_steps:
+            return Decision("finish")
+        if steps not in self._at:
+            raise ValueError(f"step {steps} is no rung of {self.rungs.levels}")  # a driver's bug, not a user's
+        self.record(trial, steps, result)
+        if self._at[steps].goes_on(trial, self.rungs.eta):
+            return Decision("promote", self.rungs.next_level(steps))
+        return Decision("stop")
+
+    def observations(self, records: Sequence[TrialRecord]) -> list[Observation]:
+        """What a model-based sampler learns from, with values in the study's own directions: accuracy is the rung's;
+        parameter counts and memory do not depend on the steps.
+
+        "top-rung" (the default): the results at the highest rung that `enough` trials have reached (as BOHB and
+        MOBSTER do), or at the first rung while none has, all taken as the full budget. "every-rung": every rung
+        result of every trial, each at its fidelity (log steps, scaled so that the first rung is 0 and the full
+        budget 1), so that the model learns from the many trials stopped early as well. That is not the default: in
+        `experiments/multi-fidelity/` it did no better (hypervolume 0.494 and 0.424 against 0.495 and 0.513 over two
+        seeds of the surrogate benchmark), as an RBF kernel with one output scale cannot say that the first rung's
+        accuracies sit near chance while the full budget's spread."""
+        every = self.learn_from == "every-rung"
+        span = math.log(self.rungs.max_steps / self.rungs.min_steps)
+        by_level: dict[int, list[Observation]] = {}
+        for record in records:
+            for reached in record.rungs:
+                if reached.ok and reached.accuracy is not None:
+                    fidelity = min(1.0, max(0.0, math.log(reached.steps / self.rungs.min_steps) / span)) if every \
+                        else 1.0
+                    values = tuple(float(getattr(reached, name)) for name in self.objectives)
+                    by_level.setdefault(reached.steps, []).append(Observation(record.frozen, values, fidelity))
+        if every:
+            return [o for level in sorted(by_level) for o in by_level[level]]
+        for level in reversed(self.rungs.levels):
+            if len(by_level.get(level, ())) >= self.enough:
+                return by_level[level]
+        return by_level.get(self.rungs.levels[0], [])

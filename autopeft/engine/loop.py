@@ -16,36 +16,39 @@ import optuna
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.materialize import adapter_plan
 from autopeft.bo.sampler import Observation
-from autopeft.compat import live_trial, set_running_trial_user_attr
+from autopeft.compat import live_trial
 from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, STOPPED, TrialKeys
 from autopeft.engine.executors import Executor
-from autopeft.engine.failures import REPEATS, FailureMemory, memory_of
-from autopeft.engine.halving import Rung, Rungs, rung_observations, rung_values, rungs_of
+from autopeft.engine.failures import REPEATS, FailureMemory, memory_of, proposal_filter
+from autopeft.engine.halving import HalvingScheduler
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, sampler_error, space_conditions
 from autopeft.engine.step_budget import steps_trained
 from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
 from autopeft.run.journal import ResultJournal
-from autopeft.run.settings import OBJECTIVES, SearchSettings
-from autopeft.run.storage import (
-    ATTR_CANDIDATE,
-    ATTR_DESCRIPTION,
-    ATTR_DUPLICATE_OF,
-    ATTR_FAILURE,
-    ATTR_KEY,
-    ATTR_RESULT,
-    ATTR_RUNGS,
-    ATTR_SAMPLER_ERROR,
-    ATTR_SKIPPED,
-    ATTR_STOPPED_AT,
-    RunDir,
+from autopeft.run.record import (
+    INTERRUPTED,
+    TrialRecord,
+    failed_for_its_configuration,
+    record_duplicate,
+    record_failure,
+    record_interrupted,
+    record_key,
+    record_proposal,
+    record_result,
+    record_rung,
+    record_skip,
+    record_stopped,
+    records,
 )
-from autopeft.space.candidate import Candidate, completions_or_none, suggest_candidate
-from autopeft.space.spec import SearchSpec
+from autopeft.run.settings import OBJECTIVES, SearchSettings
+from autopeft.run.storage import RunDir
+from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.compiled import CompiledSpace
 from autopeft.training.trial import TrialRequest, TrialResult
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted: the search stopped before this trial finished; it is run again on --resume"
+__all__ = ["INTERRUPTED", "TooManyFailures", "recover_interrupted", "run_search"]
 MAX_SKIPS_IN_A_ROW = 50  # proposals in a row that failures rule out: the sampler sees nothing else
 
 
@@ -53,37 +56,39 @@ class TooManyFailures(AutopeftError, RuntimeError):
     """Trials keep failing; going on would only burn compute."""
 
 
-def objective_values(result: Mapping[str, Any], objectives: tuple[str, ...]) -> list[float]:
-    """A completed trial's result (`TrialResult.to_dict()`) as the study's values, in the order of `objectives`."""
-    return [float(result[name]) for name in objectives]
+def objective_values(result: TrialResult, objectives: tuple[str, ...]) -> list[float]:
+    """A completed trial's result as the study's values, in the order of `objectives`."""
+    return [float(getattr(result, name)) for name in objectives]
 
 
 def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = None,
                         objectives: tuple[str, ...] = OBJECTIVES,
-                        continues: Callable[[optuna.trial.FrozenTrial], bool] | None = None) -> int:
+                        continues: Callable[[TrialRecord], bool] | None = None) -> int:
     """Trials left running by a killed driver are finished: one whose result was stored before the kill (the
     result goes in first, the state after), or kept in the journal when the database could not take it, keeps
     it; the others are marked failed (interrupted) and so run again as new trials. A trial of successive halving
     that `continues` (it has a rung stored and its checkpoint) is left running, for the loop to take on.
     Returns how many were left running."""
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING
-             and not (continues is not None and continues(t))]
+    stale = [r for r in records(study, (optuna.trial.TrialState.RUNNING,))
+             if not (continues is not None and continues(r))]
     kept = dict(journal.entries()) if journal is not None else {}
-    for t in stale:
-        if t.number in kept:  # stored with the trial first, as the loop would have
-            set_running_trial_user_attr(study, t, ATTR_RESULT, kept[t.number])
-        result = kept.get(t.number) or t.user_attrs.get(ATTR_RESULT) or {}
-        if ATTR_STOPPED_AT in t.user_attrs:  # successive halving had stopped it; the kill came before the tell
-            study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
+    for r in stale:
+        trial = live_trial(study, r.frozen)
+        result = r.result
+        if r.number in kept:  # stored with the trial first, as the loop would have
+            result = TrialResult.from_dict(kept[r.number])
+            record_result(trial, result)
+        if r.stopped_at is not None:  # successive halving had stopped it; the kill came before the tell
+            study.tell(r.number, state=optuna.trial.TrialState.PRUNED)
             continue
-        if result.get("status") == "complete":
-            study.tell(t.number, objective_values(result, objectives))
+        if result is not None and result.ok:
+            study.tell(r.number, objective_values(result, objectives))
             continue
-        if result.get("status") == "failed":
-            set_running_trial_user_attr(study, t, ATTR_FAILURE, result.get("failure") or "unknown failure")
+        if result is not None:
+            record_failure(trial, result.failure or "unknown failure")
         else:
-            set_running_trial_user_attr(study, t, ATTR_FAILURE, INTERRUPTED)
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            record_interrupted(trial)
+        study.tell(r.number, state=optuna.trial.TrialState.FAIL)
     if journal is not None:
         journal.clear()  # every kept result is in the study now
     return len(stale)
@@ -92,14 +97,14 @@ def recover_interrupted(study: optuna.Study, journal: ResultJournal | None = Non
 def _counts(study: optuna.Study) -> tuple[int, int, int]:
     """Completed trials that trained (not answers from the study), failed ones, and ones successive halving
     stopped."""
-    states = Counter(t.state for t in study.get_trials(deepcopy=False) if ATTR_DUPLICATE_OF not in t.user_attrs)
-    return (states[optuna.trial.TrialState.COMPLETE], states[optuna.trial.TrialState.FAIL],
-            states[optuna.trial.TrialState.PRUNED])
+    states = Counter(r.status for r in records(study) if r.duplicate_of is None)
+    return states["complete"], states["fail"], states["stopped"]
 
 
-def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: ModuleLayout,
+def run_search(run: RunDir, settings: SearchSettings, space: CompiledSpace, layout: ModuleLayout,
                executor: Executor, on_progress: Callable[[optuna.Study], None],
-               on_status: Callable[[str], None] | None = None) -> optuna.Study:
+               on_status: Callable[[str], None] | None = None,
+               scheduler: HalvingScheduler | None = None) -> optuna.Study:
     """Run until `settings.trials` trials have completed (or, with successive halving, completed or been stopped
     at a rung); failed trials are recorded and replaced.
 
@@ -107,49 +112,48 @@ def run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: 
     sampler is asked for the next configuration, with the trials still running known to it (they are
     RUNNING trials of the study); the run's files are refreshed after that, while the workers train.
     `on_status` hears, after each refresh, what keeps failing and what that rules out (empty when nothing).
+    With rungs in the budget, `scheduler` decides at each rung (default: `HalvingScheduler` with its own rules).
     """
     try:
-        return _run_search(run, settings, spec, layout, executor, on_progress, on_status)
+        return _run_search(run, settings, space, layout, executor, on_progress, on_status, scheduler)
     except optuna.exceptions.StorageInternalError as exc:  # a full disk: Optuna blames "invalid data"
         raise WriteError(f"cannot write {run.study_db} ({first_line(exc.__cause__ or exc)})") from None
 
 
-def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout: ModuleLayout,
+def _run_search(run: RunDir, settings: SearchSettings, space: CompiledSpace, layout: ModuleLayout,
                 executor: Executor, on_progress: Callable[[optuna.Study], None],
-                on_status: Callable[[str], None] | None) -> optuna.Study:
+                on_status: Callable[[str], None] | None, scheduler: HalvingScheduler | None) -> optuna.Study:
     run.journal.reserve()
     probe = run.create_study(sampler=None, objectives=settings.objectives)
-    existing = len(probe.trials)
-    memory = memory_of(failures_of(probe))
-    keys = TrialKeys.of_study(probe)
-
-    def rules_out(params: Mapping[str, Any]) -> bool:
-        # What failures rule out, and what the study already holds: `bo` proposes neither. Asked for every
-        # candidate row of a suggestion, so the parameters are completed once, and only when there is a reason.
-        found = completions_or_none(params, spec, settings.num_layers) if memory or keys else None
-        return bool(found) and all(memory.rules_out(c) is not None or keys.get(c.key()) is not None
-                                   for c in found or ())
-
-    rungs = rungs_of(settings.budget)
+    stored = records(probe)
+    memory = memory_of((r.candidate, str(r.failure)) for r in stored
+                       if failed_for_its_configuration(r) and r.candidate is not None)
+    keys = TrialKeys.of_records(stored)
+    if scheduler is None:
+        scheduler = HalvingScheduler.for_budget(settings.budget, settings.objectives, enough=settings.startup_trials)
     observations = None
-    if rungs is not None:
+    if scheduler is not None:
+        halving = scheduler
+        for r in stored:  # the rungs of an earlier session rank the trials that come after them
+            for leg in r.rungs:
+                halving.record(r.number, leg.steps, leg.to_dict())
+
         def observations(study: optuna.Study) -> list[Observation]:
-            return rung_observations(study, rungs, settings.objectives, settings.startup_trials)
+            return halving.observations(records(study))
 
     # A resumed search must not replay the random proposals of its first part.
-    sampler = make_sampler(settings.sampler, settings.seed + existing, settings.startup_trials,
-                           search_budgets(settings, spec, rules_out),
-                           objectives=settings.objectives, reference_point=spec.reference_point.by_objective(),
-                           conditions=space_conditions(spec, settings.num_layers), observations=observations)
+    sampler = make_sampler(settings.sampler, settings.seed + len(stored), settings.startup_trials,
+                           search_budgets(settings, space, proposal_filter(space, memory, keys)),
+                           objectives=settings.objectives, reference_point=space.spec.reference_point.by_objective(),
+                           conditions=space_conditions(space), observations=observations)
     study = run.create_study(sampler, settings.objectives)
-    continues = (lambda t: _continues(t, run, settings.budget.max_steps)) if rungs is not None else None
+    continues = (lambda r: _continues(r, run, settings.budget.max_steps)) if scheduler is not None else None
     if recover_interrupted(study, run.journal, settings.objectives, continues):
         on_progress(study)
-    loop = _Loop(study, settings, spec, layout, executor, run, memory, keys, rungs=rungs)
+    loop = _Loop(study, settings, space, layout, executor, run, memory, keys, scheduler=scheduler)
     try:
         if continues is not None:
-            loop.take_on([t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                          if continues(t)])
+            loop.take_on([r for r in records(study, (optuna.trial.TrialState.RUNNING,)) if continues(r)])
         loop.fill()
         # Until nothing is in flight: fill() starts trials while they are wanted (--trials) and affordable
         # (--step-budget), and a trial between rungs goes on in flight.
@@ -166,34 +170,20 @@ def _run_search(run: RunDir, settings: SearchSettings, spec: SearchSpec, layout:
     return study
 
 
-def _continues(t: optuna.trial.FrozenTrial, run: RunDir, max_steps: int) -> bool:
+def _continues(r: TrialRecord, run: RunDir, max_steps: int) -> bool:
     """A running trial of successive halving that can go on from its last rung: it has one stored, short of the
     full budget, and its checkpoint is there (no final result was stored)."""
-    rungs = t.user_attrs.get(ATTR_RUNGS) or []
-    return (ATTR_RESULT not in t.user_attrs and bool(rungs) and int(rungs[-1]["steps"]) < max_steps
-            and run.checkpoint_file(t.number).is_file())
+    last = r.last_rung
+    return (r.result is None and last is not None and last.steps < max_steps
+            and run.checkpoint_file(r.number).is_file())
 
 
-def failed_for_its_configuration(t: optuna.trial.FrozenTrial) -> bool:
-    """A failed trial that says something about its configuration: not interrupted, not skipped."""
-    reason = t.user_attrs.get(ATTR_FAILURE)
-    return (t.state == optuna.trial.TrialState.FAIL and bool(reason) and reason != INTERRUPTED
-            and not t.user_attrs.get(ATTR_SKIPPED) and bool(t.user_attrs.get(ATTR_CANDIDATE)))
-
-
-def failures_of(study: optuna.Study) -> list[tuple[Candidate, str]]:
-    """The study's failed trials that say something about their configuration, with their reasons."""
-    return [(Candidate.from_dict(t.user_attrs[ATTR_CANDIDATE]), str(t.user_attrs[ATTR_FAILURE]))
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-            if failed_for_its_configuration(t)]
-
-
-def search_budgets(settings: SearchSettings, spec: SearchSpec,
+def search_budgets(settings: SearchSettings, space: CompiledSpace,
                    rules_out: Callable[[Mapping[str, Any]], bool] | None = None) -> Budgets:
     """The space's hard budgets for the sampler, with the exact parameter count as a cost model for the
     samplers that use one (building it reads the model's config and builds it on the meta device), and what
     failed trials rule out."""
-    constraints = spec.constraints
+    constraints = space.spec.constraints
     cost_model = None
     if settings.sampler in BUDGET_AWARE:
         try:
@@ -202,15 +192,15 @@ def search_budgets(settings: SearchSettings, spec: SearchSpec,
             from autopeft.training.tasks import get_task
 
             counter = ParameterCounter.for_model(ModelRef(settings.model_name, settings.model_location),
-                                                 get_task(settings.task).num_labels, spec.architecture,
+                                                 get_task(settings.task).num_labels, space.spec.architecture,
                                                  settings.budget.max_steps)
-            cost_model = TrainableParamsModel(counter, spec)
+            cost_model = TrainableParamsModel(counter, space)
         except Exception as exc:  # the search can go on: the sampler then predicts the count, workers enforce it
             log.warning("no exact parameter counts for the sampler (%s: %s); it predicts them instead",
                         type(exc).__name__, exc)
     return Budgets(max_trainable_params=constraints.max_trainable_params,
                    max_peak_memory=constraints.max_peak_memory, cost_model=cost_model, rules_out=rules_out,
-                   infeasible=failed_for_its_configuration)
+                   infeasible=lambda t: failed_for_its_configuration(TrialRecord.of(t)))
 
 
 @dataclass
@@ -219,13 +209,13 @@ class _Loop:
 
     study: optuna.Study
     settings: SearchSettings
-    spec: SearchSpec
+    space: CompiledSpace
     layout: ModuleLayout
     executor: Executor
     run: RunDir  # for the journal of results the study could not take, and the checkpoints of halving
     memory: FailureMemory = field(default_factory=FailureMemory)
     keys: TrialKeys = field(default_factory=TrialKeys)
-    rungs: Rungs | None = None  # successive halving's rungs; None: every trial trains the full budget
+    scheduler: HalvingScheduler | None = None  # successive halving; None: every trial trains the full budget
     pending: dict[int, tuple[optuna.Trial, Candidate]] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)  # the steps each trial in flight trains in its leg
     completed: int = 0
@@ -234,6 +224,7 @@ class _Loop:
     skipped: int = 0  # proposals not trained because failures rule them out, or their configuration is running
     duplicates: int = 0  # proposals answered from the study: their configuration had completed before
     reasons: Counter[str] = field(default_factory=Counter)  # this loop's failures by reason
+    asked: optuna.Trial | None = None  # the trial asked for and not yet submitted or told
     _skips_in_a_row: int = 0
 
     def __post_init__(self) -> None:
@@ -249,17 +240,19 @@ class _Loop:
     def max_failures(self) -> int:
         return max(5, self.settings.trials)
 
+    @property
+    def first_leg(self) -> int:
+        """The steps a new trial trains before its first decision: the first rung, or the whole budget."""
+        return self.scheduler.rungs.levels[0] if self.scheduler is not None else self.settings.budget.max_steps
+
     def fill(self) -> None:
         """Ask for a configuration for every free worker, until enough trials are done or under way."""
         while len(self.pending) < self.executor.slots and self.finished + len(self.pending) < self.settings.trials \
                 and self.affordable():
-            trial = self.study.ask()
-            candidate = suggest_candidate(trial, self.spec, self.settings.num_layers)
-            error = sampler_error(self.study, trial.number)  # known once drawn: Optuna samples lazily
-            if error is not None:
-                trial.set_user_attr(ATTR_SAMPLER_ERROR, error)
-            trial.set_user_attr(ATTR_CANDIDATE, candidate.to_dict())
-            trial.set_user_attr(ATTR_DESCRIPTION, candidate.describe())
+            trial = self.asked = self.study.ask()
+            candidate = suggest_candidate(trial, self.space)
+            # Known once drawn: Optuna samples lazily.
+            record_proposal(trial, candidate, sampler_error(self.study, trial.number))
             key = candidate.key()
             seen = self.keys.get(key)
             if seen is not None and seen.state == COMPLETE:
@@ -274,15 +267,15 @@ class _Loop:
                 self._skip(trial, why)
                 continue
             self._skips_in_a_row = 0
-            trial.set_user_attr(ATTR_KEY, key)
+            record_key(trial, key)
             try:
                 adapter_plan(candidate, self.layout)  # cheap: catches empty configurations before a worker does
             except TrialFailed as exc:
                 self._record(trial, candidate, TrialResult(status="failed", failure=str(exc)))
                 continue
-            self._submit(trial, candidate, self.rungs.levels[0] if self.rungs is not None else None)
+            self._submit(trial, candidate, self.first_leg if self.scheduler is not None else None)
             self.keys.mark(key, trial.number, RUNNING)
-
+        self.asked = None
     def affordable(self) -> bool:
         """Whether the step budget pays for one more trial's first leg, beside what was trained and what the trials
         in flight will train. Promotions are not held to it: a trial that earned its next rung goes on, so the
@@ -290,53 +283,44 @@ class _Loop:
         budget = self.settings.budget.step_budget
         if budget is None:
             return True
-        first_leg = self.rungs.levels[0] if self.rungs is not None else self.settings.budget.max_steps
-        spent = steps_trained(self.study.get_trials(deepcopy=False), self.settings.budget.max_steps)
-        return spent + sum(self.committed.values()) + first_leg <= budget
+        spent = steps_trained(records(self.study), self.settings.budget.max_steps)
+        return spent + sum(self.committed.values()) + self.first_leg <= budget
 
     def _submit(self, trial: optuna.Trial, candidate: Candidate, stop_at: int | None, start: int = 0) -> None:
-        checkpoint = str(self.run.checkpoint_file(trial.number)) if self.rungs is not None else None
-        self.executor.submit(trial.number, _request(self.settings, self.spec, candidate, stop_at, checkpoint))
+        checkpoint = str(self.run.checkpoint_file(trial.number)) if self.scheduler is not None else None
+        self.executor.submit(trial.number, _request(self.settings, self.space, candidate, stop_at, checkpoint))
         self.pending[trial.number] = (trial, candidate)
         self.committed[trial.number] = (stop_at or self.settings.budget.max_steps) - start
 
-    def take_on(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+    def take_on(self, trials: list[TrialRecord]) -> None:
         """Trials of successive halving a killed driver left between rungs go on from their last stored rung (or
         stop there), decided again on the study as it is now."""
-        for frozen in trials:
-            candidate = Candidate.from_dict(frozen.user_attrs[ATTR_CANDIDATE])
-            self.keys.mark(candidate.key(), frozen.number, RUNNING)
-            self._decide(live_trial(self.study, frozen), candidate, frozen.user_attrs[ATTR_RUNGS][-1])
+        for r in trials:
+            assert r.candidate is not None and r.last_rung is not None
+            self.keys.mark(r.candidate.key(), r.number, RUNNING)
+            self._decide(live_trial(self.study, r.frozen), r.candidate, r.last_rung)
 
     def _reached_rung(self, trial: optuna.Trial, candidate: Candidate, result: TrialResult) -> None:
         """A leg of successive halving ended at a rung: keep its result, then finish the trial (full budget),
         send it on to the next rung, or stop it."""
-        leg = result.to_dict()
-        before = trial.user_attrs.get(ATTR_RUNGS) or []
-        if before and result.started_from_step == 0:
+        rungs = record_rung(trial, result)
+        if len(rungs) > 1 and result.started_from_step == 0:
             log.warning("trial %d trained again from step 0 to step %d: its worker could not read %s (on a cluster, "
                         "put the run directory on storage every worker sees)", trial.number, result.steps,
                         self.run.checkpoint_file(trial.number))
-        trial.set_user_attr(ATTR_RUNGS, [*before, leg])
-        if result.steps >= self.settings.budget.max_steps:
-            self._record(trial, candidate, result)
+        self._decide(trial, candidate, result)
+
+    def _decide(self, trial: optuna.Trial, candidate: Candidate, leg: TrialResult) -> None:
+        assert self.scheduler is not None
+        decision = self.scheduler.on_leg(trial.number, leg.steps, leg.to_dict())
+        if decision.action == "finish":
+            self._record(trial, candidate, leg)
             self.run.checkpoint_file(trial.number).unlink(missing_ok=True)
             return
-        self._decide(trial, candidate, leg)
-
-    def _decide(self, trial: optuna.Trial, candidate: Candidate, leg: Mapping[str, Any]) -> None:
-        assert self.rungs is not None
-        steps = int(leg["steps"])
-        rung = Rung(steps)
-        for t in self.study.get_trials(deepcopy=False):
-            for reached in t.user_attrs.get(ATTR_RUNGS) or ():
-                if int(reached["steps"]) == steps:
-                    rung.record(t.number, rung_values(reached, self.settings.objectives))
-        if rung.goes_on(trial.number, self.rungs.eta):
-            self._submit(trial, candidate, self.rungs.next_level(steps), start=steps)
+        if decision.action == "promote":
+            self._submit(trial, candidate, decision.next_steps, start=leg.steps)
             return
-        trial.set_user_attr(ATTR_STOPPED_AT, steps)  # before the result: a kill in between still reads "stopped"
-        trial.set_user_attr(ATTR_RESULT, dict(leg))
+        record_stopped(trial, leg)
         self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         self.keys.mark(candidate.key(), trial.number, STOPPED)
         self.stopped += 1
@@ -345,10 +329,8 @@ class _Loop:
     def _answer_from_study(self, trial: optuna.Trial, original: int) -> None:
         """A proposal whose configuration completed before gets that trial's objectives, without training: the
         sampler learns the answer, and the search pays nothing (nor counts it as a completed trial)."""
-        done = self.study.get_trials(deepcopy=False)[original]
-        trial.set_user_attr(ATTR_DUPLICATE_OF, original)
-        if ATTR_RESULT in done.user_attrs:
-            trial.set_user_attr(ATTR_RESULT, done.user_attrs[ATTR_RESULT])
+        done = TrialRecord.of(self.study.get_trials(deepcopy=False)[original])
+        record_duplicate(trial, done)
         assert done.values is not None
         self.study.tell(trial, list(done.values))
         self.duplicates += 1
@@ -356,8 +338,7 @@ class _Loop:
 
     def _skip(self, trial: optuna.Trial, why: str) -> None:
         """A proposal that failures rule out is recorded, not trained; it counts as no failure."""
-        trial.set_user_attr(ATTR_SKIPPED, True)
-        trial.set_user_attr(ATTR_FAILURE, f"not trained: {why}")
+        record_skip(trial, why)
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         self.skipped += 1
         self._count_skip(f"proposals in a row are not worth training (the last: {why})")
@@ -378,7 +359,7 @@ class _Loop:
         for number, result in finished:
             trial, candidate = self.pending.pop(number)
             self.committed.pop(number, None)
-            at_rung = self.rungs is not None and result.ok
+            at_rung = self.scheduler is not None and result.ok
             try:
                 if at_rung:
                     self._reached_rung(trial, candidate, result)
@@ -428,11 +409,16 @@ class _Loop:
         return ", ".join(parts)
 
     def interrupt(self) -> None:
-        """Trials in flight are recorded as failed (interrupted): the database holds nothing half-told."""
-        for trial, _ in self.pending.values():
+        """Trials in flight, and one asked for but not yet under way, are recorded as failed (interrupted): the
+        database holds nothing half-told."""
+        asked = [self.asked] if self.asked is not None and self.asked.number not in self.pending else []
+        self.asked = None
+        for trial in [t for t, _ in self.pending.values()] + asked:
             self.run.checkpoint_file(trial.number).unlink(missing_ok=True)
             try:
-                trial.set_user_attr(ATTR_FAILURE, INTERRUPTED)
+                if self.study.get_trials(deepcopy=False)[trial.number].state != optuna.trial.TrialState.RUNNING:
+                    continue  # told already, just before the stop
+                record_interrupted(trial)
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             except Exception as exc:  # e.g. a second Ctrl-C mid-tell; recover_interrupted catches it on resume
                 log.warning("trial %d left running: %s", trial.number, exc)
@@ -440,7 +426,7 @@ class _Loop:
         self.committed.clear()
 
 
-def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate, stop_at: int | None = None,
+def _request(settings: SearchSettings, space: CompiledSpace, candidate: Candidate, stop_at: int | None = None,
              checkpoint: str | None = None) -> TrialRequest:
     # Every trial uses the search seed (same data order, same head initialisation), so that
     # differences between trials come from their configurations rather than from luck.
@@ -452,21 +438,20 @@ def _request(settings: SearchSettings, spec: SearchSpec, candidate: Candidate, s
         data_folder=settings.data_folder,
         budget=settings.budget,
         seed=settings.seed,
-        architecture=spec.architecture,
-        max_trainable_params=spec.constraints.max_trainable_params,
-        max_peak_memory=spec.constraints.max_peak_memory,
+        architecture=space.spec.architecture,
+        max_trainable_params=space.spec.constraints.max_trainable_params,
+        max_peak_memory=space.spec.constraints.max_peak_memory,
         stop_at=stop_at,
         checkpoint=checkpoint,
     )
 
 
 def _record(study: optuna.Study, trial: optuna.Trial, result: TrialResult, objectives: tuple[str, ...]) -> None:
-    stored = result.to_dict()
-    trial.set_user_attr(ATTR_RESULT, stored)
+    record_result(trial, result)
     if result.ok:
-        study.tell(trial, objective_values(stored, objectives))
+        study.tell(trial, objective_values(result, objectives))
     else:
-        trial.set_user_attr(ATTR_FAILURE, result.failure or "unknown failure")
+        record_failure(trial, result.failure or "unknown failure")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log.warning("trial %d failed: %s", trial.number, result.failure)
 

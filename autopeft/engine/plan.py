@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -23,6 +24,7 @@ from autopeft.files import check_writable
 from autopeft.run.options import OPTIONS, SearchOptions, flag_of, option_of
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
+from autopeft.space.compiled import CompiledSpace, compile_space
 from autopeft.space.spec import BudgetSpec, SearchSpec
 from autopeft.units import plural
 
@@ -43,6 +45,11 @@ class SearchPlan:
     storage: str | None = None  # the study's database, when not the run's study.db (a new search)
     space_text: str = ""  # a new search's space file, as the run will hold it
     warnings: tuple[str, ...] = ()  # what its data holds that a user should hear, one line each
+
+    @functools.cached_property
+    def space(self) -> CompiledSpace:
+        """The space the model can train, compiled once for the whole search."""
+        return compile_space(self.fitted.spec, self.settings.num_layers)
 
 
 def plan_new(options: SearchOptions) -> SearchPlan:

@@ -27,8 +27,7 @@ from autopeft.bo.sampler import BoOptions, BoSampler, CostModel, Observations
 from autopeft.bo.startup import CoveringSampler
 from autopeft.errors import UsageError, first_line
 from autopeft.run.settings import OBJECTIVES, SAMPLERS
-from autopeft.space.compiled import compile_space
-from autopeft.space.spec import SearchSpec
+from autopeft.space.compiled import CompiledSpace
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +83,10 @@ def default_startup_trials(total_trials: int) -> int:
     return max(4, min(10, total_trials // 4))
 
 
-def space_conditions(spec: SearchSpec, num_layers: int) -> dict[str, Condition]:
+def space_conditions(space: CompiledSpace) -> dict[str, Condition]:
     """The compiled space's conditions as `bo` encodes them: one parent each. A mask's init exists for a non-zero
     sparsity fraction (which itself exists only for methods that take masks); a method's parameter, for that
     method. A condition on a continuous parent is left for `bo` to infer."""
-    space = compile_space(spec, num_layers)
     out: dict[str, Condition] = {}
     for dim in space.dimensions:
         c = dim.condition

@@ -16,8 +16,9 @@ import pandas as pd
 
 from autopeft.errors import AutopeftError
 from autopeft.export.stats import summary_stats
+from autopeft.run.results import write_table
 from autopeft.run.settings import SearchSettings
-from autopeft.run.storage import RunDir, write_table
+from autopeft.run.storage import RunDir
 from autopeft.space.baselines_file import BaselineSpec
 from autopeft.space.candidate import Candidate
 from autopeft.space.methods import NONE, get_method, method_params_with_defaults

@@ -24,8 +24,9 @@ from autopeft.adapters.models import ModelRef, inspect_model, resolve_model
 from autopeft.errors import RunDirError
 from autopeft.export.choose import Pick
 from autopeft.files import check_writable, writing
+from autopeft.run.record import TrialRecord
 from autopeft.run.settings import SearchSettings
-from autopeft.run.storage import ATTR_CANDIDATE, RunDir
+from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate
 from autopeft.space.modules import Architecture
 from autopeft.space.spec import BudgetSpec, parse_spec
@@ -335,9 +336,10 @@ def _usage(metadata: dict[str, Any], has_weights: bool) -> list[str]:
 
 
 def provenance_for_trial(run: RunDir, settings: SearchSettings, row: pd.Series, pick: Pick) -> Provenance:
-    trial = run.load_study().trials[int(row["trial"])]
+    candidate = TrialRecord.of(run.load_study().trials[int(row["trial"])]).candidate
+    assert candidate is not None  # a completed trial's (choose picks only those)
     return Provenance(
-        candidate=Candidate.from_dict(trial.user_attrs[ATTR_CANDIDATE]),
+        candidate=candidate,
         task=settings.task,
         model_name=settings.model_name,
         budget=settings.budget,

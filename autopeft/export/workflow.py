@@ -21,7 +21,8 @@ from autopeft.export.folder import (
     provenance_from_metadata,
     write_config_folder,
 )
-from autopeft.run.storage import RunDir, results_table
+from autopeft.run.results import results_table
+from autopeft.run.storage import RunDir
 from autopeft.training.tasks import DatasetTask, Task, TaskRef
 from autopeft.units import format_mib
 

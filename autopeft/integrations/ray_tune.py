@@ -28,7 +28,7 @@ require("tune")  # Ray Tune's own packages: one line naming the extra, not an Im
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
 
-from autopeft.engine.halving import Rung, Rungs  # noqa: E402
+from autopeft.engine.halving import HalvingScheduler, Rungs  # noqa: E402
 from autopeft.errors import UsageError  # noqa: E402
 
 
@@ -48,10 +48,13 @@ class MultiObjectiveHalving(FIFOScheduler):
                  time_attr: str = "training_iteration") -> None:
         super().__init__()
         self.metrics = tuple(metrics)
-        self._signs = _signs(self.metrics, modes)
+        signs = _signs(self.metrics, modes)
         self.rungs = Rungs(min_steps, max_steps, eta)
         self._time_attr = time_attr
-        self._at: dict[int, Rung] = {level: Rung(level) for level in self.rungs.levels[:-1]}
+        # The search loop's own scheduler, ranking a result on the metrics as Tune reports them.
+        self._scheduler = HalvingScheduler(self.rungs, self.metrics, rank_by=lambda result: [
+            s * float(result[m]) for s, m in zip(signs, self.metrics, strict=True)])
+        self._reached: dict[str, set[int]] = {}  # trial id -> the rungs it was ranked at
         self._numbers: dict[str, int] = {}  # Tune's trial ids -> the integers rungs record
         self.stopped: dict[str, int] = {}  # trial id -> the rung it stopped at
 
@@ -63,15 +66,18 @@ class MultiObjectiveHalving(FIFOScheduler):
         if steps is None or any(m not in result for m in self.metrics):
             return TrialScheduler.CONTINUE
         number = self._numbers.setdefault(trial.trial_id, len(self._numbers))
-        for level, rung in self._at.items():
-            if steps < level or number in rung.results:
+        reached = self._reached.setdefault(trial.trial_id, set())
+        # Each rung the trial has passed since its last report, in order (a report may come after several).
+        for level in [*self.rungs.levels[:-1], self.rungs.max_steps]:
+            if steps < level or level in reached:
                 continue
-            rung.record(number, [s * float(result[m]) for s, m in zip(self._signs, self.metrics, strict=True)])
-            if not rung.goes_on(number, self.rungs.eta):
+            reached.add(level)
+            decision = self._scheduler.on_leg(number, level, result)
+            if decision.action == "stop":
                 self.stopped[trial.trial_id] = level
                 return TrialScheduler.STOP
-        if steps >= self.rungs.max_steps:
-            return TrialScheduler.STOP  # the full budget: the trial is done
+            if decision.action == "finish":
+                return TrialScheduler.STOP  # the full budget: the trial is done
         return TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:

@@ -12,16 +12,14 @@ import os
 import shlex
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial
 
 from autopeft.errors import RunDirError, UsageError
 from autopeft.files import write_atomically, writing
@@ -31,22 +29,6 @@ from autopeft.run.settings import DIRECTION_OF, OBJECTIVES, SearchSettings
 STUDY_NAME = "autopeft"
 STORAGE_FILE = "storage.json"  # where the study is, when not in the run's study.db: {"url": ..., "study": ...}
 LOCK_FILE = ".lock"  # held (flock) by the driver of a running search; holds its process id
-# Trial user attributes written by the search loop.
-ATTR_CANDIDATE = "candidate"
-ATTR_DESCRIPTION = "configuration"
-ATTR_RESULT = "result"
-ATTR_FAILURE = "failure_reason"
-ATTR_SKIPPED = "skipped"  # a proposal not trained: failed trials rule it out, or its configuration is running
-ATTR_KEY = "key"  # the canonical key of the trial's effective configuration (`Candidate.key`)
-ATTR_DUPLICATE_OF = "duplicate_of"  # a proposal answered from the study: the trial that trained the same key
-# Why the sampler could not propose the trial from its model (it was drawn by the start-up sampler instead).
-ATTR_SAMPLER_ERROR = "sampler_error"
-# Successive halving: the trial's result at every rung it reached ({steps, accuracy, counts, seconds}), in order,
-# and the step at which it was stopped (its study state is then PRUNED).
-ATTR_RUNGS = "rungs"
-ATTR_STOPPED_AT = "stopped_at"
-RUNG_FIELDS = ("steps", "accuracy", "trainable_params", "adapter_params", "peak_memory", "train_seconds",
-               "eval_seconds", "wall_seconds")
 
 
 @dataclass(frozen=True)
@@ -304,83 +286,6 @@ def check_storage(url: str) -> None:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
         raise UsageError(f"--storage {_without_password(url)}: cannot connect ({first})") from None
-
-
-def results_table(trials: Sequence[FrozenTrial], base_params: int) -> pd.DataFrame:
-    """One row per trial (`study.get_trials(deepcopy=False)`, or trials read by other means): its configuration,
-    every objective, status, failure reason and timings."""
-    rows = []
-    for t in trials:
-        candidate: dict[str, Any] = t.user_attrs.get(ATTR_CANDIDATE, {})
-        result: dict[str, Any] = t.user_attrs.get(ATTR_RESULT, {})
-        values = t.values if t.state == optuna.trial.TrialState.COMPLETE and t.values else [None] * 3
-        stopped = t.state == optuna.trial.TrialState.PRUNED
-        row: dict[str, Any] = {"trial": t.number, "status": "stopped" if stopped else t.state.name.lower()}
-        # Both counts come from the trial's result, whichever of them the study optimises (its second value). A
-        # stopped trial has its counts and memory (they do not change with steps) but no full-budget accuracy.
-        known = values[0] is not None or stopped
-        row.update(accuracy=values[0], trainable_params=result.get("trainable_params", values[1]) if known else None,
-                   peak_memory=values[2] if not stopped else result.get("peak_memory"))
-        params = row["trainable_params"]
-        row["trainable_pct"] = 100.0 * params / base_params if params is not None else None
-        row["adapter_params"] = result.get("adapter_params") if known else None
-        rungs = t.user_attrs.get(ATTR_RUNGS) or []
-        row["steps"] = result.get("steps")  # the steps it trained (runs from before halving did not record them)
-        for rung in rungs:
-            row[f"accuracy@{rung['steps']}"] = rung.get("accuracy")
-        row["stopped_at"] = t.user_attrs.get(ATTR_STOPPED_AT)
-        row["memory_method"] = result.get("memory_method")
-        row["configuration"] = t.user_attrs.get(ATTR_DESCRIPTION, "")
-        row["method"] = candidate.get("method")
-        row["target_modules"] = candidate.get("target_modules")
-        ranks = candidate.get("layer_ranks")
-        row["layer_ranks"] = ",".join(map(str, ranks)) if ranks else None
-        ffn = candidate.get("ffn_ranks")
-        row["ffn_ranks"] = ",".join(map(str, ffn)) if ffn else None
-        row["learning_rate"] = candidate.get("learning_rate")
-        row["sparsity"] = candidate.get("sparsity")
-        row["sparsity_init"] = candidate.get("sparsity_init") if candidate.get("sparsity") else None
-        for key, value in sorted(candidate.get("method_params", {}).items()):
-            row[f"{candidate.get('method')}.{key}"] = value
-        for key, value in sorted((result.get("metrics") or {}).items()):
-            row[f"metric.{key}"] = value
-        for name, value in sorted(t.params.items()):  # every dimension the sampler drew, as it drew it
-            row[f"param.{name}"] = value
-        row["key"] = t.user_attrs.get(ATTR_KEY)
-        row["duplicate_of"] = t.user_attrs.get(ATTR_DUPLICATE_OF)
-        row["failure_reason"] = t.user_attrs.get(ATTR_FAILURE)
-        row["sampler_error"] = t.user_attrs.get(ATTR_SAMPLER_ERROR)
-        row["wall_seconds"] = result.get("wall_seconds")
-        row["train_seconds"] = result.get("train_seconds")
-        row["eval_seconds"] = result.get("eval_seconds")
-        row["host"] = result.get("host") or None
-        row["node"] = result.get("node") or None  # the Ray node id; empty when the trial ran outside Ray
-        row["worker_pid"] = result.get("pid") or None  # older runs wrote 0 for "no worker reported"
-        row["overhead_seconds"] = _overhead(result)
-        row["started"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None
-        row["finished"] = t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if "stopped_at" in table:  # the rungs' accuracies in step order, whichever trial reached a rung first
-        rung_columns = sorted((c for c in table.columns if c.startswith("accuracy@")), key=lambda c: int(c[9:]))
-        others = [c for c in table.columns if not c.startswith("accuracy@")]
-        at = others.index("stopped_at")
-        table = table[others[:at] + rung_columns + others[at:]]
-        if table["stopped_at"].isna().all() and not rung_columns:
-            table = table.drop(columns="stopped_at")  # a search without halving
-    for column in ("trainable_params", "adapter_params", "peak_memory"):
-        if column in table:
-            table[column] = table[column].astype("Int64")
-    if table.empty:
-        table = pd.DataFrame(columns=["trial", "status", *OBJECTIVES, "trainable_pct", "configuration"])
-    return table
-
-
-def _overhead(result: dict[str, Any]) -> float | None:
-    """A worker's seconds outside training and evaluation: model loading, adapters, the memory measurement."""
-    if result.get("status") != "complete" or not result.get("wall_seconds"):
-        return None
-    return float(result["wall_seconds"]) - float(result["train_seconds"]) - float(result["eval_seconds"])
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

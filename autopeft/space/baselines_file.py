@@ -38,10 +38,6 @@ _BASELINE_KEYS = ("label", "method", "learning_rate", "target_modules", "rank", 
 BASELINES = ShippedFiles("baselines", "baselines file", "baselines file", "baselines files")
 
 
-def builtin_baselines_names() -> list[str]:
-    return BASELINES.names()
-
-
 def resolve_baselines_path(name_or_file: str) -> Path:
     """A shipped baselines file's name (`standard`) or a path to a YAML file."""
     return BASELINES.resolve(name_or_file)

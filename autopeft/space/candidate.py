@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from autopeft.space.compiled import CompiledDimension, CompiledSpace, compile_space
+from autopeft.space.compiled import CompiledDimension, CompiledSpace
 from autopeft.space.methods import NONE, PLACEMENT, RANK, ParamValue, get_method, method_params_with_defaults
 from autopeft.space.modules import PRESETS
-from autopeft.space.spec import BudgetSpec, Choice, Dimension, FloatRange, IntRange, SearchSpec, dimension_values
+from autopeft.space.spec import BudgetSpec, Choice, Dimension, FloatRange, IntRange, dimension_values
 
 
 class TrialLike(Protocol):
@@ -162,19 +162,17 @@ def draw(space: CompiledSpace, pick: Callable[[CompiledDimension], Any]) -> dict
     return values
 
 
-def suggest_candidate(trial: TrialLike, spec: SearchSpec, num_layers: int) -> Candidate:
+def suggest_candidate(trial: TrialLike, space: CompiledSpace) -> Candidate:
     """The candidate a sampler's trial draws from the space."""
-    space = compile_space(spec, num_layers)
     return candidate_of(space, draw(space, lambda dim: _suggest(trial, dim)))
 
 
-def completions(params: Mapping[str, Any], spec: SearchSpec, num_layers: int) -> list[Candidate]:
+def completions(params: Mapping[str, Any], space: CompiledSpace) -> list[Candidate]:
     """Every configuration a sampler's parameters may turn into, once the ones it lacks are filled in (a model-
     based sampler proposes only the parameters it models; the rest are drawn later, at random).
 
     Raises `IncompleteParameters` when a missing parameter is continuous or has too many values to enumerate.
     """
-    space = compile_space(spec, num_layers)
     found: list[Candidate] = []
     todo: list[dict[str, Any]] = [{}]
     while todo:
@@ -203,11 +201,11 @@ def completions(params: Mapping[str, Any], spec: SearchSpec, num_layers: int) ->
     return found
 
 
-def completions_or_none(params: Mapping[str, Any], spec: SearchSpec, num_layers: int) -> list[Candidate] | None:
+def completions_or_none(params: Mapping[str, Any], space: CompiledSpace) -> list[Candidate] | None:
     """`completions`, or None when the parameters cannot be completed (or are not the space's): a sampler's
     predicate then rules nothing out."""
     try:
-        return completions(params, spec, num_layers)
+        return completions(params, space)
     except (IncompleteParameters, KeyError, ValueError, TypeError):
         return None
 

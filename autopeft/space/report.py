@@ -7,9 +7,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autopeft.space.compiled import compile_space
+from autopeft.space.compiled import CompiledSpace
 from autopeft.space.methods import METHODS
-from autopeft.space.spec import SearchSpec
 from autopeft.units import format_mib
 
 
@@ -30,20 +29,18 @@ class DimensionInfo:
     methods: tuple[str, ...]  # the methods under which it exists
 
 
-def dimensions(spec: SearchSpec, num_layers: int) -> list[DimensionInfo]:
-    space = compile_space(spec, num_layers)
-    methods = spec.methods()
+def dimensions(space: CompiledSpace) -> list[DimensionInfo]:
+    methods = space.spec.methods()
     return [DimensionInfo(d.name, d.kind, d.describe_values(), d.cardinality,
                           tuple(m for m in methods if d.condition.methods is None or m in d.condition.methods))
             for d in space.dimensions]
 
 
-def count_configurations(spec: SearchSpec, num_layers: int) -> tuple[float, float]:
+def count_configurations(space: CompiledSpace) -> tuple[float, float]:
     """Distinct configurations, and the same count with continuous dimensions held at one value
     (the first is math.inf when a continuous dimension is searched)."""
-    space = compile_space(spec, num_layers)
     total = discrete = 0.0
-    for method in spec.methods():
+    for method in space.spec.methods():
         present = [d for d in space.dimensions if d.name != "method" and d.condition.holds(
             {"method": method, **{x.name: 1 for x in space.dimensions}, **space.constants})]
         counts = {d.name: d.cardinality for d in present}
@@ -59,8 +56,9 @@ def count_configurations(spec: SearchSpec, num_layers: int) -> tuple[float, floa
     return total, discrete
 
 
-def show_text(spec: SearchSpec, num_layers: int, model_name: str, left_out: Sequence[LeftOut] = ()) -> str:
-    dims = dimensions(spec, num_layers)
+def show_text(space: CompiledSpace, model_name: str, left_out: Sequence[LeftOut] = ()) -> str:
+    spec, num_layers = space.spec, space.num_layers
+    dims = dimensions(space)
     all_methods = set(spec.methods())
     lines = [f"search space {spec.source}, for {model_name} ({num_layers} layers)", ""]
     if left_out:
@@ -86,7 +84,7 @@ def show_text(spec: SearchSpec, num_layers: int, model_name: str, left_out: Sequ
     widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
-    total, discrete = count_configurations(spec, num_layers)
+    total, discrete = count_configurations(space)
     constants = []
     for m in spec.methods():
         fixed = [f"{k}={v}" for k, v in METHODS[m].params.items() if k not in spec.method_params.get(m, {})]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import SearchSpec
 from autopeft.units import format_mib
 
@@ -34,11 +35,11 @@ def sample_candidates(spec: SearchSpec, base_model: Any, n: int, seed: int,
     from autopeft.training.memory import measure_peak_memory
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    num_layers = num_layers_of(base_model.config)
+    space = compile_space(spec, num_layers_of(base_model.config))
     budget = spec.budget
     out = []
     for _ in range(n):
-        candidate = suggest_candidate(study.ask(), spec, num_layers)
+        candidate = suggest_candidate(study.ask(), space)
         model = materialize(candidate, copy.deepcopy(base_model), budget.max_steps, architecture)
         masks = create_masks(model, candidate.sparsity, candidate.sparsity_init, seed, _dummy_loss(model, budget)) \
             if candidate.sparsity else None

@@ -39,10 +39,8 @@ table are refused: start over with `--fresh`); `benchmark.md` and `hv-steps.svg`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import fcntl
-import functools
 import json
 import logging
 import math
@@ -52,7 +50,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +59,22 @@ import optuna
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # experiments/reporting.py
 
+from reporting import Axis, band_chart, rounded  # noqa: E402
 from surrogate import DEFAULT_MODEL, MAX_STEPS, MODELS, NUM_LAYERS, SPACE, Surrogate  # noqa: E402
 
 from autopeft.compat import hypervolume  # noqa: E402
 from autopeft.engine.executors import Executor  # noqa: E402
-from autopeft.engine.halving import Rungs  # noqa: E402
+from autopeft.engine.halving import HalvingScheduler, Rungs  # noqa: E402
 from autopeft.engine.loop import TooManyFailures, run_search  # noqa: E402
 from autopeft.engine.samplers import default_startup_trials  # noqa: E402
 from autopeft.run.pareto import REFERENCE, ObjectiveBounds, non_dominated  # noqa: E402
+from autopeft.run.record import TrialRecord, records  # noqa: E402
 from autopeft.run.settings import SearchSettings  # noqa: E402
-from autopeft.run.storage import ATTR_DUPLICATE_OF, ATTR_STOPPED_AT, RunDir  # noqa: E402
+from autopeft.run.storage import RunDir  # noqa: E402
 from autopeft.space.candidate import Candidate, suggest_candidate  # noqa: E402
+from autopeft.space.compiled import compile_space  # noqa: E402
 from autopeft.space.spec import SearchSpec, load_spec  # noqa: E402
 from autopeft.training.trial import TrialRequest, TrialResult  # noqa: E402
 
@@ -197,7 +199,7 @@ def fixed_bounds(surrogate: Surrogate, spec: SearchSpec, sample: int = BOUNDS_SA
     never predicts above it). Parameters and memory: from the least costly configurations of the space to the
     costliest of a fixed random sample."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(BOUNDS_SEED))
-    candidates = [suggest_candidate(study.ask(), spec, NUM_LAYERS) for _ in range(sample)]
+    candidates = [suggest_candidate(study.ask(), compile_space(spec, NUM_LAYERS)) for _ in range(sample)]
     countable = []
     for c in [*candidates, *cheapest_configurations()]:
         try:
@@ -228,20 +230,6 @@ def code_version() -> str:
                      else "")
 
 
-@contextlib.contextmanager
-def _observations_rule(every_rung: bool) -> Iterator[None]:
-    """The search loop with `bo` learning from the highest rung with enough trials (the package's rule) or from
-    every rung: an A/B of a choice the package does not expose, so the loop's reference is swapped here."""
-    import autopeft.engine.loop as loop
-    from autopeft.engine.halving import rung_observations
-
-    loop.rung_observations = functools.partial(rung_observations, every_rung=every_rung)  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        loop.rung_observations = rung_observations  # type: ignore[assignment]
-
-
 def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bounds: ObjectiveBounds,
             startup_trials: int) -> dict[str, Any]:
     from autopeft.adapters.models import inspect_model, resolve_model
@@ -265,7 +253,7 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
         new = False
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                           optuna.trial.TrialState.PRUNED)):
-            if t.number in seen or ATTR_DUPLICATE_OF in t.user_attrs:
+            if t.number in seen or TrialRecord.of(t).duplicate_of is not None:
                 continue
             seen.add(t.number)
             new = True
@@ -283,20 +271,23 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
         run = RunDir(Path(tmp) / "run")
         run.create(settings, Path(spec.source).read_text(encoding="utf-8"))
         try:
-            with _observations_rule(every_rung=METHODS[method].every_rung):
-                study = run_search(run, settings, spec, info.layout, executor, on_progress)
+            space = compile_space(spec, settings.num_layers)
+            # What bo learns from is the scheduler's rule, chosen here as a search would choose it.
+            scheduler = HalvingScheduler.for_budget(budget, settings.objectives, enough=startup_trials,
+                                                    learn_from="every-rung" if METHODS[method].every_rung else
+                                                    "top-rung")
+            study = run_search(run, settings, space, info.layout, executor, on_progress, scheduler=scheduler)
         except BudgetSpent:
             study = run.load_study()
         except TooManyFailures as exc:
             ended = f"ended early: {exc}"
             study = run.load_study()
-        trials = study.get_trials(deepcopy=False)
+        trials = records(study)
         stopped_at: dict[str, int] = {}
-        for t in trials:
-            if t.state == optuna.trial.TrialState.PRUNED:
-                level = str(t.user_attrs[ATTR_STOPPED_AT])
-                stopped_at[level] = stopped_at.get(level, 0) + 1
-        duplicates = sum(ATTR_DUPLICATE_OF in t.user_attrs for t in trials)
+        for r in trials:
+            if r.status == "stopped":
+                stopped_at[str(r.stopped_at)] = stopped_at.get(str(r.stopped_at), 0) + 1
+        duplicates = sum(r.duplicate_of is not None for r in trials)
     return {"steps": steps, "hv": hv, "finished": finished, "complete": len(complete),
             "stopped_at": stopped_at, "duplicates": duplicates, "legs": executor.legs, "steps_used": executor.steps,
             "budget_steps": budget_trials * MAX_STEPS, "values": [list(v) for v in complete],
@@ -377,62 +368,12 @@ def hv_at_mean(runs: Sequence[dict[str, Any]], steps: float) -> float:
 
 
 def svg_chart(title: str, series: dict[str, np.ndarray], grid: np.ndarray) -> str:
-    """Mean hypervolume against cumulative training steps with a ±1 sd band per method (dependency-free SVG, as
-    `experiments/sampler-benchmark/report.py` draws its hv-*.svg); `series` maps method -> `(seeds, len(grid))`."""
-    width, height, left, right, top, bottom = 840, 420, 64, 230, 36, 48
-    plot_w, plot_h = width - left - right, height - top - bottom
+    """Mean hypervolume against cumulative training steps with a ±1 sd band per method; `series` maps method ->
+    `(seeds, len(grid))`. Dashed lines at a third and two thirds of the budget."""
     x_max = float(grid[-1])
-    hi = max(float((c.mean(0) + c.std(0)).max()) for c in series.values())
-    y_max = _nice_ceiling(hi if hi > 0 else 1.0)
-
-    def x(s: float) -> float:
-        return left + plot_w * s / x_max
-
-    def y(v: float) -> float:
-        return top + plot_h * (1 - min(max(v, 0.0), y_max) / y_max)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="12">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="20" font-size="14" font-weight="bold">{title}</text>']
-    for i in range(6):
-        v = y_max * i / 5
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-    for i in range(7):
-        s = x_max * i / 6
-        parts.append(f'<text x="{x(s):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{s:,.0f}</text>')
-    for third in (1, 2):
-        s = x_max * third / 3
-        parts.append(f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{top}" y2="{top + plot_h}" stroke="#bbb" '
-                     f'stroke-dasharray="3,3"/>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">training steps, all '
-                 f'trials together</text>')
-    parts.append(f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '
-                 f'text-anchor="middle">hypervolume</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
-    for row, (method, curves) in reversed(list(enumerate(series.items()))):
-        colour = COLOURS.get(method, "#000")
-        mean, sd = curves.mean(0), curves.std(0)
-        upper = " ".join(f"{x(s):.1f},{y(m + d):.1f}" for s, m, d in zip(grid, mean, sd, strict=True))
-        lower = " ".join(f"{x(s):.1f},{y(m - d):.1f}" for s, m, d in reversed(list(zip(grid, mean, sd, strict=True))))
-        parts.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
-        line = " ".join(f"{x(s):.1f},{y(m):.1f}" for s, m in zip(grid, mean, strict=True))
-        parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        ly = top + 14 + 18 * row
-        parts.append(f'<line x1="{left + plot_w + 12}" x2="{left + plot_w + 32}" y1="{ly}" y2="{ly}" '
-                     f'stroke="{colour}" stroke-width="2"/>')
-        parts.append(f'<text x="{left + plot_w + 38}" y="{ly + 4}">{method} (n={curves.shape[0]})</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
-
-
-def _nice_ceiling(v: float) -> float:
-    exponent = 10 ** math.floor(math.log10(v))
-    for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        if m * exponent >= v:
-            return m * exponent
-    return 10 * exponent
+    axis = Axis(points=list(grid), low=0.0, high=x_max, ticks=[x_max * i / 6 for i in range(7)],
+                label="training steps, all trials together", marks=[x_max / 3, 2 * x_max / 3])
+    return band_chart(title, series, axis, "hypervolume", COLOURS)
 
 
 def _bounds_text(bounds: dict[str, Any] | None) -> str:
@@ -487,16 +428,6 @@ def write_report(results: dict[str, Any], folder: Path) -> list[str]:
     (folder / "hv-steps.svg").write_text(svg_chart("lora on MiniLM (surrogate): hypervolume (mean ± sd over seeds)",
                                                    series, grid))
     return lines
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.5g}")
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
 
 
 def main() -> int:
@@ -561,7 +492,7 @@ def main() -> int:
                 results["hardware"] = f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at the last save"
             results.setdefault("runs", {}).update(new)
             results["summary"] = summarise(results)
-            path.write_text(json.dumps(_rounded(results)) + "\n")
+            path.write_text(json.dumps(rounded(results)) + "\n")
         return results
 
     if surrogate is not None and bounds is not None:

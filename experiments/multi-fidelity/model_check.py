@@ -30,9 +30,11 @@ from scipy.stats import spearmanr
 from autopeft.bo.encoding import Encoding
 from autopeft.bo.model import DTYPE, FitOptions, Predictor, fit_gp
 from autopeft.bo.sampler import Observation
-from autopeft.engine.halving import rung_observations, rungs_of
+from autopeft.engine.halving import HalvingScheduler, LearnFrom, rungs_of
 from autopeft.engine.samplers import space_conditions
+from autopeft.run.record import records
 from autopeft.run.storage import RunDir
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec
 
 HERE = Path(__file__).resolve().parent
@@ -62,16 +64,20 @@ def check(path: Path) -> dict[str, dict[str, float]]:
     rungs = rungs_of(settings.budget)
     if rungs is None:
         raise SystemExit(f"{path} is a full-fidelity search: there are no rungs to compare")
-    study = run.load_study()
+    trials = records(run.load_study())
     spec = load_spec(str(run.space_file))
-    every = rung_observations(study, rungs, settings.objectives, settings.startup_trials, every_rung=True)
+
+    def observations(rule: LearnFrom) -> list[Observation]:
+        assert rungs is not None
+        return HalvingScheduler(rungs, settings.objectives, learn_from=rule,
+                                enough=settings.startup_trials).observations(trials)
+
+    every = observations("every-rung")
     full = {o.trial.number: o.values[0] for o in every if o.fidelity == 1.0}
     encoding = Encoding.from_trials(list({o.trial.number: o.trial for o in every}.values()),
-                                    space_conditions(spec, settings.num_layers))
+                                    space_conditions(compile_space(spec, settings.num_layers)))
     out = {}
-    for rule, observed in (("every-rung", every),
-                           ("top-rung", rung_observations(study, rungs, settings.objectives, settings.startup_trials,
-                                                          every_rung=False))):
+    for rule, observed in (("every-rung", every), ("top-rung", observations("top-rung"))):
         predicted = np.array([held_out(observed, encoding, k) for k in full])
         truth = np.array(list(full.values()))
         z = (truth - predicted[:, 0]) / predicted[:, 1]

@@ -46,7 +46,11 @@ import numpy as np
 import pandas as pd
 
 from autopeft.space.candidate import Candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
+from reporting import rounded
 
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "curves.csv"
@@ -468,7 +472,7 @@ def fidelity_correlation(curves: Sequence[Curve], surrogate: Surrogate, sample: 
     spec = load_spec(SPACE)
     candidates = []
     for _ in range(sample):
-        c = suggest_candidate(study.ask(), spec, NUM_LAYERS)
+        c = suggest_candidate(study.ask(), compile_space(spec, NUM_LAYERS))
         try:
             surrogate.trainable_params(c)
         except Exception:  # no adapters: a search never trains it
@@ -543,19 +547,9 @@ def main() -> int:
                                       for name in args.models if name != "step-mean"}
     report["seconds"] = time.perf_counter() - start
     _print_cv(report)
-    Path(args.out).write_text(json.dumps(_rounded(report), indent=1) + "\n")
+    Path(args.out).write_text(json.dumps(rounded(report, 4), indent=1) + "\n")
     print(f"wrote {args.out} ({report['seconds']:.0f} s)")
     return 0
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.4g}")
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

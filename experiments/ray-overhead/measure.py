@@ -51,26 +51,26 @@ def run_search(data_dir: str, trials: int, out: Path) -> float:
 
 
 def split_trials(run: Path) -> list[dict[str, Any]]:
-    import optuna
+    from autopeft.run.record import records
+    from autopeft.run.storage import RunDir
 
-    study = optuna.load_study(study_name="autopeft", storage=f"sqlite:///{run / 'study.db'}")
     rows = []
-    for t in study.trials:
-        r = t.user_attrs.get("result", {})
-        if not r.get("started_at") or t.datetime_start is None or t.datetime_complete is None:
+    for t in records(RunDir.open(run).load_study()):
+        r = t.result
+        if r is None or not r.started_at or t.started is None or t.finished is None:
             continue  # failed before reaching a worker
-        finished = r["started_at"] + r["wall_seconds"]
+        finished = r.started_at + r.wall_seconds
         rows.append({
             "trial": t.number,
-            "status": t.state.name.lower(),
-            "configuration": t.user_attrs.get("configuration"),
-            "wall": r["wall_seconds"],
-            "train": r["train_seconds"],
-            "eval": r["eval_seconds"],
-            "worker_overhead": r["wall_seconds"] - r["train_seconds"] - r["eval_seconds"],
-            "dispatch": r["started_at"] - t.datetime_start.timestamp(),
-            "record": t.datetime_complete.timestamp() - finished,
-            "started_at": r["started_at"],
+            "status": t.status,
+            "configuration": t.description,
+            "wall": r.wall_seconds,
+            "train": r.train_seconds,
+            "eval": r.eval_seconds,
+            "worker_overhead": r.wall_seconds - r.train_seconds - r.eval_seconds,
+            "dispatch": r.started_at - t.started.timestamp(),
+            "record": t.finished.timestamp() - finished,
+            "started_at": r.started_at,
             "finished_at": finished,
         })
     for before, after in itertools.pairwise(rows):

@@ -43,9 +43,11 @@ def main() -> int:
     from autopeft.engine.executors import Executor
     from autopeft.engine.loop import run_search, search_budgets
     from autopeft.engine.samplers import make_sampler, space_conditions
+    from autopeft.run.record import records
     from autopeft.run.settings import SearchSettings
     from autopeft.run.storage import RunDir
     from autopeft.space.candidate import Candidate, suggest_candidate
+    from autopeft.space.compiled import compile_space
     from autopeft.space.spec import parse_spec
     from autopeft.training.trial import TrialRequest, TrialResult
 
@@ -92,11 +94,11 @@ def main() -> int:
             # Before: every proposal is trained.
             study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=make_sampler(
                 sampler, seed, STARTUP, search_budgets(settings, spec),
-                conditions=space_conditions(spec, info.num_layers)))
+                conditions=space_conditions(compile_space(spec, info.num_layers))))
             keys: list[str] = []
             for _ in range(TRIALS):
                 trial = study.ask()
-                c = suggest_candidate(trial, spec, info.num_layers)
+                c = suggest_candidate(trial, compile_space(spec, info.num_layers))
                 keys.append(c.key())
                 study.tell(trial, list(objectives(c)))
             before = sum(k in keys[:i] for i, k in enumerate(keys) if i >= STARTUP)
@@ -104,10 +106,11 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 run = RunDir(Path(tmp) / "run")
                 run.create(settings, SPACE)
-                done = run_search(run, settings, spec, info.layout, Synthetic(), lambda s: None)
-                trained = [t.user_attrs.get("key") for t in done.trials
-                           if t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs]
-                answered = sum("duplicate_of" in t.user_attrs for t in done.trials)
+                space = compile_space(spec, settings.num_layers)
+                done = run_search(run, settings, space, info.layout, Synthetic(), lambda s: None)
+                stored = records(done)
+                trained = [r.key for r in stored if r.status == "complete" and r.duplicate_of is None]
+                answered = sum(r.duplicate_of is not None for r in stored)
                 retrained = len(trained) - len(set(trained))
             rows.append({"sampler": sampler, "seed": seed, "before_retrained": before,
                          "after_retrained": retrained, "after_answered_from_study": answered,

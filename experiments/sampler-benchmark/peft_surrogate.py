@@ -38,6 +38,7 @@ import pandas as pd
 from autopeft.adapters.models import EMBEDDED_MODEL_ID
 from autopeft.run.settings import OBJECTIVES
 from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import BudgetSpec, SearchSpec, load_spec, parse_spec
 
 HERE = Path(__file__).resolve().parent
@@ -127,7 +128,8 @@ def completed_trials(run: Path) -> list[tuple[int, Candidate, tuple[float, ...]]
     """(trial number, configuration, objectives) of every completed trial, read from the run's Optuna study
     (the record everything else in a run directory is derived from; results.csv lacks the feed-forward ranks
     and the sparsity), opened read-only so that a search writing to it is not disturbed."""
-    from autopeft.run.storage import ATTR_CANDIDATE, STUDY_NAME
+    from autopeft.run.record import CANDIDATE_KEY
+    from autopeft.run.storage import STUDY_NAME
 
     con = sqlite3.connect(f"file:{run / 'study.db'}?mode=ro", uri=True, timeout=30)
     try:
@@ -138,7 +140,7 @@ def completed_trials(run: Path) -> list[tuple[int, Candidate, tuple[float, ...]]
         for trial_id, objective, value in con.execute("SELECT trial_id, objective, value FROM trial_values"):
             values.setdefault(trial_id, {})[objective] = value
         attrs = dict(con.execute("SELECT trial_id, value_json FROM trial_user_attributes WHERE key = ?",
-                                 (ATTR_CANDIDATE,)).fetchall())
+                                 (CANDIDATE_KEY,)).fetchall())
     finally:
         con.close()
     out = []
@@ -311,7 +313,7 @@ class Benchmark:
         return cls(Surrogate.fit(read_table(path)))
 
     def evaluate(self, trial: Any) -> tuple[float, float, float]:
-        return self.surrogate.predict(suggest_candidate(trial, self.spec, NUM_LAYERS))
+        return self.surrogate.predict(suggest_candidate(trial, compile_space(self.spec, NUM_LAYERS)))
 
 
 def cost_model() -> Any:

@@ -29,6 +29,7 @@ from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from autopeft.space.candidate import Candidate, completions, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import parse_spec
 
 LABELS = ("a", "b", "c", "d", "e")
@@ -221,7 +222,7 @@ def exact_count(spec: Any, layers: int, count: Callable[[Candidate], int]
     """A cost model as autopeft's (`TrainableParamsModel`): exact when every completion of the parameters
     has the same count, else nothing."""
     def model(params: Mapping[str, Any]) -> Mapping[str, float]:
-        counts = {count(c) for c in completions(params, spec, layers)}
+        counts = {count(c) for c in completions(params, compile_space(spec, layers))}
         return {"trainable_params": float(counts.pop())} if len(counts) == 1 else {}
 
     return lambda: model
@@ -244,7 +245,7 @@ def _evaluator(spec: Any, landscape: Landscape) -> Callable[[optuna.Trial], tupl
     encoder = landscape.encoder
 
     def evaluate(trial: optuna.Trial) -> tuple[float, ...]:
-        c = suggest_candidate(trial, spec, encoder.layers)
+        c = suggest_candidate(trial, compile_space(spec, encoder.layers))
         params = encoder.params(c)
         return landscape.accuracy(c, params), float(params), encoder.memory(c, params)
 

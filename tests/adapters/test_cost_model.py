@@ -24,6 +24,7 @@ from autopeft.errors import TrialFailed
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import Constraints, ReferencePoint, SearchSpec, load_spec
 from autopeft.training.trial import TrialRequest, TrialResult
 from tests.conftest import tiny_config, tiny_model
@@ -50,7 +51,7 @@ def sampled(spec: SearchSpec, num_layers: int, n: int, seed: int) -> list[dict]:
     out = []
     for _ in range(n):
         trial = study.ask()
-        suggest_candidate(trial, spec, num_layers)
+        suggest_candidate(trial, compile_space(spec, num_layers))
         out.append(dict(trial.params))
     return out
 
@@ -173,7 +174,8 @@ def test_bo_proposes_only_configurations_inside_the_budget(tmp_path: Path, tiny_
     executor = CountingExecutor(counter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = run_search(run, settings, spec, counter.layout, executor, lambda s: None)
+        space = compile_space(spec, settings.num_layers)
+        study = run_search(run, settings, space, counter.layout, executor, lambda s: None)
     options = study.sampler.options  # type: ignore[attr-defined]
     assert options.limits == (None, budget, None) and options.cost_model is not None  # run_search passed them
     assert options.reference_point == (0.5, None, None)
@@ -185,16 +187,18 @@ def test_bo_proposes_only_configurations_inside_the_budget(tmp_path: Path, tiny_
 
 def test_budgets_of_the_search(tmp_path: Path, tiny_bert_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     _, settings, spec = search_setup(tmp_path, tiny_bert_dir, "bo", 5000)
-    budgets = search_budgets(settings, spec)
+    budgets = search_budgets(settings, compile_space(spec, settings.num_layers))
     assert budgets.max_trainable_params == 5000 and budgets.max_peak_memory is None
     assert budgets.cost_model is not None
     assert budgets.cost_model({"method": "ia3", "target_modules": "attn_qv", "rank_L0": 4, "rank_L1": 0,
                                "learning_rate": 1e-3}) == {"trainable_params": 2 * 32 + (32 * 2 + 2)}
 
     # Samplers that ignore budgets get no cost model (nothing is built for them).
-    assert search_budgets(dataclasses.replace(settings, sampler="tpe"), spec).cost_model is None
+    assert search_budgets(dataclasses.replace(settings, sampler="tpe"),
+                          compile_space(spec, settings.num_layers)).cost_model is None
     # A model whose config cannot be read on the driver: the search goes on, without exact counts.
     with caplog.at_level(logging.WARNING):
-        budgets = search_budgets(dataclasses.replace(settings, model_location=str(tmp_path / "gone")), spec)
+        budgets = search_budgets(dataclasses.replace(settings, model_location=str(tmp_path / "gone")),
+                                 compile_space(spec, settings.num_layers))
     assert budgets.cost_model is None and budgets.max_trainable_params == 5000
     assert "no exact parameter counts" in caplog.text

@@ -10,6 +10,7 @@ import pytest
 from autopeft.bo.startup import CoveringSampler, covering_choice
 from autopeft.engine.samplers import make_sampler
 from autopeft.space.candidate import suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec
 
 METHODS = 9  # the shipped default space's methods
@@ -20,7 +21,7 @@ def draw_methods(study: optuna.Study, n: int) -> list[str]:
     methods = []
     for _ in range(n):
         trial = study.ask()
-        methods.append(suggest_candidate(trial, spec, 6).method)
+        methods.append(suggest_candidate(trial, compile_space(spec, 6)).method)
         study.tell(trial, [0.5, 1e4, 1e8])
     return methods
 

@@ -182,14 +182,14 @@ def search(text: str, num_layers: int, startup: int, budgets: Budgets, outcomes:
     space = compile_space(spec, num_layers)
     sampler = make_sampler("bo", seed, startup, budgets, objectives=OBJECTIVES,
                            reference_point=spec.reference_point.by_objective(),
-                           conditions=space_conditions(spec, num_layers))
+                           conditions=space_conditions(compile_space(spec, num_layers)))
     assert isinstance(sampler, GuardedSampler)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
     model_based = running = 0
     while model_based < MODEL_BASED:
         past_startup = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) >= startup
         trial = study.ask()
-        candidate = suggest_candidate(trial, spec, num_layers)
+        candidate = suggest_candidate(trial, compile_space(spec, num_layers))
         assert sampler.error_of(trial.number) is None, sampler.error_of(trial.number)
         assert_valid(space, trial.params, candidate)
         model_based += past_startup
@@ -239,12 +239,12 @@ sparsity: {fraction: {choices: [0.0, 0.5]}, init: {choices: [random, magnitude]}
 def test_the_reported_space_with_a_nested_sparsity_condition_gets_model_based_suggestions() -> None:
     spec = parse_spec(REPORTED_SPACE, source="issue 33")
     space = compile_space(spec, 2)
-    sampler = make_sampler("bo", 0, 7, objectives=OBJECTIVES, conditions=space_conditions(spec, 2))
+    sampler = make_sampler("bo", 0, 7, objectives=OBJECTIVES, conditions=space_conditions(compile_space(spec, 2)))
     assert isinstance(sampler, GuardedSampler)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
     for i in range(10):
         trial = study.ask()
-        candidate = suggest_candidate(trial, spec, 2)
+        candidate = suggest_candidate(trial, compile_space(spec, 2))
         assert sampler.error_of(trial.number) is None, sampler.error_of(trial.number)
         assert_valid(space, trial.params, candidate)
         study.tell(trial, [0.5 + 0.01 * i, 100.0 + sum(candidate.layer_ranks), 1.0e6])

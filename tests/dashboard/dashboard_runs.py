@@ -14,8 +14,10 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from autopeft.run.record import attributes, record_description, record_proposal
 from autopeft.run.settings import SearchSettings
-from autopeft.run.storage import ATTR_CANDIDATE, ATTR_DESCRIPTION, RunDir
+from autopeft.run.storage import RunDir
+from autopeft.space.candidate import Candidate
 from autopeft.space.spec import BudgetSpec
 
 BASE_PARAMS = 1_000_000
@@ -73,12 +75,16 @@ def write_run(folder: Path, table: pd.DataFrame | None, running: int = 0,
     for i in range(running):
         trial = study.ask()
         ranks = [4, 4, 0, 0, 8, 8 + i]
-        trial.set_user_attr(ATTR_CANDIDATE, {"method": "lora", "target_modules": "attn_qv", "layer_ranks": ranks,
-                                             "learning_rate": 1e-3, "method_params": {"lora_alpha": 16}})
-        trial.set_user_attr(ATTR_DESCRIPTION, f"lora r={ranks} on attn_qv (running)")
+        record_proposal(trial, Candidate("lora", "attn_qv", tuple(ranks), 1e-3, (("lora_alpha", 16),)))
+        record_description(trial, f"lora r={ranks} on attn_qv (running)")
     if baselines is not None:
         baselines.to_csv(folder / "baselines.csv", index=False)
     return folder
+
+
+def described(description: str) -> dict[str, object]:
+    """A synthetic trial's attributes: its description alone, as the table has it (no configuration behind it)."""
+    return attributes(lambda t: record_description(t, description))
 
 
 def _add_finished(study: optuna.Study, table: pd.DataFrame) -> None:
@@ -86,9 +92,9 @@ def _add_finished(study: optuna.Study, table: pd.DataFrame) -> None:
         if row["status"] == "complete":
             trial = optuna.trial.create_trial(values=[row["accuracy"], float(row["trainable_params"]),
                                                       float(row["peak_memory"])],
-                                              user_attrs={ATTR_DESCRIPTION: row["configuration"]})
+                                              user_attrs=described(row["configuration"]))
         else:
             trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
-                                              user_attrs={ATTR_DESCRIPTION: row["configuration"]})
+                                              user_attrs=described(row["configuration"]))
         study.add_trial(trial)
 

@@ -11,12 +11,14 @@ import pytest
 
 from autopeft.adapters.models import inspect_model, resolve_model
 from autopeft.engine.loop import run_search
+from autopeft.run.results import results_table
 from autopeft.run.settings import SearchSettings
-from autopeft.run.storage import RunDir, results_table
+from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.methods import ADAPTER_METHODS, METHODS, NONE, PLACEMENT, method_params_with_defaults
 from autopeft.space.spec import parse_spec
-from tests.engine.test_loop import ScriptedExecutor
+from tests.support.executors import ScriptedExecutor
 
 
 def make(method: str, preset: str = "attn_qv", ranks: tuple[int, ...] = (4, 0), lr: float = 1e-3,
@@ -66,7 +68,7 @@ def test_a_repeated_configuration_is_answered_from_the_study(sampler: str, tmp_p
     run = RunDir(tmp_path / "run")
     run.create(settings, TINY_SPACE)
     executor = ScriptedExecutor(run, slots=1)
-    study = run_search(run, settings, spec, info.layout, executor, lambda s: None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), info.layout, executor, lambda s: None)
     trained = [e[1] for e in executor.events if e[0] == "submit"]
     keys = [Candidate.from_dict(study.trials[n].user_attrs["candidate"]).key() for n in trained]
     assert len(keys) == len(set(keys)) == 8  # eight different configurations trained, none twice
@@ -88,9 +90,10 @@ def test_resume_counts_trained_trials_only(tmp_path: Path, tiny_bert_dir: Path) 
                               num_layers=info.num_layers, base_params=info.base_params, workers=1)
     run = RunDir(tmp_path / "run")
     run.create(settings, TINY_SPACE)
-    run_search(run, settings, spec, info.layout, ScriptedExecutor(run, slots=1), lambda s: None)
+    space = compile_space(spec, settings.num_layers)
+    run_search(run, settings, space, info.layout, ScriptedExecutor(run, slots=1), lambda s: None)
     more = dataclasses.replace(settings, trials=6)
     executor = ScriptedExecutor(run, slots=1)
-    study = run_search(run, more, spec, info.layout, executor, lambda s: None)
+    study = run_search(run, more, compile_space(spec, more.num_layers), info.layout, executor, lambda s: None)
     trained = [t for t in study.trials if t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs]
     assert len(trained) == 6 and len([e for e in executor.events if e[0] == "submit"]) == 2

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.engine.failures import FailureMemory, Neighbourhood, failure_kind
+from autopeft.engine.duplicates import TrialKeys
+from autopeft.engine.failures import FailureMemory, Neighbourhood, failure_kind, proposal_filter
 from autopeft.space.candidate import Candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec
 
 SPARSE = "NotImplementedError: Cannot access storage of SparseTensorImpl (at train.py:133)"
@@ -72,12 +74,13 @@ def test_a_samplers_partial_parameters_are_ruled_out_when_every_completion_is() 
         memory.add(Candidate("shira", "attn_qv", (0, 0, 0, 4, 0, 0), 3e-3, (("r", r),)), SPARSE)
     params = {"method": "shira", "target_modules": "attn_qv", "shira.learning_rate": 1e-3,
               **{f"rank_L{i}": (4 if i == 3 else 0) for i in range(6)}}
+    space = compile_space(spec, 6)
+    rules_out = proposal_filter(space, memory, TrialKeys())
     # shira.r is missing (a model-based sampler has not modelled it yet): both of its values are ruled out.
-    assert memory.rules_out_params(params, spec, 6)
-    assert not memory.rules_out_params({**params, "rank_L2": 8}, spec, 6)
-    assert not memory.rules_out_params({**params, "method": "lora", "lora.learning_rate": 1e-3, "lora.lora_alpha": 16},
-                                       spec, 6)
-    assert not FailureMemory().rules_out_params(params, spec, 6)
+    assert rules_out(params)
+    assert not rules_out({**params, "rank_L2": 8})
+    assert not rules_out({**params, "method": "lora", "lora.learning_rate": 1e-3, "lora.lora_alpha": 16})
+    assert not proposal_filter(space, FailureMemory(), TrialKeys())(params)
 
 
 # LoRA at rank 2 on both layers of the tiny BERT (32 wide, feed-forward 64), under a budget of 10 trainable

@@ -21,6 +21,7 @@ from autopeft.engine.samplers import GuardedSampler, make_sampler, sampler_error
 from autopeft.run.settings import SAMPLERS, SearchSettings
 from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate, completions, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec, parse_spec
 from autopeft.training.trial import TrialRequest, TrialResult
 
@@ -60,8 +61,8 @@ def test_a_sampler_whose_model_raises_draws_from_its_start_up_sampler_and_says_w
         study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
         for _ in range(4):
             trial = study.ask()
-            candidate = suggest_candidate(trial, SPACE, LAYERS)
-            assert completions(trial.params, SPACE, LAYERS) == [candidate]  # a candidate of the space
+            candidate = suggest_candidate(trial, compile_space(SPACE, LAYERS))
+            assert completions(trial.params, compile_space(SPACE, LAYERS)) == [candidate]  # a candidate of the space
             study.tell(trial, objectives(candidate))
     reasons = {sampler_error(study, t.number) for t in study.trials}
     assert reasons == {f"{type(sampler.inner).__name__} failed (Boom: the model exploded)"}
@@ -77,7 +78,7 @@ def test_ctrl_c_in_a_sampler_is_not_caught(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(sampler.inner, "sample_relative", interrupted)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
     with pytest.raises(KeyboardInterrupt):
-        suggest_candidate(study.ask(), SPACE, LAYERS)
+        suggest_candidate(study.ask(), compile_space(SPACE, LAYERS))
 
 
 def test_the_guard_reads_as_the_sampler_it_wraps_and_survives_pickling() -> None:
@@ -126,7 +127,8 @@ def test_a_search_whose_model_raises_completes_and_records_why(tmp_path: Path, t
                               num_layers=info.num_layers, base_params=info.base_params, workers=1)
     run = RunDir(tmp_path / "run")
     run.create(settings, "")
-    study = run_search(run, settings, spec, info.layout, InstantExecutor(), lambda s: None)
+    space = compile_space(spec, settings.num_layers)
+    study = run_search(run, settings, space, info.layout, InstantExecutor(), lambda s: None)
     refresh_run_files(run, study, settings)
 
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5

@@ -15,49 +15,14 @@ import pytest
 
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.models import inspect_model, resolve_model
-from autopeft.engine.executors import Executor
 from autopeft.engine.loop import INTERRUPTED, run_search
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import SearchSpec, load_spec
 from autopeft.training.trial import TrialRequest, TrialResult
-
-
-class ScriptedExecutor(Executor):
-    """Runs nothing: each wait finishes the oldest trial in flight, as `script` says (default: complete)."""
-
-    def __init__(self, run: RunDir, slots: int, script: dict[int, str] | None = None) -> None:
-        self.slots = slots
-        self.run = run
-        self.script = script or {}
-        self.queue: list[int] = []
-        self.events: list[tuple[str, int, int]] = []  # (what, trial, trials RUNNING in the study at that moment)
-
-    def _running(self) -> int:
-        return len(self.run.load_study().get_trials(states=(optuna.trial.TrialState.RUNNING,)))
-
-    def submit(self, key: int, request: TrialRequest) -> None:
-        self.events.append(("submit", key, self._running()))
-        self.queue.append(key)
-
-    def wait_any(self) -> list[tuple[int, TrialResult]]:
-        key = self.queue.pop(0)
-        outcome = self.script.get(key, "complete")
-        self.events.append(("done", key, self._running()))
-        if outcome == "ctrl-c":
-            raise KeyboardInterrupt
-        if outcome == "fail":
-            return [(key, TrialResult(status="failed", failure="out of memory: scripted"))]
-        return [(key, TrialResult(status="complete", accuracy=0.5 + key / 100, trainable_params=100 + key,
-                                  peak_memory=1000 + key))]
-
-    def in_flight(self) -> int:
-        return len(self.queue)
-
-    def close(self) -> None:
-        self.queue.clear()
-
+from tests.support.executors import ScriptedExecutor
 
 Setup = tuple[RunDir, SearchSettings, SearchSpec, ModuleLayout]
 
@@ -78,7 +43,8 @@ def test_the_next_trial_is_asked_for_as_soon_as_one_finishes(setup: Setup) -> No
     run, settings, spec, layout = setup
     executor = ScriptedExecutor(run, slots=2, script={1: "fail"})
     refreshes: list[int] = []
-    study = run_search(run, settings, spec, layout, executor, lambda s: refreshes.append(len(s.trials)))
+    space = compile_space(spec, settings.num_layers)
+    study = run_search(run, settings, space, layout, executor, lambda s: refreshes.append(len(s.trials)))
     kinds = [(what, key) for what, key, _ in executor.events]
     # Two in flight; each completion is followed by one new submission before the next wait.
     assert kinds == [("submit", 0), ("submit", 1), ("done", 0), ("submit", 2), ("done", 1), ("submit", 3),
@@ -91,17 +57,43 @@ def test_the_next_trial_is_asked_for_as_soon_as_one_finishes(setup: Setup) -> No
     assert len(refreshes) == 5  # the run's files after every result
 
 
+def test_an_error_while_a_trial_is_drawn_leaves_it_failed_not_running(setup: Setup,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception between asking the study for a trial and submitting it (a sampler's independent draw, a bug)
+    ends the search, and that trial is recorded as interrupted like the ones in flight."""
+    import autopeft.engine.loop as loop
+
+    drawn = []
+
+    def draw_then_fail(trial: optuna.Trial, space: object) -> Candidate:
+        drawn.append(trial.number)
+        if len(drawn) == 3:
+            raise RuntimeError("the third draw breaks")
+        return real_draw(trial, space)  # type: ignore[arg-type]
+
+    real_draw = loop.suggest_candidate
+    monkeypatch.setattr(loop, "suggest_candidate", draw_then_fail)
+    run, settings, spec, layout = setup
+    with pytest.raises(RuntimeError, match="the third draw breaks"):
+        run_search(run, settings, compile_space(spec, settings.num_layers), layout, ScriptedExecutor(run, slots=2),
+                   lambda s: None)
+    states = [t.state.name for t in run.load_study().trials]
+    assert "RUNNING" not in states and len(states) == 3
+    assert run.load_study().trials[2].user_attrs["failure_reason"] == INTERRUPTED
+
+
 def test_ctrl_c_leaves_no_trial_running(setup: Setup) -> None:
     run, settings, spec, layout = setup
     executor = ScriptedExecutor(run, slots=2, script={2: "ctrl-c"})
     with pytest.raises(KeyboardInterrupt):
-        run_search(run, settings, spec, layout, executor, lambda s: None)
+        run_search(run, settings, compile_space(spec, settings.num_layers), layout, executor, lambda s: None)
     study = run.load_study()
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
     assert {t.user_attrs["failure_reason"] for t in study.trials[2:]} == {INTERRUPTED}
 
     # Resumed: completed trials kept, the interrupted ones replaced by new numbers.
-    study = run_search(run, settings, spec, layout, ScriptedExecutor(run, slots=2), lambda s: None)
+    space = compile_space(spec, settings.num_layers)
+    study = run_search(run, settings, space, layout, ScriptedExecutor(run, slots=2), lambda s: None)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
 
 
@@ -132,7 +124,8 @@ def test_a_failing_neighbourhood_is_ruled_out_and_not_trained_again(setup: Setup
     settings = dataclasses.replace(settings, trials=12)
     executor = FailingMethod(run, "ia3")
     statuses: list[str] = []
-    study = run_search(run, settings, spec, layout, executor, lambda s: None, statuses.append)
+    space = compile_space(spec, settings.num_layers)
+    study = run_search(run, settings, space, layout, executor, lambda s: None, statuses.append)
     # Twelve trained trials; repeated proposals are answered from the study on top of them.
     assert sum(t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs for t in study.trials) == 12
     failures: dict[Neighbourhood, int] = {}
@@ -158,7 +151,8 @@ def test_the_failure_limit_counts_only_this_sessions_failures(setup: Setup) -> N
         trial = study.ask()
         trial.set_user_attr("failure_reason", "out of memory: earlier")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    study = run_search(run, settings, spec, layout, ScriptedExecutor(run, slots=2), lambda s: None)
+    space = compile_space(spec, settings.num_layers)
+    study = run_search(run, settings, space, layout, ScriptedExecutor(run, slots=2), lambda s: None)
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == settings.trials
 
 
@@ -170,7 +164,7 @@ def test_a_result_stored_before_the_driver_died_is_kept_on_resume(setup: Setup) 
     result = TrialResult(status="complete", accuracy=0.75, trainable_params=123, peak_memory=4567)
     finished.set_user_attr("result", result.to_dict())
     executor = ScriptedExecutor(run, slots=1)
-    study = run_search(run, settings, spec, layout, executor, lambda s: None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, executor, lambda s: None)
     kept = study.trials[finished.number]
     assert kept.state.name == "COMPLETE" and kept.values == [0.75, 123.0, 4567.0]
     assert study.trials[cut.number].state.name == "FAIL"

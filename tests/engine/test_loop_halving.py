@@ -12,10 +12,13 @@ import pytest
 
 from autopeft.adapters.models import inspect_model, resolve_model
 from autopeft.engine.executors import Executor
-from autopeft.engine.halving import Rung, Rungs, maximised, rung_observations
+from autopeft.engine.halving import HalvingScheduler, Rung, Rungs, maximised
 from autopeft.engine.loop import run_search
+from autopeft.run.record import TrialRecord, record_rung, record_stopped, records
+from autopeft.run.results import results_table
 from autopeft.run.settings import SearchSettings
-from autopeft.run.storage import ATTR_RUNGS, ATTR_STOPPED_AT, RunDir, results_table
+from autopeft.run.storage import RunDir
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec
 from autopeft.training.trial import TrialRequest, TrialResult
 
@@ -75,30 +78,30 @@ def test_the_best_third_goes_on_at_each_rung_and_the_rest_stop(setup) -> None:  
     run, settings, spec, layout = setup
     assert Rungs(2, 18, 3).levels == (2, 6, 18)
     executor = LegExecutor()
-    study = run_search(run, settings, spec, layout, executor, lambda s: None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, executor, lambda s: None)
     trials = study.get_trials()
     assert len(trials) == 9 and {t.state for t in trials} <= {PRUNED, COMPLETE}
     assert trials[0].state == COMPLETE  # the first at every rung goes on, as in ASHA
     for t in trials:
-        reached = [r["steps"] for r in t.user_attrs[ATTR_RUNGS]]
+        reached = [r.steps for r in TrialRecord.of(t).rungs]
         legs = [(steps, resumed) for key, steps, resumed in executor.legs if key == t.number]
         assert [s for s, _ in legs] == reached and reached == [2, 6, 18][:len(reached)]
         assert [resumed for _, resumed in legs] == [False] + [True] * (len(legs) - 1)  # continued, not restarted
         if t.state == PRUNED:
-            assert t.user_attrs[ATTR_STOPPED_AT] == reached[-1] < 18
+            assert TrialRecord.of(t).stopped_at == reached[-1] < 18
         else:
-            assert reached[-1] == 18 and t.values[0] == t.user_attrs[ATTR_RUNGS][-1]["accuracy"]
+            assert reached[-1] == 18 and t.values[0] == TrialRecord.of(t).rungs[-1].accuracy
     # With one worker the trials run one after another, so a trial reaching a rung is ranked against the
     # earlier trials that reached it: it goes on exactly when it is among the best third of them.
     for t in trials:
         for level, after in ((2, 6), (6, 18)):
             rung = Rung(level)
             for u in trials[: t.number + 1]:
-                for r in u.user_attrs[ATTR_RUNGS]:
-                    if r["steps"] == level:
-                        rung.record(u.number, maximised(r, settings.objectives))
+                for r in TrialRecord.of(u).rungs:
+                    if r.steps == level:
+                        rung.record(u.number, maximised(r.to_dict(), settings.objectives))
             if t.number in rung.results:
-                went_on = any(r["steps"] == after for r in t.user_attrs[ATTR_RUNGS])
+                went_on = any(r.steps == after for r in TrialRecord.of(t).rungs)
                 assert went_on == rung.goes_on(t.number, 3), (t.number, level)
     assert sum(t.state == PRUNED for t in trials) >= 4
     assert not list((run.path / "checkpoints").glob("*.pt"))  # every checkpoint went with its trial
@@ -118,33 +121,35 @@ def test_a_killed_driver_loses_no_rung_and_repeats_no_trial(setup, monkeypatch: 
     run, settings, spec, layout = setup
     monkeypatch.setattr(loop._Loop, "interrupt", lambda self: None)  # SIGKILL: nothing gets to clean up
     with pytest.raises(SystemExit):
-        run_search(run, settings, spec, layout, LegExecutor(die_after=5), lambda s: None)
+        space = compile_space(spec, settings.num_layers)
+        run_search(run, settings, space, layout, LegExecutor(die_after=5), lambda s: None)
     monkeypatch.undo()
     before = run.load_study().get_trials()
     running = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(running) == 1 and running[0].user_attrs[ATTR_RUNGS]  # stopped between two rungs
-    stored = {t.number: [r["steps"] for r in t.user_attrs.get(ATTR_RUNGS, [])] for t in before}
+    assert len(running) == 1 and TrialRecord.of(running[0]).rungs  # stopped between two rungs
+    stored = {t.number: [r.steps for r in TrialRecord.of(t).rungs] for t in before}
 
     resumed = LegExecutor()
-    study = run_search(run, settings, spec, layout, resumed, lambda s: None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, resumed, lambda s: None)
     after = study.get_trials()
     assert len(after) == 9 and {t.state for t in after} <= {PRUNED, COMPLETE}
     for number, steps in stored.items():  # every rung stored before the kill is still there
-        assert [r["steps"] for r in after[number].user_attrs[ATTR_RUNGS]][:len(steps)] == steps
+        assert [r.steps for r in TrialRecord.of(after[number]).rungs][:len(steps)] == steps
     first_leg = resumed.legs[0]
     assert first_leg[0] == running[0].number and first_leg[2]  # taken on from its checkpoint
     assert first_leg[1] > stored[running[0].number][-1]
-    keys = [t.user_attrs["key"] for t in after]
+    keys = [TrialRecord.of(t).key for t in after]
     assert len(set(keys)) == len(keys)  # no configuration trained twice
 
 
 def test_bo_may_learn_from_every_rung_at_its_fidelity(setup) -> None:  # type: ignore[no-untyped-def]
     run, settings, spec, layout = setup
     settings = dataclasses.replace(settings, sampler="bo", trials=8)
-    study = run_search(run, settings, spec, layout, LegExecutor(), lambda s: None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, LegExecutor(), lambda s: None)
     rungs = Rungs(2, 18, 3)
-    seen = rung_observations(study, rungs, settings.objectives, enough=len(study.trials), every_rung=True)
-    recorded = [(t.number, r["steps"], r["accuracy"]) for t in study.trials for r in t.user_attrs[ATTR_RUNGS]]
+    every = HalvingScheduler(rungs, settings.objectives, learn_from="every-rung", enough=len(study.trials))
+    seen = every.observations(records(study))
+    recorded = [(t.number, r.steps, r.accuracy) for t in study.trials for r in TrialRecord.of(t).rungs]
     assert sorted((o.trial.number, o.values[0]) for o in seen) == sorted((n, a) for n, _, a in recorded)
     fidelity = {2: 0.0, 6: 0.5, 18: 1.0}  # log steps, the first rung at 0 and the full budget at 1
     assert sorted((o.trial.number, o.fidelity) for o in seen) == sorted((n, fidelity[s]) for n, s, _ in recorded)
@@ -157,21 +162,21 @@ def test_bo_may_learn_from_every_rung_at_its_fidelity(setup) -> None:  # type: i
 def test_bo_learns_from_the_highest_rung_enough_trials_reached(setup) -> None:  # type: ignore[no-untyped-def]
     run, settings, spec, layout = setup
     settings = dataclasses.replace(settings, sampler="bo", trials=8)
-    study = run_search(run, settings, spec, layout, LegExecutor(), lambda s: None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, LegExecutor(), lambda s: None)
     rungs = Rungs(2, 18, 3)
 
     def reached(level: int) -> list[optuna.trial.FrozenTrial]:
-        return [t for t in study.trials if any(r["steps"] == level for r in t.user_attrs[ATTR_RUNGS])]
+        return [t for t in study.trials if any(r.steps == level for r in TrialRecord.of(t).rungs)]
 
     assert len(reached(6)) < len(reached(2))
     for enough in range(1, len(reached(2)) + 1):
         level = max(level for level in rungs.levels if len(reached(level)) >= enough)
-        seen = rung_observations(study, rungs, settings.objectives, enough=enough)
+        seen = HalvingScheduler(rungs, settings.objectives, enough=enough).observations(records(study))
         assert {o.trial.number for o in seen} == {t.number for t in reached(level)}
         assert all(o.fidelity == 1.0 for o in seen)
-        assert all(o.values[0] == next(r["accuracy"] for r in o.trial.user_attrs[ATTR_RUNGS] if r["steps"] == level)
+        assert all(o.values[0] == next(r.accuracy for r in TrialRecord.of(o.trial).rungs if r.steps == level)
                    for o in seen)
-    low = rung_observations(study, rungs, settings.objectives, enough=len(study.trials) + 1)
+    low = HalvingScheduler(rungs, settings.objectives, enough=len(study.trials) + 1).observations(records(study))
     assert {o.trial.number for o in low} == {t.number for t in reached(2)}  # no rung has enough: the first
 
 
@@ -181,10 +186,9 @@ def test_a_trial_stopped_just_before_the_kill_stays_stopped(setup) -> None:  # t
     run, settings = setup[:2]
     study = run.create_study(None, settings.objectives)
     trial = study.ask()
-    leg = {"status": "complete", "steps": 2, "accuracy": 0.6, "trainable_params": 100, "adapter_params": 100,
-           "peak_memory": 1000}
-    trial.set_user_attr(ATTR_RUNGS, [leg])
-    trial.set_user_attr(ATTR_STOPPED_AT, 2)
-    trial.set_user_attr("result", leg)  # the driver died here, before telling the study
+    leg = TrialResult(status="complete", steps=2, accuracy=0.6, trainable_params=100, adapter_params=100,
+                      peak_memory=1000)
+    record_rung(trial, leg)
+    record_stopped(trial, leg)  # with its result; the driver died here, before telling the study
     assert recover_interrupted(study) == 1
     assert study.trials[0].state == PRUNED  # not a full-budget result at the rung's accuracy

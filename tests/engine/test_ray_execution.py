@@ -442,7 +442,7 @@ def test_ctrl_c_at_any_moment_of_start_up_leaves_no_traceback_and_no_dead_end(af
 
 
 def test_a_local_ray_folder_whose_driver_is_gone_is_cleaned_up(tmp_path: Path) -> None:
-    from autopeft.engine.executors import DRIVER_FILE, TEMP_PREFIX, clean_abandoned
+    from autopeft.engine.local_ray import DRIVER_FILE, TEMP_PREFIX, clean_abandoned
 
     parent = tmp_path / "tmp"
     parent.mkdir()

@@ -20,6 +20,7 @@ from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from autopeft.engine.samplers import SAMPLERS, make_sampler, sampler_error
 from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import parse_spec
 
 SPACE = parse_spec("""
@@ -52,13 +53,13 @@ def scenario(name: str, seed: int) -> tuple[list[Candidate], list[Candidate]]:
         told = []
         for i in range(TOLD):
             trial = study.ask()
-            c = suggest_candidate(trial, SPACE, LAYERS)
+            c = suggest_candidate(trial, compile_space(SPACE, LAYERS))
             told.append(c)
             if i == 2:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
                 study.tell(trial, objectives(c))
-        pending = [suggest_candidate(study.ask(), SPACE, LAYERS) for _ in range(PENDING)]
+        pending = [suggest_candidate(study.ask(), compile_space(SPACE, LAYERS)) for _ in range(PENDING)]
     # make_sampler's guard would turn a broken model into start-up draws that still look like a kept contract.
     errors = [sampler_error(study, t.number) for t in study.trials]
     assert errors == [None] * len(errors), f"{name} raised while sampling: {errors}"

@@ -8,6 +8,7 @@ import optuna
 from autopeft.bo.encoding import Encoding
 from autopeft.engine.samplers import space_conditions
 from autopeft.space.candidate import suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec
 
 
@@ -16,7 +17,7 @@ def startup_trials(space: str, seed: int, n: int = 6) -> list[optuna.trial.Froze
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed))
     for _ in range(n):
         trial = study.ask()
-        suggest_candidate(trial, spec, 6)
+        suggest_candidate(trial, compile_space(spec, 6))
         study.tell(trial, [0.5, 1.0])
     return study.get_trials()
 
@@ -27,7 +28,7 @@ def parent_of(encoding: Encoding, name: str) -> str | None:
 
 
 def test_the_mask_init_hangs_on_the_fraction_in_every_study() -> None:
-    conditions = space_conditions(load_spec("lora"), 6)
+    conditions = space_conditions(compile_space(load_spec("lora"), 6))
     assert conditions["sparsity.init"].parent == "sparsity.fraction"
     assert conditions["sparsity.init"].values == frozenset({0.5, 0.8})
     guessed_wrong = 0
@@ -42,7 +43,7 @@ def test_the_mask_init_hangs_on_the_fraction_in_every_study() -> None:
 
 def test_a_method_parameter_is_conditional_even_while_every_trial_had_its_method() -> None:
     spec = load_spec("default")
-    conditions = space_conditions(spec, 6)
+    conditions = space_conditions(compile_space(spec, 6))
     assert conditions["lora.lora_alpha"].parent == "method"
     assert conditions["lora.lora_alpha"].values == frozenset({"lora"})
     trials = [t for t in startup_trials("default", 0, 40) if t.params["method"] == "lora"][:3]
@@ -52,7 +53,7 @@ def test_a_method_parameter_is_conditional_even_while_every_trial_had_its_method
 
 
 def test_a_per_method_learning_rate_hangs_on_its_method() -> None:
-    conditions = space_conditions(load_spec("default"), 6)
+    conditions = space_conditions(compile_space(load_spec("default"), 6))
     for method in load_spec("default").methods():
         assert conditions[f"{method}.learning_rate"].parent == "method"
         assert conditions[f"{method}.learning_rate"].values == frozenset({method})

@@ -7,6 +7,7 @@ import pytest
 
 from autopeft.engine.samplers import SAMPLERS, default_startup_trials, make_sampler
 from autopeft.space.candidate import Candidate, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import dimension_values, load_spec, parse_spec
 
 NUM_LAYERS = 6
@@ -20,7 +21,7 @@ def draw(sampler_name: str, seed: int, n: int = 12) -> list[Candidate]:
     out = []
     for i in range(n):
         trial = study.ask()
-        c = suggest_candidate(trial, spec, NUM_LAYERS)
+        c = suggest_candidate(trial, compile_space(spec, NUM_LAYERS))
         out.append(c)
         if i == 5:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)  # samplers must cope with failures
@@ -51,7 +52,7 @@ def test_all_zero_draw_is_repaired_to_the_top_layer() -> None:
     spec = parse_spec("method: lora\ntarget_modules: attn_qv\nlayer_rank: {choices: [0, 2, 8]}\n"
                       "learning_rate: 1.0e-3\n")
     trial = optuna.trial.FixedTrial({f"rank_L{i}": 0 for i in range(3)})
-    assert suggest_candidate(trial, spec, 3).layer_ranks == (0, 0, 2)
+    assert suggest_candidate(trial, compile_space(spec, 3)).layer_ranks == (0, 0, 2)
 
 
 def test_candidate_round_trips_and_reads_well() -> None:
@@ -59,7 +60,7 @@ def test_candidate_round_trips_and_reads_well() -> None:
     trial = optuna.trial.FixedTrial({"method": "lora", "target_modules": "attn_qv", "lora.learning_rate": 1e-3,
                                      "lora.lora_alpha": 16, **{f"rank_L{i}": r for i, r in
                                                                enumerate((8, 0, 8, 0, 16, 4))}})
-    c = suggest_candidate(trial, spec, 6)
+    c = suggest_candidate(trial, compile_space(spec, 6))
     assert Candidate.from_dict(c.to_dict()) == c
     assert c.describe() == "lora r=[8,0,8,0,16,4] on attn_qv, lora_alpha=16, lora_dropout=0.0, lr=0.001"
     assert c.active_layers == (0, 2, 4, 5)

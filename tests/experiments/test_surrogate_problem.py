@@ -22,8 +22,10 @@ sys.path.insert(0, str(ROOT / "experiments" / "sampler-benchmark"))
 import peft_surrogate as ps  # noqa: E402
 import record_peft  # noqa: E402
 
+from autopeft.run.record import attributes, record_proposal  # noqa: E402
 from autopeft.run.settings import OBJECTIVES  # noqa: E402
-from autopeft.run.storage import ATTR_CANDIDATE, STUDY_NAME  # noqa: E402
+from autopeft.run.storage import STUDY_NAME  # noqa: E402
+from autopeft.space.compiled import compile_space  # noqa: E402
 from autopeft.space.spec import resolve_space_path  # noqa: E402
 
 
@@ -33,7 +35,7 @@ def random_candidates(n: int, seed: int = 0) -> list[ps.Candidate]:
     out = []
     for _ in range(n):
         trial = study.ask()
-        out.append(ps.suggest_candidate(trial, spec, ps.NUM_LAYERS))
+        out.append(ps.suggest_candidate(trial, compile_space(spec, ps.NUM_LAYERS)))
         study.tell(trial, 0.0)
     return out
 
@@ -52,7 +54,7 @@ def make_run(folder: Path, candidates: list[ps.Candidate], max_steps: int = 100,
         study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE,
             values=None if failed else [0.8 + 0.001 * i, 10_000 + i, 4e8 + i],
-            user_attrs={ATTR_CANDIDATE: c.to_dict()}))
+            user_attrs=attributes(lambda t, c=c: record_proposal(t, c))))
     return folder
 
 
@@ -127,7 +129,8 @@ def test_problem_runs_through_optuna_on_a_fitted_surrogate(counts: ps.ExactCount
             trial = study.ask()
             result = problem.evaluate(trial)
             study.tell(trial, list(result))
-            c = ps.suggest_candidate(optuna.trial.FixedTrial(trial.params), ps.reference_spec(), ps.NUM_LAYERS)
+            space = compile_space(ps.reference_spec(), ps.NUM_LAYERS)
+            c = ps.suggest_candidate(optuna.trial.FixedTrial(trial.params), space)
             assert result[1] == counts.trainable(c)
             values.append(result)
     curve = problem.hypervolume_curve(np.array(values))

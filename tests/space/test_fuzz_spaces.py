@@ -27,6 +27,7 @@ from autopeft.adapters.fit import fit_space
 from autopeft.adapters.models import inspect_model, resolve_model
 from autopeft.errors import AutopeftError
 from autopeft.space.baselines_file import parse_baselines
+from autopeft.space.compiled import compile_space
 from autopeft.space.report import show_text
 from autopeft.space.spec import parse_spec
 from autopeft.space.yaml_input import load_yaml
@@ -76,7 +77,7 @@ def check(case):
             parse_baselines(text, "fuzz.yaml")
         else:
             fitted = fit_space(parse_spec(text, "fuzz.yaml"), INFO.model_type, INFO.layout)
-            show_text(fitted.spec, INFO.num_layers, "minilm", fitted.left_out)
+            show_text(compile_space(fitted.spec, INFO.num_layers), "minilm", fitted.left_out)
     except AutopeftError as exc:
         message = str(exc)
         assert "\n" not in message and len(message) < 1000, message[:300]

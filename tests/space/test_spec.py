@@ -154,13 +154,14 @@ def test_each_method_trains_at_a_rate_from_its_own_range() -> None:
     import optuna
 
     from autopeft.space.candidate import suggest_candidate
+    from autopeft.space.compiled import compile_space
 
     spec = parse_spec(PER_METHOD, "ok.yaml")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(30):
         trial = study.ask()
-        candidate = suggest_candidate(trial, spec, 3)
+        candidate = suggest_candidate(trial, compile_space(spec, 3))
         low, high = (1.0e-2, 3.0e-2) if candidate.method == "ia3" else (1.0e-4, 1.0e-3)
         assert low <= candidate.learning_rate <= high
         assert trial.params[f"{candidate.method}.learning_rate"] == candidate.learning_rate
@@ -207,7 +208,7 @@ def test_training_settings_are_dimensions_and_a_candidate_says_what_differs() ->
     seen = {}
     for _ in range(20):
         trial = study.ask()
-        c = suggest_candidate(trial, spec, 2)
+        c = suggest_candidate(trial, compile_space(spec, 2))
         settings = dict(c.training)
         # The defaults are left out (off, none): such a candidate equals one from a space without them.
         assert "quantize" not in settings and settings.get("gradient_checkpointing", True) is True
