@@ -59,3 +59,7 @@ class ServiceError(AutopeftError, RuntimeError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status  # the HTTP status; 0 when no answer came
+
+
+class ClusterError(AutopeftError, ConnectionError):
+    """The Ray cluster cannot be reached, or cannot hold even one trial."""

@@ -14,9 +14,7 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 import socket
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -24,22 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.compat import ray_bootstrap_address, route_ray_error_messages
-from autopeft.errors import AutopeftError, first_line
+from autopeft.engine.local_ray import LocalRay
+from autopeft.errors import ClusterError, first_line
 from autopeft.stderr_capture import held_stderr
 from autopeft.training.trial import TrialRequest, TrialResult, TrialRunner
 
 log = logging.getLogger(__name__)
 
-# A Unix socket path holds at most 107 bytes, and Ray puts its sockets at
-# <temp dir>/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store (up to 64 bytes after the temp dir).
-MAX_RAY_TEMP_DIR = 40
-RAY_LOGS = "ray-logs"  # in the run directory: the local Ray's logs, one folder per session
-TEMP_PREFIX = "autopeft-ray-"
 CONNECT_TIMEOUT_S = 5.0
-
-
-class ClusterError(AutopeftError, ConnectionError):
-    """The Ray cluster cannot be reached, or cannot hold even one trial."""
 
 
 @dataclass(frozen=True)
@@ -130,8 +120,7 @@ class RayExecutor(Executor):
 
         self._ray = ray
         self._settings = settings
-        self._temp_dir: Path | None = None  # a local Ray's root folder (short: its sockets live there)
-        self._logs_link: Path | None = None
+        self._local: LocalRay | None = None  # the private Ray this executor started, if it did
         self._running: dict[Any, _InFlight] = {}  # object ref -> what runs there
         self._idle: list[Any] = []
         self.slots = settings.workers
@@ -162,47 +151,10 @@ class RayExecutor(Executor):
                                    f"{_connect_failure(exc)}") from None
             log.info("connected to the Ray cluster at %s: %s", settings.ray_address, self._ray.cluster_resources())
             return
-        if self._settings.log_dir is not None:  # first the run's own killed sessions, whose logs it keeps
-            (Path(self._settings.log_dir) / RAY_LOGS).mkdir(exist_ok=True)
-            _adopt_stale_logs(Path(self._settings.log_dir) / RAY_LOGS)
-        cleaned = clean_abandoned()  # then any other whose driver is gone
-        if cleaned:
-            log.info("removed %d local Ray folder(s) whose driver had been killed", cleaned)
-        self._temp_dir = _short_temp_dir()
         cores = os.cpu_count() or 1
-        # "local": a private Ray for this command, never one that `ray start` left running on this machine.
-        # Ray runs its workers at niceness 15 by default; here the trials are the work, and anything
-        # else on the machine would take nearly all the CPU from them (ten times slower, measured).
-        self._ray.init(address="local", include_dashboard=False, num_cpus=max(cores, math.ceil(
-                       settings.cpus() * settings.workers)), object_store_memory=200 * 1024**2,
-                       _temp_dir=str(self._temp_dir), _system_config={"worker_niceness": 0}, **quiet)
-        self._link_logs()
+        self._local = LocalRay.start(Path(settings.log_dir) if settings.log_dir is not None else None,
+                                     cpus=max(cores, math.ceil(settings.cpus() * settings.workers)), **quiet)
         log.info("local Ray started: %s", self._ray.cluster_resources())
-
-    def _link_logs(self) -> None:
-        """While Ray runs, its logs stay in the short temp dir; the run directory links to them.
-
-        Layout: `<run>/ray-logs/<session>/`, one folder per search or resume, a link until Ray stops.
-        """
-        assert self._temp_dir is not None
-        session = (self._temp_dir / "session_latest").resolve()
-        if self._settings.log_dir is None:
-            log.info("Ray's logs: %s", session / "logs")
-            return
-        root = Path(self._settings.log_dir) / RAY_LOGS
-        self._logs_link = root / session.name
-        self._logs_link.symlink_to(session / "logs", target_is_directory=True)
-        log.info("Ray's logs: %s (a link to %s until the search ends)", self._logs_link, session / "logs")
-
-    def _keep_logs(self) -> None:
-        """After Ray has stopped: its logs move into the run directory, the temp dir goes."""
-        if self._temp_dir is None:
-            return
-        if self._logs_link is not None:
-            _move_logs_in(self._logs_link)
-            self._logs_link = None
-        shutil.rmtree(self._temp_dir, ignore_errors=True)
-        self._temp_dir = None
 
     def _new_actor(self) -> Any:
         return self._actor_cls.remote(self._settings.threads())
@@ -271,9 +223,9 @@ class RayExecutor(Executor):
         self._idle = []
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
-        if self._temp_dir is not None:
-            reap(self._temp_dir)  # Ray's agents outlive shutdown by a minute: nothing of ours outlives the command
-        self._keep_logs()
+        if self._local is not None:
+            self._local.stop()
+            self._local = None
 
 
 def _stderr_into_log() -> contextlib.AbstractContextManager[None]:
@@ -304,92 +256,6 @@ def _reason(exc: BaseException) -> str:
         if "Error:" in line or "Exception:" in line or "killed" in line.lower() or "SIG" in line:
             return line[:300]
     return lines[0][:300] if lines else type(exc).__name__
-
-
-def _move_logs_in(link: Path) -> None:
-    """Replace the link with the folder it points to."""
-    target = link.resolve()
-    try:
-        link.unlink()
-        if target.is_dir():
-            shutil.move(str(target), str(link))
-    except OSError as exc:  # the search itself is done and recorded: a log copy must not fail it
-        log.warning("Ray's logs could not be moved into the run directory (%s): %s", target, exc)
-
-
-def _adopt_stale_logs(root: Path) -> None:
-    """Links left by a killed driver: its processes are stopped, its logs move in, its temp dir goes."""
-    for link in root.iterdir():
-        if link.is_symlink():
-            temp_dir = link.resolve().parent.parent  # <temp dir>/session_<...>/logs
-            if temp_dir.name.startswith(TEMP_PREFIX):
-                reap(temp_dir)
-            _move_logs_in(link)
-            if temp_dir.name.startswith(TEMP_PREFIX):
-                shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-DRIVER_FILE = "autopeft-driver.pid"  # in a local Ray's temp dir: the process that started it
-
-
-def reap(temp_dir: Path, grace: float = 5.0) -> int:
-    """Stop every process of the local Ray that lives in `temp_dir`: SIGTERM, then SIGKILL after `grace` seconds.
-    How many there were. A process belongs to it when its command line names the folder, or, for Ray's agents
-    (which retitle themselves `ray::DashboardAgent`), when it holds a file open inside it (their logs)."""
-    import psutil
-
-    marker = str(temp_dir)
-    mine = os.getpid()
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if proc.info["pid"] == mine:
-                continue
-            named = any(marker in part for part in proc.info["cmdline"] or ())
-            if named or (any("ray" in part for part in proc.info["cmdline"] or ())
-                         and any(f.path.startswith(marker) for f in proc.open_files())):
-                found.append(proc)
-        except (psutil.Error, TypeError):
-            continue
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(found, timeout=grace)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=grace)
-    return len(found)
-
-
-def clean_abandoned(parents: tuple[str, ...] = ("/tmp",)) -> int:
-    """Temp dirs of local Rays whose driver is gone (killed, even during Ray's start-up): their processes are
-    stopped and the folders removed. How many folders went."""
-    import psutil
-
-    removed = 0
-    for parent in dict.fromkeys((*parents, tempfile.gettempdir())):
-        for folder in Path(parent).glob(f"{TEMP_PREFIX}*"):
-            try:
-                driver = int((folder / DRIVER_FILE).read_text().strip())
-            except (OSError, ValueError):
-                continue  # not written by this version, or being written right now: not ours to judge
-            if psutil.pid_exists(driver):
-                continue
-            reap(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _short_temp_dir() -> Path:
-    """A fresh folder for a local Ray whose socket paths stay within the Unix limit."""
-    for parent in ("/tmp", tempfile.gettempdir()):
-        if len(parent) + len(f"/{TEMP_PREFIX}xxxxxxxx") <= MAX_RAY_TEMP_DIR and os.access(parent, os.W_OK):
-            folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
-            (folder / DRIVER_FILE).write_text(f"{os.getpid()}\n")
-            return folder
-    raise ClusterError(f"no short writable temp folder for Ray's sockets (tried /tmp and {tempfile.gettempdir()})")
 
 
 def _check_reachable(address: str) -> None:
