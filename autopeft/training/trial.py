@@ -45,6 +45,20 @@ class TrialRequest:
     # from `checkpoint` when that file exists, and leave the state there when stopping before `max_steps`.
     stop_at: int | None = None
     checkpoint: str | None = None
+    # Steps at which the trial is evaluated on the way as well (a learning curve, `TrialResult.curve`), within one
+    # training run: the schedule and the data order are those of the run without them.
+    evaluate_at: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The trial evaluated after `step` steps of its training."""
+
+    step: int
+    metrics: dict[str, float]  # as `TrialResult.metrics`: the task's metric, eval_loss, ...
+    train_loss: float  # the last training batch's
+    train_seconds: float  # training so far, evaluations left out
+    eval_seconds: float
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class TrialResult:
     # The step this leg started from: its checkpoint's, or 0 (a first leg, or a worker that could not see the
     # checkpoint, which then trains again from the start, to the same result, at more cost).
     started_from_step: int = 0
+    curve: tuple[CurvePoint, ...] = ()  # the evaluations `TrialRequest.evaluate_at` asked for, in step order
 
     @property
     def ok(self) -> bool:
@@ -77,6 +92,15 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        """As `to_dict` wrote it; fields an older autopeft did not write keep their defaults, and keys a newer one
+        writes are left out."""
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in data.items() if k in known}
+        values["curve"] = tuple(CurvePoint(**point) for point in values.get("curve") or ())
+        return cls(**values)
 
 
 def _release_memory() -> None:
@@ -105,7 +129,8 @@ class TrialRunner:
         self._encoded: dict[tuple[Any, ...], Any] = {}
         self._tokenizers: dict[str, Any] = {}
 
-    def _data(self, request: TrialRequest, split: str) -> Any:
+    def data(self, request: TrialRequest, split: str) -> Any:
+        """A split's tokenised examples (`Encoded`), read and tokenised once per worker."""
         from autopeft.adapters.models import ModelRef, load_tokenizer
         from autopeft.training.data import DataSource, encode_choices, encode_task, load_split
         from autopeft.training.tasks import get_task
@@ -168,7 +193,7 @@ class TrialRunner:
         regression = task.num_labels == 1
         budget = request.budget
         device = _pick_device(request.device)
-        train_all: Encoded = self._data(request, "train")
+        train_all: Encoded = self.data(request, "train")
         train_data = train_all.sample(budget.train_subset, request.seed)
 
         torch.manual_seed(request.seed)
@@ -196,11 +221,17 @@ class TrialRunner:
         settings = TrainSettings(learning_rate=c.learning_rate, max_steps=budget.max_steps,
                                  batch_size=budget.batch_size, seed=request.seed,
                                  micro_batch_size=micro if micro < budget.batch_size else None)
-        trainer = Trainer(model, train_data, settings, regression, device, _after_step(model, masks))
+        until = request.stop_at or budget.max_steps
+        after = _after_step(model, masks)
+        curve = _Curve(after, lambda: trainer, lambda: self._evaluate(model, request, device),
+                       request.evaluate_at, until)
+        trainer = Trainer(model, train_data, settings, regression, device, curve.after if request.evaluate_at
+                          else after)
         if saved is not None:
             restore_checkpoint(saved, model, trainer)
         started_from = trainer.step
-        stats = trainer.run_to(request.stop_at or budget.max_steps)
+        curve.start(trainer.seconds)
+        stats = trainer.run_to(until)
         if request.checkpoint and stats.steps < budget.max_steps:
             save_checkpoint(request.checkpoint, model, trainer, memory)
 
@@ -214,6 +245,9 @@ class TrialRunner:
         eval_start = time.perf_counter()
         metrics = self._evaluate(model, request, device)
         metrics["final_train_loss"] = stats.final_loss
+        if stats.steps in request.evaluate_at:  # the curve's last point is the result's own evaluation
+            curve.points.append(CurvePoint(stats.steps, dict(metrics), stats.final_loss,
+                                           stats.seconds - curve.eval_seconds, time.perf_counter() - eval_start))
         return TrialResult(
             status="complete",
             accuracy=metrics[task.metric],
@@ -223,7 +257,7 @@ class TrialRunner:
             memory_method=memory.method,
             base_params=base_params,
             metrics=metrics,
-            train_seconds=stats.seconds,
+            train_seconds=stats.seconds - curve.eval_seconds,
             eval_seconds=time.perf_counter() - eval_start,
             wall_seconds=time.perf_counter() - start,
             host=socket.gethostname(),
@@ -231,8 +265,8 @@ class TrialRunner:
             device=str(device),
             steps=stats.steps,
             started_from_step=started_from,
+            curve=tuple(curve.points),
         )
-
 
     @staticmethod
     def _sparsify(model: Any, request: TrialRequest, train_data: Any, regression: bool, device: Any) -> Any:
@@ -249,14 +283,14 @@ class TrialRunner:
         return create_masks(model, c.sparsity, c.sparsity_init, request.seed, loss_on_a_batch)
 
     def train_size(self, request: TrialRequest) -> int:
-        return len(self._data(request, "train"))
+        return len(self.data(request, "train"))
 
     def _base_model(self, request: TrialRequest) -> Any:
         from autopeft.adapters.models import ModelRef, load_model
         from autopeft.training.tasks import get_task
 
         ref = ModelRef(request.model_name, request.model_location)
-        self._data(request, "eval")  # loads the tokenizer too
+        self.data(request, "eval")  # loads the tokenizer too
         pad = self._tokenizers[ref.location].pad_token_id
         # A causal LM for a causal-LM task; quantised weights when the candidate asks.
         return load_model(ref, get_task(request.task).num_labels, pad, request.candidate.quantize)
@@ -267,12 +301,12 @@ class TrialRunner:
 
         task = get_task(request.task)
         # The evaluation subset is the same for every trial, so that their accuracies compare.
-        eval_data = self._data(request, "eval").sample(request.budget.eval_subset, 0)
+        eval_data = self.data(request, "eval").sample(request.budget.eval_subset, 0)
         if task.is_causal_lm:
             from autopeft.training.loop import causal_metrics
 
             # The same rows of each choice's encoding (a seeded draw of the same size from as many rows).
-            choices = tuple(c.sample(request.budget.eval_subset, 0) for c in self._data(request, "choices")) \
+            choices = tuple(c.sample(request.budget.eval_subset, 0) for c in self.data(request, "choices")) \
                 if isinstance(task, DatasetTask) and task.choices else ()
             # Logits over a whole vocabulary are large: a causal LM is evaluated at the training batch size.
             return causal_metrics(model, eval_data, choices, request.budget.batch_size, device)
@@ -309,6 +343,38 @@ def _after_step(model: Any, masks: Any) -> Callable[[int], None] | None:
             masks.apply()
 
     return after
+
+
+class _Curve:
+    """The evaluations a trial makes on the way (`TrialRequest.evaluate_at`): after a step's own work (`after`:
+    AdaLoRA's allocation, the masks), at each asked step short of the trial's end (which evaluates there itself), with
+    the model put back to training. Training time leaves the evaluations out."""
+
+    def __init__(self, after: Callable[[int], None] | None, trainer: Callable[[], Any],
+                 evaluate: Callable[[], dict[str, float]], steps: tuple[int, ...], until: int) -> None:
+        self._after, self._trainer, self._evaluate = after, trainer, evaluate
+        self._steps, self._until = frozenset(steps), until
+        self.points: list[CurvePoint] = []
+        self.eval_seconds = 0.0  # spent evaluating inside the training run, which its own clock counts
+        self._started, self._before = 0.0, 0.0
+
+    def start(self, seconds_before: float) -> None:
+        self._started, self._before = time.perf_counter(), seconds_before
+
+    def after(self, step: int) -> None:
+        if self._after is not None:
+            self._after(step)
+        done = step + 1
+        if done not in self._steps or done >= self._until:
+            return
+        trainer = self._trainer()
+        train_seconds = self._before + time.perf_counter() - self._started - self.eval_seconds
+        start = time.perf_counter()
+        metrics = self._evaluate()  # puts the model in eval mode
+        trainer.model.train()
+        spent = time.perf_counter() - start
+        self.eval_seconds += spent
+        self.points.append(CurvePoint(done, metrics, trainer.loss, train_seconds, spent))
 
 
 def _pick_device(requested: str) -> Any:

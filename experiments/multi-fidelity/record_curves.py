@@ -5,9 +5,9 @@
     .venv/bin/python experiments/multi-fidelity/record_curves.py --data-dir DIR --smoke --out /tmp/smoke.csv
 
 Configuration k is the k-th ask of an `optuna.samplers.RandomSampler(seed=S)` study, turned into a Candidate by
-`suggest_candidate(trial, load_spec("lora"), num_layers)`. Each configuration is ONE training run (training seed
-0 for all, as a search uses one seed for every trial) whose learning-rate schedule is defined over 400 steps
-(the successive-halving maximum), evaluated on the whole SST-2 dev split at steps 25, 50, 100 and 200, and at
+`suggest_candidate(trial, compile_space(load_spec("lora"), num_layers))`. Each configuration is ONE training run
+(training seed 0 for all, as a search uses one seed for every trial) whose learning-rate schedule is defined over
+400 steps (the successive-halving maximum), evaluated on the whole SST-2 dev split at steps 25, 50, 100 and 200, and at
 400 too for every third configuration (k % 3 == 0); the others are stopped after step 200, from the after-step
 callback, so that their schedule is exactly the first 200 steps of the 400-step one.
 
@@ -20,7 +20,6 @@ always the last one in the file, are cut off the file first and it is trained ag
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import fcntl
 import io
@@ -59,17 +58,13 @@ class Plan:
     every: int
     schedule_steps: int  # the learning-rate schedule's length (TrainSettings.max_steps)
     eval_subset: int | None  # None: the whole dev split
-    train_limit: int | None  # smoke only: tokenise just the first N training sentences
+    train_subset: int | None  # smoke only: train on a random N of the training sentences
 
     def describe(self) -> str:
         return f"{','.join(map(str, self.rungs))} + {self.long_rung} if k % {self.every} == 0"
 
     def rungs_of(self, k: int) -> tuple[int, ...]:
         return (*self.rungs, self.long_rung) if k % self.every == 0 else self.rungs
-
-
-class _StopCurve(Exception):
-    """Raised from the after-step callback once the configuration's last rung is recorded."""
 
 
 class Table:
@@ -186,6 +181,7 @@ def draw_configurations(n: int, seed: int, num_layers: int) -> list[tuple[dict[s
     import optuna
 
     from autopeft.space.candidate import suggest_candidate
+    from autopeft.space.compiled import compile_space
     from autopeft.space.spec import load_spec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -194,7 +190,7 @@ def draw_configurations(n: int, seed: int, num_layers: int) -> list[tuple[dict[s
     drawn = []
     for _ in range(n):
         trial = study.ask()
-        candidate = suggest_candidate(trial, spec, num_layers)
+        candidate = suggest_candidate(trial, compile_space(spec, num_layers))
         drawn.append((dict(trial.params), candidate))
     return drawn
 
@@ -212,120 +208,48 @@ class Recorder:
         self.plan, self.table, self.args = plan, table, args
         self.runner = TrialRunner(threads=args.threads)
         torch.set_num_threads(args.threads)
-        self.device = torch.device(args.device)
         self.ref = resolve_model(None)
         source = resolve_source(get_task(TASK), args.data_dir)
-        budget = load_spec(SPACE).budget.replace(max_steps=plan.schedule_steps, eval_subset=plan.eval_subset)
+        budget = load_spec(SPACE).budget.replace(max_steps=plan.schedule_steps, eval_subset=plan.eval_subset,
+                                                 train_subset=plan.train_subset)
         self.request_base = TrialRequest(candidate=None, model_name=self.ref.name,  # type: ignore[arg-type]
                                          model_location=self.ref.location, task=TASK,
                                          data_folder=str(source.folder), budget=budget, seed=TRAIN_SEED,
                                          device=args.device)
-        if plan.train_limit:
-            self._tokenise_smoke_subset(plan.train_limit)
-
-    def _tokenise_smoke_subset(self, n: int) -> None:
-        """Smoke runs: put an encoding of the first n training sentences where TrialRunner keeps its cache."""
-        from autopeft.adapters.models import load_tokenizer
-        from autopeft.training.data import DataSource, Examples, encode, load_split
-        from autopeft.training.tasks import get_task
-
-        request = self.request_base
-        examples = load_split(DataSource(get_task(TASK), Path(request.data_folder)), "train")
-        head = Examples(examples.text_a[:n], None, examples.labels[:n])
-        key = (request.model_location, request.task, request.data_folder, request.budget.max_length, "train")
-        self.runner._encoded[key] = encode(head, load_tokenizer(self.ref), request.budget.max_length)
 
     def sizes(self) -> tuple[int, int]:
         """(training sentences, evaluated sentences)."""
         request = self.request_base
-        train = len(self.runner._data(request, "train").sample(request.budget.train_subset, TRAIN_SEED))
-        evaluated = len(self.runner._data(request, "eval").sample(request.budget.eval_subset, 0))
+        train = len(self.runner.data(request, "train").sample(request.budget.train_subset, TRAIN_SEED))
+        evaluated = len(self.runner.data(request, "eval").sample(request.budget.eval_subset, 0))
         return train, evaluated
 
     def record(self, k: int, params: dict[str, Any], candidate: Any, common: dict[str, Any]) -> None:
+        """Configuration k, trained once up to its last rung (its schedule the full `schedule_steps`), evaluated at
+        each rung on the way: `TrialRunner.run` with `evaluate_at`, exactly as a search trains a trial."""
         import dataclasses
 
-        import torch
-
-        from autopeft.adapters.materialize import count_trainable, materialize
-        from autopeft.errors import TrialFailed
-        from autopeft.training.loop import TrainSettings, train
-        from autopeft.training.memory import measure_peak_memory
-        from autopeft.training.trial import TrialRunner, _after_step
-
-        request = dataclasses.replace(self.request_base, candidate=candidate)
-        budget, device, runner = request.budget, self.device, self.runner
         rungs = self.plan.rungs_of(k)
+        request = dataclasses.replace(self.request_base, candidate=candidate, stop_at=rungs[-1], evaluate_at=rungs)
         base_row = {**common, "config": k, "last_step": rungs[-1], "params": json.dumps(params),
                     "candidate": candidate.describe(), "candidate_json": json.dumps(candidate.to_dict())}
-        state: dict[str, Any] = {"step": 0, "eval_total": 0.0, "loss": float("nan")}
-        try:
-            train_data = runner._data(request, "train").sample(budget.train_subset, request.seed)
-            torch.manual_seed(request.seed)
-            model: Any = materialize(candidate, runner._base_model(request), budget.max_steps,
-                                     request.architecture).to(device)
-            masks = TrialRunner._sparsify(model, request, train_data, False, device)
-            trainable = count_trainable(model, masks.masked_entries if masks else 0)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            memory = measure_peak_memory(model, budget.batch_size, budget.max_length, False, device)
-            state["peak"] = memory.bytes
-
-            def keep_loss(module: Any, inputs: Any, output: Any) -> None:
-                loss = getattr(output, "loss", None)
-                if module.training and loss is not None:
-                    state["loss"] = float(loss.detach())
-
-            hook = model.register_forward_hook(keep_loss)
-            inner = _after_step(model, masks)
-            settings = TrainSettings(learning_rate=candidate.learning_rate, max_steps=budget.max_steps,
-                                     batch_size=budget.batch_size, seed=request.seed)
-
-            def after(step: int) -> None:
-                if inner is not None:
-                    inner(step)  # AdaLoRA's rank allocation and the sparsity masks, first, as in a search
-                done = step + 1
-                state["step"] = done
-                if done not in rungs:
-                    return
-                train_seconds = time.perf_counter() - state["start"] - state["eval_total"]
-                if device.type == "cuda":
-                    state["peak"] = max(state["peak"], int(torch.cuda.max_memory_allocated(device)))
-                eval_start = time.perf_counter()
-                metrics = runner._evaluate(model, request, device)  # puts the model in eval mode
-                eval_seconds = time.perf_counter() - eval_start
-                state["eval_total"] += eval_seconds
-                model.train()
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)  # the evaluation's peak is not training's
-                self.table.append({**base_row, "step": done, "status": "ok", "accuracy": metrics["accuracy"],
-                                   "trainable_params": trainable, "peak_memory": state["peak"],
-                                   "memory_method": memory.method, "train_seconds": round(train_seconds, 3),
-                                   "eval_seconds": round(eval_seconds, 3), "final_train_loss": state["loss"],
-                                   "eval_loss": metrics["eval_loss"],
-                                   "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-                print(f"config {k} step {done}: accuracy {metrics['accuracy']:.4f}, loss {state['loss']:.4f}, "
-                      f"train {train_seconds:.1f} s ({train_seconds / done:.2f} s/step), eval {eval_seconds:.1f} s"
-                      f"; {candidate.describe()}", flush=True)
-                if done == rungs[-1]:
-                    raise _StopCurve
-
-            state["start"] = time.perf_counter()
-            with contextlib.suppress(_StopCurve):  # how a curve ends at its last rung, mid-schedule
-                train(model, train_data, settings, False, device, after)
-            hook.remove()
-            if state["step"] < rungs[-1]:
-                raise TrialFailed(f"training ended at step {state['step']}, before rung {rungs[-1]}")
-        except TrialFailed as exc:
-            print(f"config {k} failed at step {state['step']}: {exc}", flush=True)
-            self.table.append({**base_row, "step": state["step"], "status": "failed",
-                               "failure": " ".join(str(exc).split()),
+        result = self.runner.run(request)
+        for point in result.curve:
+            self.table.append({**base_row, "step": point.step, "status": "ok", "accuracy": point.metrics["accuracy"],
+                               "trainable_params": result.trainable_params, "peak_memory": result.peak_memory,
+                               "memory_method": result.memory_method, "train_seconds": round(point.train_seconds, 3),
+                               "eval_seconds": round(point.eval_seconds, 3), "final_train_loss": point.train_loss,
+                               "eval_loss": point.metrics["eval_loss"],
                                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        finally:
-            from autopeft.training.trial import _release_memory
-
-            model = None
-            _release_memory()
+            print(f"config {k} step {point.step}: accuracy {point.metrics['accuracy']:.4f}, loss "
+                  f"{point.train_loss:.4f}, train {point.train_seconds:.1f} s ({point.train_seconds / point.step:.2f} "
+                  f"s/step), eval {point.eval_seconds:.1f} s; {candidate.describe()}", flush=True)
+        if not result.ok:
+            step = result.curve[-1].step if result.curve else 0
+            print(f"config {k} failed at step {step}: {result.failure}", flush=True)
+            self.table.append({**base_row, "step": step, "status": "failed",
+                               "failure": " ".join(str(result.failure).split()),
+                               "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
@@ -350,7 +274,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
     parser.add_argument("--schedule-steps", type=int, help="steps the schedule is defined over (default: the "
                         "long rung)")
     parser.add_argument("--eval-subset", type=int, help="dev sentences evaluated (default: all)")
-    parser.add_argument("--train-limit", type=int, help="tokenise only the first N training sentences (smoke)")
+    parser.add_argument("--train-subset", type=int, help="train on a random N of the training sentences (smoke)")
     args = parser.parse_args(argv)
     smoke = args.smoke
     rungs = tuple(int(x) for x in (args.rungs or ("2,4" if smoke else "25,50,100,200")).split(","))
@@ -358,7 +282,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
     plan = Plan(rungs=rungs, long_rung=long_rung, every=args.every,
                 schedule_steps=args.schedule_steps or long_rung,
                 eval_subset=args.eval_subset or (32 if smoke else None),
-                train_limit=args.train_limit or (2000 if smoke else None))
+                train_subset=args.train_subset or (2000 if smoke else None))
     if args.configs is None:
         args.configs = 4 if smoke else 100
     if list(rungs) != sorted(set(rungs)) or rungs[0] < 1 or long_rung <= rungs[-1] \

@@ -68,3 +68,26 @@ def test_a_corrupt_checkpoint_fails_the_trial_in_one_line(tiny_bert_dir: Path, s
                                                      checkpoint=str(checkpoint)))
     assert not result.ok and (result.failure or "").startswith("cannot continue from checkpoint")
     assert "\n" not in (result.failure or "")
+
+
+@pytest.mark.parametrize("name", ["lora", "adalora", "lora, half masked"])
+def test_a_learning_curve_evaluates_what_a_trial_stopped_there_would(name: str, tiny_bert_dir: Path,
+                                                                     sst2_small: Path) -> None:
+    """`evaluate_at` evaluates on the way through one training run: each point is what a trial of the same schedule
+    stopped at that step evaluates (an independent run), and the run itself ends as one without a curve."""
+    runner = TrialRunner(threads=1)
+    budget = BudgetSpec(max_steps=STEPS, batch_size=8, max_length=32, eval_subset=40)
+    base = TrialRequest(CASES[name], str(tiny_bert_dir), str(tiny_bert_dir), "sst2", str(sst2_small / "SST-2"),
+                        budget, seed=0)
+    curved = runner.run(TrialRequest(**{**base.__dict__, "evaluate_at": (4, 10, STEPS)}))
+    assert curved.ok and [p.step for p in curved.curve] == [4, 10, STEPS]
+    for point in curved.curve[:-1]:
+        stopped = runner.run(TrialRequest(**{**base.__dict__, "stop_at": point.step}))
+        assert point.metrics["accuracy"] == stopped.accuracy and point.metrics["eval_loss"] == \
+            stopped.metrics["eval_loss"], point.step
+        assert point.train_loss == stopped.metrics["final_train_loss"]
+    plain = runner.run(base)
+    assert (curved.accuracy, curved.metrics["eval_loss"]) == (plain.accuracy, plain.metrics["eval_loss"])
+    assert curved.curve[-1].metrics["accuracy"] == curved.accuracy
+    assert all(p.train_seconds > 0 and p.eval_seconds > 0 for p in curved.curve)
+    assert [p.train_seconds for p in curved.curve] == sorted(p.train_seconds for p in curved.curve)
