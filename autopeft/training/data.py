@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import TaskError, UsageError, first_line
+from autopeft.training.examples import Examples, decode_utf8, read_utf8
 from autopeft.training.tasks import Column, DatasetTask, Task, glue_task, is_glue_name
 
 if TYPE_CHECKING:
@@ -22,18 +23,6 @@ if TYPE_CHECKING:
 
 DATA_DIR_ENV = "AUTOPEFT_DATA_DIR"
 HUB_DATASET = "nyu-mll/glue"
-
-
-@dataclass(frozen=True)
-class Examples:
-    """One split: texts (a second list for sentence-pair tasks) and labels."""
-
-    text_a: tuple[str, ...]
-    text_b: tuple[str, ...] | None
-    labels: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 @dataclass(frozen=True)
@@ -122,19 +111,6 @@ def resolve_source(task: Task | DatasetTask, data_dir: str | None) -> DataSource
                 raise TaskError(f"{path}: header lacks column(s) {missing} that {task.name} needs "
                                 f"(found {header[:8]})")
     return DataSource(task, folder)
-
-
-def read_utf8(path: Path) -> str:
-    """A text file's text; one line naming the line (as an editor numbers it) where it is not UTF-8."""
-    return decode_utf8(path.read_bytes(), path)
-
-
-def decode_utf8(raw: bytes, path: Path) -> str:
-    try:
-        return raw.decode("utf-8-sig")  # a byte-order mark (spreadsheets write one) is not text
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise TaskError(f"{path}: line {line}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
 def _check_hub(task: Task) -> None:

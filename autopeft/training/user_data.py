@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.errors import TaskError, UsageError, first_line
-from autopeft.training.data import Examples, read_utf8
+from autopeft.training.examples import Examples, read_utf8
 from autopeft.training.tasks import (
     CHOICE_ACCURACY,
     CLASSIFICATION_METRICS,
