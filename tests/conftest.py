@@ -1,15 +1,32 @@
-"""Shared fixtures: tiny random models built from configs, and a few hundred real SST-2 sentences."""
+"""Shared fixtures: tiny random models built from configs, and a few hundred real SST-2 sentences; and the suite's
+own time limit."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.browser import chromium  # noqa: F401  (a fixture: headless Chromium, for every page test)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE = Path(os.environ.get("AUTOPEFT_TEST_GLUE", ROOT.parent / "shared" / "data" / "glue"))
+# The whole suite's limit. CI gives the install and the suite 90 minutes together (the install takes about 5): a
+# suite past this has grown, and says so itself, with the slowest tests listed (--durations), before CI cuts it off
+# without a word. AUTOPEFT_SUITE_MINUTES changes it (0: no limit).
+SUITE_MINUTES = float(os.environ.get("AUTOPEFT_SUITE_MINUTES", "60"))
+_STARTED = time.monotonic()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    minutes = (time.monotonic() - _STARTED) / 60
+    if SUITE_MINUTES and minutes > SUITE_MINUTES:
+        pytest.exit(f"the test suite has run {minutes:.0f} minutes, past its limit of {SUITE_MINUTES:.0f} "
+                    f"(AUTOPEFT_SUITE_MINUTES), before {item.nodeid}: make the slowest tests (listed below) faster or "
+                    f"move them to experiments/", returncode=3)
 
 
 def tiny_config(model_type: str, layers: int = 2) -> Any:

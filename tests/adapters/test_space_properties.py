@@ -12,12 +12,13 @@ from autopeft.adapters.fit import fit_space
 from autopeft.adapters.materialize import count_trainable, layout_of, materialize
 from autopeft.adapters.sparsity import adapter_weights, create_masks
 from autopeft.space.candidate import Candidate, profile_ranks, suggest_candidate
+from autopeft.space.compiled import compile_space
 from autopeft.space.methods import METHODS
 from autopeft.space.spec import builtin_space_names, load_spec
 from autopeft.training.loop import TrainSettings, train
 from autopeft.training.memory import measure_peak_memory
 from tests.conftest import tiny_model
-from tests.training.test_train import toy_data
+from tests.support.models import toy_data
 
 LAYERS = 6
 ARCHITECTURES = ["bert", "distilbert", "gpt2", "llama"]
@@ -46,7 +47,7 @@ def candidates(draw: st.DrawFn, arch: str) -> Candidate:
     # What the model cannot take is left out of the space for it, so its candidates never reach it.
     fitted = fit_space(load_spec(draw(st.sampled_from(builtin_space_names()))), arch,
                        layout_of(tiny_model(arch, layers=LAYERS)))
-    candidate = suggest_candidate(DrawTrial(draw), fitted.spec, LAYERS)
+    candidate = suggest_candidate(DrawTrial(draw), compile_space(fitted.spec, LAYERS))
     method = METHODS[candidate.method]
     assert not (arch == "gpt2" and not method.adapts_conv1d)
     assert not (method.model_types and arch not in method.model_types)

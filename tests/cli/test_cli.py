@@ -14,13 +14,7 @@ import pandas as pd
 import pytest
 
 from autopeft.cli.main import main
-
-SMALL_BUDGET = ["--max-steps", "3", "--batch-size", "8", "--max-length", "32", "--eval-subset", "40"]
-
-
-def search_args(data: Path, model: Path, out: Path, trials: int = 3) -> list[str]:
-    return ["search", "--task", "sst2", "--data-dir", str(data), "--model", str(model), "--trials", str(trials),
-            "--out", str(out), *SMALL_BUDGET]
+from tests.support.cli import exit_code, search_args
 
 
 def peft_count(config_dir: Path, model_dir: Path) -> int:
@@ -103,14 +97,6 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, sst2_small: Path, tin
     run = tmp_path_factory.mktemp("finished") / "run"
     assert main([*search_args(sst2_small, tiny_bert_dir, run, trials=1), "--executor", "local"]) == 0
     return run
-
-
-def exit_code(argv: list[str]) -> int:
-    """The exit status of the command, whether it returns one or argparse exits with it."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 def bad_cases(data: Path, model: Path, tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:

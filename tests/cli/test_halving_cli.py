@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from autopeft.cli.main import main
-from tests.cli.test_cli import exit_code
+from tests.support.cli import exit_code
 
 BUDGET = ["--batch-size", "8", "--max-length", "32", "--eval-subset", "40", "--space", "small", "--executor", "local"]
 

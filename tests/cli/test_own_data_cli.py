@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from autopeft.cli.main import main
-from tests.cli.test_cli import exit_code
+from tests.support.cli import exit_code
 
 BUDGET = ["--max-steps", "2", "--batch-size", "8", "--max-length", "32", "--space", "small", "--executor", "local"]
 WORDS = {"pos": "wonderful", "neg": "dreadful", "neutral": "ordinary"}

@@ -8,16 +8,13 @@ missing browser fails these tests; elsewhere they are skipped.
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -27,24 +24,10 @@ from autopeft.dashboard.data import DashboardData
 from autopeft.dashboard.server import DashboardService
 from autopeft.dashboard.source import open_runs
 from tests.dashboard.dashboard_runs import synthetic_table, write_run
+from tests.support.browser import ARTIFACTS, browse, render_report
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless and quiet: without the background-networking flags Chromium keeps calling home.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 BASELINES = pd.DataFrame({"label": ["LoRA r=8 everywhere", "IA3 everywhere"], "accuracy": [0.55, 0.5],
                           "trainable_params": [40_000, 3_000], "peak_memory": [30 * 2**20, 25 * 2**20]})
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    if CHROMIUM.is_file():
-        return CHROMIUM
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"headless Chromium is required in CI and {CHROMIUM} is missing: apt-get install chromium")
-    pytest.skip(f"{CHROMIUM} not found; apt-get install chromium to run the browser tests")
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +39,6 @@ def real_run(tmp_path_factory: pytest.TempPathFactory, sst2_small: Path, tiny_be
                  "40", "--executor", "local", "--sampler", "random", "--out", str(run)]) == 0
     BASELINES.to_csv(run / "baselines.csv", index=False)
     return run
-
-
-def browse(chromium: Path, profile_root: Path, url: str, *action: str, window: str = "1400,5200") -> str:
-    """Chromium's output for `url` after the page had 12 s (virtual time) to draw and poll."""
-    profile = profile_root / f"chromium-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run([str(chromium), *FLAGS, f"--user-data-dir={profile}", f"--window-size={window}",
-                           "--virtual-time-budget=12000", *action, url], capture_output=True, text=True, timeout=150)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
-def render_report(dom: str) -> dict[str, Any]:
-    found = re.search(r'<pre id="render-report">(.*?)</pre>', dom, re.S)
-    assert found and found.group(1), "the page wrote no render report: did plotly.js load?"
-    return json.loads(html.unescape(found.group(1)))
 
 
 @contextmanager

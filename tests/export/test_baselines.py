@@ -13,8 +13,8 @@ from autopeft.errors import SpecError
 from autopeft.export.baselines import BaselineError, baseline_candidate
 from autopeft.space.baselines_file import BaselineSpec, load_baselines, parse_baselines
 from autopeft.space.spec import parse_spec
-from tests.cli.test_cli import search_args
 from tests.conftest import tiny_model
+from tests.support.cli import search_args
 
 
 def test_the_shipped_file_holds_the_standard_baselines() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autopeft.run.storage import RunDir
-from tests.run.test_lock import a_run
+from tests.support.runs import a_run
 
 
 def damage(db: Path, how: str) -> None:

@@ -17,10 +17,11 @@ from autopeft.engine.loop import run_search
 from autopeft.errors import WriteError
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
+from autopeft.space.compiled import compile_space
 from autopeft.space.spec import load_spec
 from autopeft.training.trial import TrialResult
-from tests.engine.test_loop import ScriptedExecutor
 from tests.support import mounts
+from tests.support.executors import ScriptedExecutor
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_a_result_the_full_database_cannot_take_is_journalled_and_stored_on_resu
     ballast = small_disk / "ballast"
     first = _FillsTheDisk(run, ballast, fill_at=1)
     with pytest.raises(WriteError) as stopped:
-        run_search(run, settings, spec, info.layout, first, lambda s: None)
+        run_search(run, settings, compile_space(spec, settings.num_layers), info.layout, first, lambda s: None)
     assert str(stopped.value).startswith(f"cannot write {run.study_db} (")
     assert "full" in str(stopped.value) and f"trial 1's result is kept in {run.journal.path}" in str(stopped.value)
     assert "invalid data" not in str(stopped.value)  # Optuna's guess at the cause of any failed commit
@@ -98,7 +99,7 @@ def test_a_result_the_full_database_cannot_take_is_journalled_and_stored_on_resu
 
     ballast.unlink()  # room again
     resumed = _FillsTheDisk(run, ballast, fill_at=-1)
-    study = run_search(run, settings, spec, info.layout, resumed, lambda s: None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), info.layout, resumed, lambda s: None)
     kept = study.trials[1]
     assert kept.state.name == "COMPLETE" and kept.values == [0.51, 101.0, 1001.0]
     assert 1 not in resumed.submitted and len(resumed.submitted) == 1  # trial 1 is not trained again

@@ -11,26 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.adapters.models import inspect_model, resolve_model
 from autopeft.errors import RunDirError
-from autopeft.run.settings import SearchSettings
-from autopeft.run.storage import RunDir
-from autopeft.space.spec import load_spec, resolve_space_path
+from tests.support.runs import a_run
 
 HOLD = "import sys, time; from pathlib import Path; from autopeft.run.storage import RunDir\n" \
        "with RunDir(Path(sys.argv[1])).locked():\n    print('held', flush=True); time.sleep(60)\n"
-
-
-def a_run(tmp_path: Path, data: Path, model: Path) -> RunDir:
-    spec = load_spec("small")
-    info = inspect_model(resolve_model(str(model)), 2)
-    settings = SearchSettings(task="sst2", model_name=str(model), model_location=str(model),
-                              data_folder=str(data / "SST-2"), space="small", sampler="random", seed=0, trials=2,
-                              startup_trials=1, budget=spec.budget.replace(max_steps=2, eval_subset=16),
-                              num_layers=info.num_layers, base_params=info.base_params, executor="local")
-    run = RunDir(tmp_path / "run")
-    run.create(settings, resolve_space_path("small").read_text(encoding="utf-8"))
-    return run
 
 
 @pytest.mark.timeout(120)

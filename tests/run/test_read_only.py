@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autopeft.cli.main import main
-from tests.cli.test_cli import exit_code, search_args
 from tests.support import mounts
+from tests.support.cli import exit_code, search_args
 
 
 @pytest.fixture(scope="module")

@@ -8,84 +8,37 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def autopeft(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "autopeft.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+from autopeft.errors import ServiceError
+from autopeft.service.local import LocalService, free_port
 
 
 @dataclass
-class Service:
-    """`autopeft serve` in a process of its own; `start` again after `kill` to test a restart."""
-
-    runs_dir: Path
-    db: str
-    data_roots: tuple[Path, ...]
-    extra: tuple[str, ...] = ()
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def token(self, user: str, admin: bool = False) -> str:
-        done = autopeft("serve", "token", "create", "--user", user, "--db", self.db, "--runs-dir", str(self.runs_dir),
-                        *(["--admin"] if admin else []))
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip().splitlines()[-1]
+class Service(LocalService):
+    """`autopeft serve` in a process of its own (`autopeft.service.local`), with what the tests ask of it beyond a
+    script's: a SIGKILL, assertions on its log, raw requests."""
 
     def start(self) -> None:
-        roots = [a for root in self.data_roots for a in ("--data-root", str(root))]
-        log = (self.runs_dir.parent / f"serve-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "autopeft.cli", "serve", "--port", str(self.port), "--db", self.db, "--runs-dir",
-             str(self.runs_dir), *roots, *self.extra], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log()
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"the service did not answer in 60 s:\n{self.log()}")
-
-    def log(self) -> str:
-        path = self.runs_dir.parent / f"serve-{self.port}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        try:
+            super().start()
+        except ServiceError as exc:
+            raise AssertionError(str(exc)) from None
 
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
     def request(self, method: str, path: str, token: str | None = None, body: Any = None,
                 raw: bytes | None = None) -> tuple[int, Any]:

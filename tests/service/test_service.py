@@ -19,7 +19,8 @@ import pytest
 from autopeft.client import Client
 from autopeft.errors import ServiceError
 from autopeft.run.storage import optuna_url
-from tests.service.service_fixtures import Service, autopeft, postgres_server, search_options, wait_for
+from autopeft.service.local import autopeft
+from tests.service.service_fixtures import Service, postgres_server, search_options, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,8 @@ from urllib.parse import quote
 import pytest
 
 from autopeft.client import Client
-from tests.dashboard.test_dashboard_browser import ARTIFACTS, browse, chromium, render_report
 from tests.service.service_fixtures import Service, search_options
-
-__all__ = ["chromium"]  # the fixture, shared with the dashboard's browser tests
+from tests.support.browser import ARTIFACTS, browse, render_report
 
 pytestmark = pytest.mark.slow
 

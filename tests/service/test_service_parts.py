@@ -7,11 +7,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from autopeft.errors import UsageError
-import pydantic
-
 from autopeft.service.models import SearchRequest, first_error_line, options_of
 from autopeft.service.requests import Folders, driver_arguments, space_file
 from autopeft.service.schema import SCHEMA_VERSION, SchemaError, migrate, schema_version

@@ -22,13 +22,13 @@ from autopeft.training.data import Examples, encode_causal, encode_choices
 from autopeft.training.loop import causal_metrics
 from autopeft.training.memory import measure_peak_memory
 from autopeft.training.user_data import DataOptions, prepare
-from tests.adapters.test_materialize import candidate
 from tests.causal_fixtures import (
     save_tiny_causal_lm,
     tiny_tokenizer,
     write_classification_csv,
     write_prompt_response_jsonl,
 )
+from tests.support.models import candidate
 
 FAMILIES = ["llama", "qwen2"]
 

@@ -16,6 +16,7 @@ from autopeft.space.methods import method_params_with_defaults
 from autopeft.training.loop import TrainSettings, predict, train
 from autopeft.training.memory import measure_peak_memory
 from tests.conftest import tiny_model
+from tests.support.models import toy_data
 
 CPU = torch.device("cpu")
 
@@ -23,21 +24,6 @@ CPU = torch.device("cpu")
 def lora(ranks: tuple[int, ...], preset: str = "attn_qv", lr: float = 1e-2) -> Candidate:
     params = method_params_with_defaults("lora", {})
     return Candidate("lora", preset, ranks, lr, tuple(sorted(params.items())))
-
-
-def toy_data(n: int = 64):
-    from autopeft.training.data import Encoded
-
-    torch.manual_seed(0)
-    # Label 1 iff token 7 appears: learnable by a tiny model in a few dozen steps.
-    ids, labels = [], []
-    for i in range(n):
-        row = torch.randint(10, 1000, (8,)).tolist()
-        if i % 2:
-            row[3] = 7
-        ids.append(tuple(row))
-        labels.append(float(i % 2))
-    return Encoded(tuple(ids), None, tuple(labels), pad_id=0)
 
 
 def test_memory_measurement_is_deterministic_and_placement_matters() -> None:
