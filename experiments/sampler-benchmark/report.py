@@ -7,11 +7,14 @@ Split as Optuna splits plots: `summarise` computes the numbers (stored back into
 from __future__ import annotations
 
 import json
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
+from reporting import Axis, band_chart
 
 CHECKPOINTS = (10, 20, 30, 40, 60, 100)
 STARTUP_TRIALS = 10
@@ -275,56 +278,11 @@ def _timing_table(timing: dict[str, Any]) -> list[str]:
 
 def svg_chart(title: str, series: dict[str, np.ndarray], y_label: str) -> str:
     """Mean hypervolume against trials with a ±1 sd band per sampler; `series` maps sampler -> `(seeds, trials)`."""
-    width, height, left, right, top, bottom = 720, 420, 64, 130, 36, 48
-    plot_w, plot_h = width - left - right, height - top - bottom
     t_max = max(c.shape[1] for c in series.values())
-    hi = max(float((c.mean(0) + c.std(0)).max()) for c in series.values())
-    y_max = _nice_ceiling(hi if hi > 0 else 1.0)
-
-    def x(t: float) -> float:
-        return left + plot_w * (t - 1) / max(1, t_max - 1)
-
-    def y(v: float) -> float:
-        return top + plot_h * (1 - min(max(v, 0.0), y_max) / y_max)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="12">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="20" font-size="14" font-weight="bold">{title}</text>']
-    for i in range(6):
-        v = y_max * i / 5
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-    for t in range(0, t_max + 1, 10 if t_max <= 100 else 20):
-        if t >= 1:
-            parts.append(f'<text x="{x(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{t}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">trials</text>')
-    parts.append(f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '
-                 f'text-anchor="middle">{y_label}</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
-    for row, (sampler, curves) in reversed(list(enumerate(series.items()))):  # the first drawn last: on top
-        colour = COLOURS.get(sampler, "#000")
-        mean, sd = curves.mean(0), curves.std(0)
-        ts = range(1, len(mean) + 1)
-        upper = " ".join(f"{x(t):.1f},{y(m + s):.1f}" for t, m, s in zip(ts, mean, sd, strict=True))
-        lower = " ".join(f"{x(t):.1f},{y(m - s):.1f}" for t, m, s in reversed(list(zip(ts, mean, sd, strict=True))))
-        parts.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.12" stroke="none"/>')
-        line = " ".join(f"{x(t):.1f},{y(m):.1f}" for t, m in zip(ts, mean, strict=True))
-        parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        ly = top + 14 + 18 * row
-        parts.append(f'<line x1="{left + plot_w + 12}" x2="{left + plot_w + 32}" y1="{ly}" y2="{ly}" '
-                     f'stroke="{colour}" stroke-width="2"/>')
-        parts.append(f'<text x="{left + plot_w + 38}" y="{ly + 4}">{sampler} (n={curves.shape[0]})</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
-
-
-def _nice_ceiling(v: float) -> float:
-    exponent = 10 ** math.floor(math.log10(v))
-    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        if step * exponent >= v:
-            return step * exponent
-    return 10 * exponent
+    step = 10 if t_max <= 100 else 20
+    axis = Axis(points=range(1, t_max + 1), low=1.0, high=float(max(t_max, 2)),
+                ticks=[t for t in range(0, t_max + 1, step) if t >= 1], label="trials", tick_format="{}")
+    return band_chart(title, series, axis, y_label, COLOURS, width=720, right=130)
 
 
 SURROGATE_CHECK = Path(__file__).resolve().parent / "peft-surrogate.json"  # written by record_peft.py --check

@@ -31,6 +31,9 @@ import numpy as np
 import optuna
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
+from reporting import rounded
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -160,7 +163,7 @@ def main() -> int:
             if not args.report_only:  # the machine and code the figures came from, not those of a redraw
                 results["hardware"] = hardware()
                 results["commit"] = git_commit()
-            path.write_text(json.dumps(_rounded(results)) + "\n")
+            path.write_text(json.dumps(rounded(results)) + "\n")
         return results
 
     if not args.report_only:
@@ -193,19 +196,8 @@ def main() -> int:
     report_dir = Path(args.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_report(results, all_problems, report_dir)
-    path.write_text(json.dumps(_rounded(results)) + "\n")  # now with the summary the report computed
+    path.write_text(json.dumps(rounded(results)) + "\n")  # now with the summary the report computed
     return 0
-
-
-def _rounded(value: Any) -> Any:
-    """Floats to 5 significant digits, so results.json stays small."""
-    if isinstance(value, float):
-        return float(f"{value:.5g}")
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":
