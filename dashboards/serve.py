@@ -1,7 +1,7 @@
 """Thin entry point: `python dashboards/serve.py RUN [RUN ...] [--port N]` is `autopeft dashboard ...`.
 
-Everything lives in the package (autopeft.dashboard.data: plot data; dashboard_figures: plotly;
-dashboard_page: the HTML; dashboard_server: the live server), so that a plain `pip install` has it.
+Everything lives in the package (autopeft.dashboard.data: plot data; autopeft.dashboard.figures: plotly;
+autopeft.dashboard.page: the HTML; autopeft.dashboard.server: the live server), so that a plain `pip install` has it.
 """
 
 from __future__ import annotations

@@ -4,17 +4,17 @@ The start-up trials come from `CoveringSampler` (`autopeft.bo.startup`): every c
 method, is drawn once before any is drawn twice, so the model starts with evidence on all of them. Each
 suggestion after the start-up trials:
 
-1. encodes the completed trials (`bo_encoding`: ordinal/one-hot categoricals, integers, conditional
+1. encodes the completed trials (`autopeft.bo.encoding`: ordinal/one-hot categoricals, integers, conditional
    parameters found from the data) and maps objectives to model space (all maximised, parameter counts
-   and memory on a log scale: `bo_model.ObjectiveSpace`);
+   and memory on a log scale: `autopeft.bo.model.ObjectiveSpace`);
 2. fits one BoTorch GP per objective, warm-started from the previous suggestion and capped in cost
-   (`bo_model`); running trials join as believed observations (Kriging believer), so parallel workers
+   (`autopeft.bo.model`); running trials join as believed observations (Kriging believer), so parallel workers
    get different proposals;
 3. builds the front from the posterior mean, a reference point (the user's, or inferred from the front
    and the start-up trials' lower quartile, so degenerate extremes do not stretch it) and hard limits (a limit
    moves the reference point up to it, so only improvement inside the budget counts), then scores
-   candidates by closed-form log expected hypervolume improvement (`bo_acquisition`);
-4. optimises the acquisition over the mixed, conditional space (`bo_search`): random configurations and
+   candidates by closed-form log expected hypervolume improvement (`autopeft.bo.acquisition`);
+4. optimises the acquisition over the mixed, conditional space (`autopeft.bo.candidates`): random configurations and
    mutations of the front, gradient refinement of the numeric parameters on the relaxation, then
    one-parameter local search; configurations already tried, running or failed are never proposed
    again, and a `cost_model` (objectives known before training, like parameter counts) replaces
