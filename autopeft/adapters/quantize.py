@@ -63,5 +63,9 @@ def prepare_base(model: Any, quantize: str | None, gradient_checkpointing: bool)
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise TrialFailed(f"{type(model).__name__} cannot checkpoint gradients; drop "
                               f"training.gradient_checkpointing for this model")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        # transformers 5 renamed it (the old name warns until v6); 4.x has only the old one.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return model

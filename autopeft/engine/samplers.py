@@ -213,7 +213,7 @@ def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | N
             inner = startup
         elif name == "tpe":
             inner = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True,
-                                               group=True, constant_liar=True, warn_independent_sampling=False)
+                                               group=True, constant_liar=True, **_tpe_quiet())
         elif name == "nsga2":
             inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup_trials))
         elif name == "gp":
@@ -227,3 +227,13 @@ def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | N
         else:
             raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
     return GuardedSampler(inner, startup)
+
+
+def _tpe_quiet() -> dict[str, bool]:
+    """TPE's switch for its warning about parameters sampled independently: optuna 4.9 turned the warning off by
+    default and deprecated the switch, which earlier releases need to be quiet."""
+    import optuna
+
+    major, minor = (int(x) for x in optuna.__version__.split(".")[:2])
+    return {} if (major, minor) >= (4, 9) else {"warn_independent_sampling": False}
+
