@@ -59,5 +59,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'autopeft' has no attribute {name!r}")
 
 
-__all__ = [*_API, "AutopeftError", "ClusterError", "ExportError", "ModelError", "RunDirError", "ServiceError", "SpecError",
-           "TaskError", "TrialFailed", "UsageError", "WriteError", "__version__"]
+__all__ = [*_API, "AutopeftError", "ClusterError", "ExportError", "ModelError", "RunDirError", "ServiceError",
+           "SpecError", "TaskError", "TrialFailed", "UsageError", "WriteError", "__version__"]
