@@ -141,6 +141,7 @@ class ParameterCounter:
 
         Raises `Uncountable` for a configuration peft rejects, `TrialFailed` for one without adapters.
         """
+        candidate = _as_counted(candidate)
         key: ParamsKey = (candidate.method, candidate.method_params)
         plan = adapter_plan(candidate, self.layout, self._total_steps)  # no modules for prompt and prefix tuning
         parts = [self._rest_of(key, candidate, plan)]
@@ -203,6 +204,16 @@ class ParameterCounter:
         # Adapter parameters are counted per module (on the meta device some lose their requires_grad flag).
         inside = {id(p) for m in peft_model.modules() if isinstance(m, BaseTunerLayer) for p in m.parameters()}
         return _count((n, p) for n, p in peft_model.named_parameters() if id(p) not in inside)
+
+
+# Parameters that change how a configuration trains but not what it trains (its initial values, B's learning rate):
+# counted without them, so that one count serves every value (and PiSSA's decomposition is never run to count).
+_NOT_COUNTED = ("init_lora_weights", "loraplus_lr_ratio")
+
+
+def _as_counted(candidate: Candidate) -> Candidate:
+    kept = tuple((k, v) for k, v in candidate.method_params if k not in _NOT_COUNTED)
+    return candidate if kept == candidate.method_params else replace(candidate, method_params=kept)
 
 
 def _outcome(compute: Callable[[], _Count]) -> _Count | str:

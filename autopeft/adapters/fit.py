@@ -1,9 +1,9 @@
 """SearchSpec + a concrete model -> the space that model can train, and what was left out of it, with why.
 
 A shipped space names every method; not every model can take every method or every value (GPT-2's fused
-Conv1D projections take no LoHa, LoKr or SHiRA; SHiRA's r is bounded by a layer's size). What cannot work is
-taken out of the space before the search starts, so that no sampler draws it and no trial fails on it; what
-is left out is said where the space is shown (`autopeft space show`) and when a search starts.
+Conv1D projections take no LoHa, LoKr, SHiRA or OLoRA initialisation; SHiRA's r is bounded by a layer's size).
+What cannot work is taken out of the space before the search starts, so that no sampler draws it and no trial
+fails on it; what is left out is said where the space is shown (`autopeft space show`) and when a search starts.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.errors import SpecError
-from autopeft.space.methods import METHODS, NONE, method_params_with_defaults
+from autopeft.space.methods import METHODS, NONE, ParamValue, method_params_with_defaults
 from autopeft.space.report import LeftOut
 from autopeft.space.spec import Choice, Constant, Dimension, SearchSpec, check_spec_for_model, dimension_values
 
@@ -84,9 +84,16 @@ def _fitting_values(spec: SearchSpec, name: str, layout: ModuleLayout) -> tuple[
     (SHiRA's r) read one parameter each. A range is kept whole: its over-size values fail before training."""
     method = METHODS[name]
     dims = dict(spec.method_params.get(name, {}))
-    if method.fits is None or method.layers == NONE:
+    conv1d = layout.architecture.fan_in_fan_out and method.fits_conv1d is not None
+    if (method.fits is None and not conv1d) or method.layers == NONE:
         return dims, []
     shapes = sorted(_adaptable_shapes(spec, layout))
+
+    def refused(params: dict[str, ParamValue]) -> str | None:
+        if conv1d and method.fits_conv1d is not None and (why := method.fits_conv1d(params)):
+            return why
+        return next((w for w in (method.fits(params, s) for s in shapes) if w), None) if method.fits else None
+
     dropped: list[LeftOut] = []
     for param, dim in dims.items():
         values = dimension_values(dim) if isinstance(dim, (Choice, Constant)) else None
@@ -94,8 +101,7 @@ def _fitting_values(spec: SearchSpec, name: str, layout: ModuleLayout) -> tuple[
             continue
         kept = []
         for value in values:
-            params = method_params_with_defaults(name, {param: value})
-            why = next((w for w in (method.fits(params, s) for s in shapes) if w), None)
+            why = refused(method_params_with_defaults(name, {param: value}))
             if why:
                 dropped.append(LeftOut(f"{name}.{param}={value}", why))
             else:
@@ -103,11 +109,9 @@ def _fitting_values(spec: SearchSpec, name: str, layout: ModuleLayout) -> tuple[
         dims[param] = _dimension(kept, dim) if kept else Choice(())
     # A default that does not fit, for a parameter the space leaves alone, refuses the method.
     for param, default in method.params.items():
-        if param not in dims:
-            why = next((w for w in (method.fits(method_params_with_defaults(name, {}), s) for s in shapes) if w), None)
-            if why:
-                dropped.append(LeftOut(f"{name}.{param}={default}", why))
-                dims[param] = Choice(())
+        if param not in dims and (why := refused(method_params_with_defaults(name, {}))):
+            dropped.append(LeftOut(f"{name}.{param}={default}", why))
+            dims[param] = Choice(())
     return dims, dropped
 
 

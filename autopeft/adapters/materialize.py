@@ -106,15 +106,18 @@ def count_trainable(model: torch.nn.Module, masked_entries: int = 0) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad) - masked_entries
 
 
-def count_adapter_entries(model: torch.nn.Module) -> int:
+def count_adapter_entries(model: torch.nn.Module, converted: bool = False) -> int:
     """Entries in the adapter a user ships: what `save_pretrained` writes (peft's state dict of the adapter, with
     VeRA's shared projections and AdaLoRA's ranks as allocated; masked zeros included, as they are stored). For
-    full fine-tuning, every weight of the model."""
+    full fine-tuning, every weight of the model. `converted`: PiSSA's and OLoRA's adapter as saved for the
+    original base, its A and B at twice the rank (`autopeft.adapters.saving`)."""
     if not hasattr(model, "peft_config"):
         return count_parameters(model)
     from peft import get_peft_model_state_dict
 
-    return sum(t.numel() for t in get_peft_model_state_dict(model).values())
+    state = get_peft_model_state_dict(model)
+    doubled = ("lora_A", "lora_B")
+    return sum(t.numel() * (2 if converted and any(d in name for d in doubled) else 1) for name, t in state.items())
 
 
 def count_parameters(model: torch.nn.Module) -> int:

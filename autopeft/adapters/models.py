@@ -161,23 +161,26 @@ def load_tokenizer(ref: ModelRef) -> Any:
     return tokenizer
 
 
-def load_model(ref: ModelRef, num_labels: int, pad_token_id: int | None, quantize: str | None = None) -> Any:
-    """The model a task trains: a causal LM for `num_labels == CAUSAL_LM`, else a sequence classifier; with
-    `quantize` ("4bit" or "8bit"), its linear weights quantised by bitsandbytes on the current CUDA device."""
+def load_model(ref: ModelRef, num_labels: int, pad_token_id: int | None, quantize: str | None = None,
+               dtype: Any = None) -> Any:
+    """The model a task trains: a causal LM for `num_labels == CAUSAL_LM`, else a sequence classifier, its weights in
+    `dtype` (a torch dtype; float32 when None: the trial's precision says); with `quantize` ("4bit" or "8bit"), its
+    linear weights quantised by bitsandbytes on the current CUDA device."""
     from autopeft.adapters.quantize import loading_options
 
     options = loading_options(quantize)
     if num_labels == CAUSAL_LM:
-        return load_causal_lm(ref, pad_token_id, **options)
-    return load_classifier(ref, num_labels, pad_token_id, **options)
+        return load_causal_lm(ref, pad_token_id, dtype=dtype, **options)
+    return load_classifier(ref, num_labels, pad_token_id, dtype=dtype, **options)
 
 
-def load_causal_lm(ref: ModelRef, pad_token_id: int | None, **options: Any) -> Any:
-    """The pretrained causal LM (its own LM head, tied or not), in float32 for the reason `load_classifier` gives."""
+def load_causal_lm(ref: ModelRef, pad_token_id: int | None, dtype: Any = None, **options: Any) -> Any:
+    """The pretrained causal LM (its own LM head, tied or not), in `dtype`: float32 unless told, for the reason
+    `load_classifier` gives."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(ref.location, dtype=torch.float32, **options)
+    model = AutoModelForCausalLM.from_pretrained(ref.location, dtype=dtype or torch.float32, **options)
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
@@ -190,11 +193,14 @@ def check_causal_lm(model_type: str, name: str) -> None:
                          f"GPT-2 families); {name} is a {model_type} encoder: give one with --model")
 
 
-def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None, **options: Any) -> Any:
-    """The pretrained model with a fresh classification head (its init follows torch's seed), in float32.
+def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None, dtype: Any = None,
+                    **options: Any) -> Any:
+    """The pretrained model with a fresh classification head (its init follows torch's seed), in `dtype`.
 
-    float32 whatever the checkpoint's dtype: transformers otherwise keeps a half-precision checkpoint in
-    half precision, where AdamW's updates underflow and the loss turns NaN within a few steps on CPU.
+    float32 unless told, whatever the checkpoint's dtype: transformers otherwise keeps a half-precision checkpoint
+    in half precision, where AdamW's updates underflow and the loss turns NaN within a few steps on CPU. A mixed
+    precision holds the frozen base in its compute dtype and trains in float32 what trains
+    (`autopeft.training.precision`).
     """
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -202,8 +208,8 @@ def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None, **
     # A checkpoint that already has a head of another size (a classifier fine-tuned on two classes, for a task of
     # three or a regression) gets a fresh one: without this, transformers refuses to load it at all.
     model = AutoModelForSequenceClassification.from_pretrained(ref.location, num_labels=num_labels,
-                                                               dtype=torch.float32, ignore_mismatched_sizes=True,
-                                                               **options)
+                                                               dtype=dtype or torch.float32,
+                                                               ignore_mismatched_sizes=True, **options)
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model

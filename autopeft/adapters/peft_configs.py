@@ -56,9 +56,13 @@ def _rank_fields(plan: AdapterPlan) -> dict[str, object]:
 def _build_lora(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:
     from peft import LoraConfig
 
+    init = params.get("init_lora_weights", "default")  # `default`: peft's own (B = 0)
     return LoraConfig(task_type=_task_type(plan), lora_alpha=int(params["lora_alpha"]),
                       lora_dropout=float(params["lora_dropout"]), modules_to_save=list(plan.head_modules),
-                      fan_in_fan_out=plan.fan_in_fan_out, **_rank_fields(plan))  # type: ignore[arg-type]
+                      fan_in_fan_out=plan.fan_in_fan_out, use_dora=bool(params.get("use_dora", False)),
+                      use_rslora=bool(params.get("use_rslora", False)),
+                      init_lora_weights=True if init == "default" else init,  # type: ignore[arg-type]
+                      **_rank_fields(plan))  # type: ignore[arg-type]
 
 
 def _build_adalora(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftConfig:

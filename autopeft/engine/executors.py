@@ -98,10 +98,12 @@ class _RayWorker:
         import ray
 
         self._runner = TrialRunner(threads=threads)
-        self._node = ray.get_runtime_context().get_node_id()
+        context = ray.get_runtime_context()
+        self._node = context.get_node_id()
+        self._gpus = ",".join(map(str, context.get_accelerator_ids().get("GPU", [])))
 
     def run(self, request: TrialRequest) -> TrialResult:
-        return dataclasses.replace(self._runner.run(request), node=self._node)
+        return dataclasses.replace(self._runner.run(request), node=self._node, gpus=self._gpus)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from autopeft.run.options import OPTIONS, SearchOptions, flag_of, option_of
 from autopeft.run.settings import SearchSettings
 from autopeft.run.storage import RunDir
 from autopeft.space.compiled import CompiledSpace, compile_space
-from autopeft.space.spec import BudgetSpec, SearchSpec
+from autopeft.space.spec import BudgetSpec, Constant, SearchSpec
 from autopeft.units import plural
 
 Messages = Callable[[str], None]
@@ -78,7 +78,7 @@ def plan_new(options: SearchOptions) -> SearchPlan:
     data = resolve_task_report(options.task, options.data_options(), options.seed)
     task = data.task
     check_data_dir_fits(options.task, options.data_dir)
-    spec = load_spec(options.space)
+    spec = with_training_overrides(load_spec(options.space), options.precision)
     budget = spec.budget.replace(**options.budget_overrides())
     if budget.min_steps is not None:
         from autopeft.engine.halving import rungs_of
@@ -117,7 +117,7 @@ def plan_new(options: SearchOptions) -> SearchPlan:
         startup_trials=options.startup_trials or default_startup_trials(trials), budget=budget,
         num_layers=info.num_layers, base_params=info.base_params, executor=options.executor,
         workers=options.workers, cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial,
-        ray_address=options.ray_address, size_objective=options.size_objective)
+        ray_address=options.ray_address, size_objective=options.size_objective, precision=options.precision)
     halving = ""
     if budget.min_steps is not None:
         from autopeft.engine.halving import rungs_of
@@ -153,7 +153,8 @@ def plan_resumed(options: SearchOptions, hold: contextlib.ExitStack) -> SearchPl
     check_writable(run.path, "in the run directory", "copy the run to a writable folder and resume the copy")
     hold.enter_context(run.locked())
     settings = resumed_settings(run.settings(), options)
-    spec = parse_spec(run.space_file.read_text(encoding="utf-8"), source=str(run.space_file))
+    spec = with_training_overrides(parse_spec(run.space_file.read_text(encoding="utf-8"), source=str(run.space_file)),
+                                   settings.precision)
     task = get_task(settings.task)
     ref = ModelRef(settings.model_name, settings.model_location)
     if not Path(ref.location).exists():
@@ -180,6 +181,13 @@ def resumed_settings(settings: SearchSettings, options: SearchOptions) -> Search
     if options.trials is None:
         changes.pop("trials", None)
     return dataclasses.replace(settings, **changes)
+
+
+def with_training_overrides(spec: SearchSpec, precision: str | None) -> SearchSpec:
+    """The space with what the options set of its training section (`--precision`: every trial's precision)."""
+    if precision is None:
+        return spec
+    return dataclasses.replace(spec, training=dataclasses.replace(spec.training, precision=Constant(precision)))
 
 
 def check_resources(options: SearchOptions) -> None:

@@ -50,6 +50,7 @@ class Provenance:
     objectives: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
     architecture: Architecture | None = None  # module naming from the space, for models without presets
+    precision: str | None = None  # what the trial trained in (fp32, bf16, fp16); None: not recorded (older runs)
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -143,6 +144,8 @@ def metadata_dict(p: Provenance, extra: dict[str, Any]) -> dict[str, Any]:
             "learning_rate": p.candidate.learning_rate,
             "optimizer": "AdamW, linear warm-up (6%) and decay, gradient clipping at 1.0",
             "seed": p.seed,
+            # The frozen base in this dtype, the trained weights in float32 (fp16 with a gradient scaler).
+            "precision": p.precision or c.precision,
             **vars(p.budget),
         },
         # Saved weights hold the masked zeros; this says how the mask was made, to make it again.
@@ -232,7 +235,8 @@ def readme_text(metadata: dict[str, Any], has_weights: bool) -> str:
     if retrained:
         lines += ["", f"Retrained for {retrained['max_steps']} steps: {metric} "
                       f"{retrained['accuracy_after_loading']:.4f}, measured after loading the saved adapter."]
-    lines += ["", "## Use it", "", *_usage(metadata, has_weights), *_quantised_note(metadata)]
+    lines += ["", "## Use it", "", *_usage(metadata, has_weights), *_quantised_note(metadata),
+              *_precision_note(metadata)]
     lines += ["", "`autopeft.json` holds the objectives, training settings and the search that chose it.", ""]
     return "\n".join(lines)
 
@@ -248,6 +252,18 @@ def _quantised_note(metadata: dict[str, Any]) -> list[str]:
     return ["", f"It was trained on {quantize} base weights (QLoRA, bitsandbytes on CUDA). To load the base as it "
                 f"trained, pass `quantization_config={config}, device_map=\"auto\"` to `from_pretrained` "
                 f"(`from transformers import BitsAndBytesConfig`); the adapter also loads on the full-precision base."]
+
+
+def _precision_note(metadata: dict[str, Any]) -> list[str]:
+    """How to load the base as the configuration trained on it, when that was in half precision."""
+    precision = (metadata.get("training") or {}).get("precision")
+    dtype = {"bf16": "torch.bfloat16", "fp16": "torch.float16"}.get(str(precision))
+    if dtype is None:
+        return []
+    return ["", f"It was trained in {precision}: the frozen base held in {dtype}, the adapter (and head) in "
+                f"float32, the forward pass under autocast. To use it as it trained, pass `dtype={dtype}` to the "
+                f"base's `from_pretrained` (`torch_dtype=` in transformers before 4.56) and run under "
+                f"`torch.autocast(\"cuda\", dtype={dtype})`; it also loads on a float32 base."]
 
 
 def _causal_data_line(dataset: dict[str, Any], metric: str) -> str:
@@ -357,4 +373,5 @@ def provenance_for_trial(run: RunDir, settings: SearchSettings, row: pd.Series, 
         search={"run": str(run.path), "sampler": settings.sampler, "space": settings.space,
                 "trials": settings.trials},
         architecture=parse_spec(run.space_file.read_text(encoding="utf-8"), str(run.space_file)).architecture,
+        precision=None if pd.isna(row.get("precision")) else str(row["precision"]),
     )

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from autopeft import limits
 from autopeft.errors import UsageError
 from autopeft.limits import Limit
-from autopeft.space.spec import BUDGET_KEYS, budget_limit
+from autopeft.space.spec import BUDGET_KEYS, PrecisionName, budget_limit
 from autopeft.training.tasks import Metric, TaskType
 
 if typing.TYPE_CHECKING:
@@ -36,10 +36,11 @@ Sampler = Literal["bo", "random", "tpe", "nsga2", "gp", "botorch"]
 SizeObjective = Literal["trainable_params", "adapter_params"]
 ExecutorName = Literal["ray", "local"]
 
-Group = Literal["search", "budget", "data", "causal-lm", "halving", "execution"]
+Group = Literal["search", "budget", "training", "data", "causal-lm", "halving", "execution"]
 GROUP_TITLES: dict[Group, str] = {
     "search": "",
     "budget": "budget per trial (overrides the space's budget section)",
+    "training": "how every trial trains (overrides the space's training section)",
     "data": "your own data (--task FILE, FOLDER or HUB_ID)",
     "causal-lm": "causal language models (your own data; --task-type causal-lm)",
     "halving": "successive halving (multi-fidelity search; off unless --min-steps is given)",
@@ -124,6 +125,11 @@ class SearchOptions:
         group="budget", low=1, high=budget_limit("step_budget"),
         help="training steps of the whole search, all trials together (stopped ones included): no trial starts once "
         "they are spent; --trials then defaults to as many as the budget could start")
+
+    precision: PrecisionName | None = _option(
+        group="training", help="auto: bf16 on a CUDA device that supports it, fp16 (with a gradient scaler) on an "
+        "older one, fp32 on a CPU (the default); or fp32, bf16, fp16 everywhere. The frozen base is held in it, the "
+        "trained weights in fp32, and peak memory and accuracy are measured as trained")
 
     text_column: str | None = _option(group="data", help="column holding the text (default: text, else sentence)")
     text_pair_column: str | None = _option(group="data",

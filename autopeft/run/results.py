@@ -52,6 +52,8 @@ def _row(r: TrialRecord, base_params: int) -> dict[str, Any]:
         row[rung_column(rung.steps)] = rung.accuracy
     row["stopped_at"] = r.stopped_at
     row["memory_method"] = result.memory_method
+    row["precision"] = result.precision or None  # what it trained in (older runs did not record it)
+    row["skipped_steps"] = result.skipped_steps if r.result is not None and result.precision == "fp16" else None
     row["configuration"] = r.description
     c = r.candidate
     row["method"] = c.method if c else None
@@ -77,6 +79,7 @@ def _row(r: TrialRecord, base_params: int) -> dict[str, Any]:
     row["eval_seconds"] = result.eval_seconds if r.result is not None else None
     row["host"] = result.host or None
     row["node"] = result.node or None  # the Ray node id; empty when the trial ran outside Ray
+    row["gpus"] = result.gpus or None  # the GPUs Ray gave its worker
     row["worker_pid"] = result.pid or None  # older runs wrote 0 for "no worker reported"
     row["overhead_seconds"] = _overhead(result)
     row["started"] = r.started.isoformat(timespec="seconds") if r.started else None

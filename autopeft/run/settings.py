@@ -40,6 +40,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     ray_address: str | None = None
     size_objective: SizeObjective = "trainable_params"
+    precision: str | None = None  # --precision: the space's training precision for every trial (None: the space's)
 
     @property
     def objectives(self) -> tuple[str, str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.errors import SpecError
-from autopeft.space.methods import METHODS, check_param_value
+from autopeft.space.methods import METHODS, check_param_value, tunable_params
 from autopeft.space.modules import PRESETS
 from autopeft.space.spec import Scalar, parse_layers
 from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
@@ -88,7 +88,7 @@ def _baseline(entry: Any, source: str, index: int) -> BaselineSpec:
     params = entry.get("params") or {}
     if not isinstance(params, dict):
         raise SpecError(f"{source}: {where}.params must map parameter names to values")
-    reject_unknown(params, tuple(METHODS[method].params), source, f"{where}.params.", what=f"parameter of {method}",
+    reject_unknown(params, tunable_params(method), source, f"{where}.params.", what=f"parameter of {method}",
                     none_text="(it has no tunable parameters)")
     for key, value in params.items():
         why = check_param_value(key, value)

@@ -54,6 +54,11 @@ class Candidate:
         return None if value in (None, "none") else str(value)
 
     @property
+    def precision(self) -> str:
+        """The precision it trains in (`autopeft.training.precision`): auto unless the space or --precision says."""
+        return str(dict(self.training).get("precision", "auto"))
+
+    @property
     def gradient_checkpointing(self) -> bool:
         return bool(dict(self.training).get("gradient_checkpointing", False))
 
@@ -91,7 +96,8 @@ class Candidate:
     def _describe_training(self) -> str:
         words = {"gradient_checkpointing": lambda v: "gradient checkpointing" if v else "",
                  "micro_batch_size": lambda v: f"micro-batch {v}", "max_length": lambda v: f"length {v}",
-                 "quantize": lambda v: f"{v[0]}-bit base" if v != "none" else ""}
+                 "quantize": lambda v: f"{v[0]}-bit base" if v != "none" else "",
+                 "precision": lambda v: str(v) if v != "auto" else ""}
         return "".join(f", {text}" for text in (words[k](v) for k, v in self.training) if text)
 
     def effective(self) -> Candidate:
@@ -290,4 +296,5 @@ def candidate_of(space: CompiledSpace, values: Mapping[str, Any]) -> Candidate:
 
 
 # Values that train as no setting does: a candidate leaves them out, so that it equals one from a space without them.
-TRAINING_DEFAULTS: dict[str, tuple[ParamValue, ...]] = {"gradient_checkpointing": (False,), "quantize": ("none",)}
+TRAINING_DEFAULTS: dict[str, tuple[ParamValue, ...]] = {"gradient_checkpointing": (False,), "quantize": ("none",),
+                                                       "precision": ("auto",)}

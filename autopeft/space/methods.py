@@ -8,7 +8,7 @@ stage's job (`autopeft.adapters.peft_configs`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ParamValue = int | float | str | bool
 
@@ -30,6 +30,11 @@ class Method:
     adapter: bool = True  # False: a reference point (full fine-tuning), not a peft method to search or export
     # Why these parameters cannot adapt a weight of this (rows, columns) shape, or None when they can.
     fits: Callable[[Mapping[str, ParamValue], tuple[int, int]], str | None] | None = None
+    # Why these parameters cannot adapt GPT-2 style transposed Conv1D projections, or None when they can.
+    fits_conv1d: Callable[[Mapping[str, ParamValue]], str | None] | None = None
+    # Variants a space may switch on, each with its plain value: a candidate leaves a variant out at that value, so
+    # that a plain configuration reads (and keys, and is described) as it did before the variant existed.
+    variants: Mapping[str, ParamValue] = field(default_factory=dict)
 
     @property
     def uses_rank(self) -> bool:
@@ -44,6 +49,12 @@ def _shira_fits(params: Mapping[str, ParamValue], shape: tuple[int, int]) -> str
             f"holds; r ≤ {rows * cols // (rows + cols)} fits")
 
 
+def _lora_fits_conv1d(params: Mapping[str, ParamValue]) -> str | None:
+    if params.get("init_lora_weights") == "olora":  # PiSSA transposes first; OLoRA's QR does not (peft 0.21)
+        return "peft's OLoRA initialisation decomposes a weight as a Linear layer stores it, not a transposed Conv1D"
+    return None
+
+
 # Prompt and prefix tuning need peft to read the hidden size and head count from the model config,
 # which it cannot for DistilBERT's names (dim, n_heads); tested on each of these.
 _PROMPTABLE = frozenset({"bert", "roberta", "xlm-roberta", "electra", "gpt2", "llama", "qwen2", "qwen3", "mistral",
@@ -53,7 +64,9 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("lora", "low-rank update B·A added to each target weight", RANK,
-               {"lora_alpha": 16, "lora_dropout": 0.0}, sparsity=True),
+               {"lora_alpha": 16, "lora_dropout": 0.0}, sparsity=True, fits_conv1d=_lora_fits_conv1d,
+               variants={"use_dora": False, "use_rslora": False, "init_lora_weights": "default",
+                         "loraplus_lr_ratio": 1.0}),
         Method("adalora", "LoRA whose ranks are re-allocated during training by importance (AdaLoRA)", PLACEMENT,
                {"init_r": 12, "target_r": 8, "lora_alpha": 16}),
         Method("loha", "low-rank Hadamard product update (LyCORIS LoHa)", RANK,
@@ -105,14 +118,36 @@ _SCALE = Accepts(whole=False, low=0, high=1e6, low_included=False)
 _DROPOUT = Accepts(whole=False, low=0, high=1, high_included=False)
 PARAM_VALUES: dict[str, Accepts] = {
     "r": _RANK, "init_r": _RANK, "target_r": _RANK,
+    # LoRA+: B's learning rate over A's (1: plain LoRA; the paper's best were 2^4 or so).
+    "loraplus_lr_ratio": Accepts(whole=False, low=1, high=1e4),
     "num_virtual_tokens": Accepts(whole=True, low=1, high=4_096),
     "lora_alpha": _SCALE, "alpha": _SCALE, "d_initial": _SCALE,
     "lora_dropout": _DROPOUT, "rank_dropout": _DROPOUT, "module_dropout": _DROPOUT, "vera_dropout": _DROPOUT,
 }
 
 
+# LoRA's initialisations that need no data (EVA and CorDA read the task's activations; LoftQ needs quantised
+# weights): peft's init_lora_weights, `default` standing for its own default (B = 0).
+LORA_INITS = ("default", "gaussian", "pissa", "pissa_niter_4", "olora", "orthogonal")
+_SWITCHES = ("use_dora", "use_rslora")
+
+
+def variant_values(name: str) -> str:
+    """What a variant may be set to, in words, for `space show`."""
+    if name in _SWITCHES:
+        return "true/false"
+    if name == "init_lora_weights":
+        return "/".join(LORA_INITS)
+    accepts = PARAM_VALUES[name]
+    return f"{accepts.low:g}..{accepts.high:g}"
+
+
 def check_param_value(name: str, value: object) -> str | None:
     """Why a method parameter cannot take this value, or None. `decompose_factor` is -1 (automatic) or >= 1."""
+    if name in _SWITCHES:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if name == "init_lora_weights":
+        return None if value in LORA_INITS else f"must be one of {', '.join(LORA_INITS)}, got {value!r}"
     if name == "decompose_factor":
         ok = isinstance(value, int) and not isinstance(value, bool) and (value == -1 or value >= 1)
         return None if ok else f"must be -1 (automatic) or a whole number >= 1, got {value!r}"
@@ -132,6 +167,18 @@ def get_method(name: str) -> Method:
 
 
 def method_params_with_defaults(name: str, given: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
-    merged: dict[str, ParamValue] = dict(get_method(name).params)
-    merged.update(given)
+    """The method's parameters as a candidate holds them: its defaults with `given` over them, and its variants only
+    where they are switched on (away from their plain value)."""
+    method = get_method(name)
+    merged: dict[str, ParamValue] = dict(method.params)
+    merged.update({k: v for k, v in given.items() if method.variants.get(k, _UNSET) != v})
     return merged
+
+
+def tunable_params(name: str) -> tuple[str, ...]:
+    """Every parameter a space may give the method: its own and its variants."""
+    method = get_method(name)
+    return (*method.params, *method.variants)
+
+
+_UNSET = object()

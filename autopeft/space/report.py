@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autopeft.space.compiled import CompiledSpace
-from autopeft.space.methods import METHODS
+from autopeft.space.methods import METHODS, variant_values
 from autopeft.units import format_mib
 
 
@@ -94,6 +94,11 @@ def show_text(space: CompiledSpace, model_name: str, left_out: Sequence[LeftOut]
                                         if math.isinf(total) else f"{total:,.0f}")]
     if constants:
         lines += ["fixed method parameters: " + "; ".join(constants)]
+    variants = [f"{m}: {', '.join(f'{k} ({variant_values(k)})' for k in METHODS[m].variants if k not in searched)}"
+                for m in spec.methods() for searched in [spec.method_params.get(m, {})]
+                if any(k not in searched for k in METHODS[m].variants)]
+    if variants:
+        lines += ["variants at their plain value (method_params can search them): " + "; ".join(variants)]
     b = spec.budget
     lines += [f"budget per trial: {b.max_steps} steps, batch {b.batch_size}, length {b.max_length}, "
               f"train subset {b.train_subset or 'all'}, eval subset {b.eval_subset or 'all'}"]

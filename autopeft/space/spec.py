@@ -11,12 +11,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from autopeft import limits
 from autopeft.errors import SpecError
 from autopeft.limits import Limit
-from autopeft.space.methods import ADAPTER_METHODS, METHODS, check_param_value
+from autopeft.space.methods import ADAPTER_METHODS, METHODS, check_param_value, tunable_params
 from autopeft.space.modules import PRESETS, ROLES, Architecture
 from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
 from autopeft.units import parse_size
@@ -128,6 +128,10 @@ class SparsitySpec:
 
 
 QUANTIZE = ("none", "4bit", "8bit")  # the base weights as loaded: as stored, or 4/8-bit through bitsandbytes
+# The precision trials train in (`autopeft.training.precision`): auto is bf16 on a CUDA device that has it, fp16 on
+# an older one, fp32 on a CPU.
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[PrecisionName, ...] = get_args(PrecisionName)
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,9 @@ class TrainingSpec:
     micro_batch_size: Dimension | None = None
     max_length: Dimension | None = None
     quantize: Dimension | None = None
+    # The precision trials train in: auto (bf16 on a CUDA device that has it, fp16 on an older one, fp32 on a CPU),
+    # or fp32, bf16, fp16 (`autopeft.training.precision`); `--precision` sets it for the whole search.
+    precision: Dimension | None = None
 
     def given(self) -> dict[str, Dimension]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -290,7 +297,7 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
         given = given or {}
         if not isinstance(given, dict):
             raise SpecError(f"{source}: key 'method_params.{name}' must be a mapping of parameter to dimension")
-        allowed = tuple(METHODS[name].params)
+        allowed = tunable_params(name)
         reject_unknown(given, allowed, source, f"method_params.{name}.",
                         what=f"parameter of {name}", none_text="(it has no tunable parameters)")
         params[name] = {k: _dimension(v, source, f"method_params.{name}.{k}") for k, v in given.items()}
@@ -338,6 +345,8 @@ def _training_value_problem(key: str, value: Any) -> str | None:
         return None if isinstance(value, bool) else "takes true or false"
     if key == "quantize":
         return None if value in QUANTIZE else f"takes {', '.join(QUANTIZE)}"
+    if key == "precision":
+        return None if value in PRECISIONS else f"takes {', '.join(PRECISIONS)}"
     return None if isinstance(value, int) and not isinstance(value, bool) and value > 0 else \
         "takes whole numbers > 0"
 

@@ -12,6 +12,7 @@ import torch
 
 from autopeft.errors import TrialFailed
 from autopeft.training.data import Encoded
+from autopeft.training.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,23 @@ class Trainer:
     `after_step(step)` runs after each optimiser step while gradients are still there (AdaLoRA's rank
     allocation reads them; sparsity masks are re-applied there). `state_dict()` with the model's own state is a
     checkpoint; `load_state_dict` continues from it in another process.
+
+    In a mixed `precision` the forward pass runs under autocast; fp16 scales the loss (a `GradScaler`), and a step
+    whose gradients overflowed is skipped by it and counted in `skipped_steps`. `param_groups` replace the single
+    group of every trainable weight at `settings.learning_rate` (LoRA+ gives B its own rate).
     """
 
     def __init__(self, model: torch.nn.Module, data: Encoded, settings: TrainSettings, regression: bool,
-                 device: torch.device, after_step: Callable[[int], None] | None = None) -> None:
+                 device: torch.device, after_step: Callable[[int], None] | None = None,
+                 precision: Precision | None = None, param_groups: list[dict[str, Any]] | None = None) -> None:
         self.model, self.data, self.settings, self.regression, self.device = model, data, settings, regression, device
         self.after_step = after_step
+        self.precision = precision or Precision("fp32", device.type)
+        self.scaler = self.precision.scaler()
+        self.skipped_steps = 0  # fp16: steps whose gradients overflowed, which the scaler skipped
         self.params = trainable_parameters(model)
-        self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        groups = param_groups or [{"params": self.params}]
+        self.optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
         warmup = max(1, int(settings.warmup_ratio * settings.max_steps))
 
         def schedule(step: int) -> float:
@@ -91,8 +101,7 @@ class Trainer:
             self.loss = self._accumulate(indices)
             if not math.isfinite(self.loss):
                 raise TrialFailed(f"training loss became {self.loss} at step {step + 1}; lower the learning rate")
-            torch.nn.utils.clip_grad_norm_(self.params, settings.max_grad_norm)
-            self.optimizer.step()
+            self._optimizer_step()
             self.scheduler.step()
             if self.after_step is not None:
                 self.after_step(step)
@@ -114,20 +123,38 @@ class Trainer:
             parts = [(b, n / sum(units)) for b, n in zip(batches, units, strict=True)]
         total = 0.0
         for batch, weight in parts:
-            loss = self.model(**_to(batch, self.device)).loss
+            with self.precision.autocast():
+                loss = self.model(**_to(batch, self.device)).loss
             share = loss * weight if weight != 1.0 else loss
             total += float(share.detach())
             if not math.isfinite(total):
                 return total  # no backward through a loss that is already lost
-            share.backward()
+            (self.scaler.scale(share) if self.scaler is not None else share).backward()
         return total
+
+    def _optimizer_step(self) -> None:
+        """Clip and step; with fp16's scaler, on the unscaled gradients, skipping (and counting) a step whose
+        gradients overflowed."""
+        if self.scaler is None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.max_grad_norm)
+            self.optimizer.step()
+            return
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.params, self.settings.max_grad_norm)
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.get_scale() < scale:  # the scaler lowers its scale exactly when it skipped the step
+            self.skipped_steps += 1
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the model's weights that continuing needs: optimiser, schedule, data order and the
         random state dropout draws from."""
         return {"step": self.step, "loss": self.loss, "seconds": self.seconds, "order": list(self.order),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "skipped_steps": self.skipped_steps,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.step, self.loss, self.seconds = int(state["step"]), float(state["loss"]), float(state["seconds"])
@@ -136,6 +163,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def train(model: torch.nn.Module, data: Encoded, settings: TrainSettings, regression: bool,

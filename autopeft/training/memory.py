@@ -19,6 +19,7 @@ import torch
 
 from autopeft.stderr_capture import held_stderr
 from autopeft.training.loop import trainable_parameters
+from autopeft.training.precision import Precision
 
 CUDA_METHOD = "cuda-max-allocated"
 CPU_METHOD = "cpu-profiled"
@@ -31,7 +32,8 @@ class MemoryReading:
 
 
 def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, regression: bool,
-                        device: torch.device, causal_lm: bool = False) -> MemoryReading:
+                        device: torch.device, causal_lm: bool = False,
+                        precision: Precision | None = None) -> MemoryReading:
     """Peak memory of one training step at full batch size and sequence length, in bytes.
 
     CUDA: the allocator's peak over the step (`torch.cuda.max_memory_allocated`, reset first), which counts the
@@ -40,8 +42,10 @@ def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, r
     PyTorch's CPU allocator keeps no peak of its own.
 
     A causal LM's step has a token target at every position (the loss over the vocabulary's logits costs the same
-    whichever positions are masked, and a full-length response is the step's worst case).
+    whichever positions are masked, and a full-length response is the step's worst case). The step runs in the
+    trial's `precision`, as training does: under autocast, the loss scaled for fp16.
     """
+    precision = precision or Precision("fp32", device.type)
     model.train()
     ids = torch.full((batch_size, seq_len), 100, dtype=torch.long, device=device)
     batch = {
@@ -53,14 +57,14 @@ def measure_peak_memory(model: torch.nn.Module, batch_size: int, seq_len: int, r
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        _training_step(model, batch)
+        _training_step(model, batch, precision)
         torch.cuda.synchronize(device)
         return MemoryReading(int(torch.cuda.max_memory_allocated(device)), CUDA_METHOD)
     resident = sum(t.untyped_storage().nbytes() for t in _unique_storages(model))
-    return MemoryReading(resident + _profiled_peak(lambda: _training_step(model, batch)), CPU_METHOD)
+    return MemoryReading(resident + _profiled_peak(lambda: _training_step(model, batch, precision)), CPU_METHOD)
 
 
-def _training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+def _training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], precision: Precision) -> None:
     """A step as every step after the first is: the optimiser's state is created first (a step on zero
     gradients), and held through forward and backward (for full fine-tuning that is twice the weights)."""
     params = trainable_parameters(model)
@@ -69,10 +73,17 @@ def _training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> No
         p.grad = torch.zeros_like(p)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    loss = model(**batch).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
+    scaler = precision.scaler()
+    with precision.autocast():
+        loss = model(**batch).loss
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if scaler is not None:  # an overflowing step is skipped, as in training, rather than writing NaNs at rate 0
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(optimizer)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
     del loss
     optimizer.zero_grad(set_to_none=True)
     optimizer.state.clear()

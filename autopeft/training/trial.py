@@ -20,6 +20,7 @@ from autopeft.errors import TrialFailed
 from autopeft.space.candidate import Candidate
 from autopeft.space.modules import Architecture
 from autopeft.space.spec import BudgetSpec
+from autopeft.training.precision import Precision, resolve_precision, trainable_in_float32
 from autopeft.training.tasks import DatasetTask, TaskRef
 
 EVAL_BATCH_SIZE = 128
@@ -79,12 +80,15 @@ class TrialResult:
     pid: int | None = None
     device: str = ""
     node: str = ""  # the Ray node id when the trial ran in a Ray worker
+    gpus: str = ""  # the GPUs Ray gave the trial's worker ("0"; shared when --gpus-per-trial is a fraction)
     started_at: float = 0.0  # when the worker began the trial (Unix time): the driver's dispatch delay shows
     steps: int = 0  # the training steps done so far (below the budget's max_steps for a rung of halving)
     # The step this leg started from: its checkpoint's, or 0 (a first leg, or a worker that could not see the
     # checkpoint, which then trains again from the start, to the same result, at more cost).
     started_from_step: int = 0
     curve: tuple[CurvePoint, ...] = ()  # the evaluations `TrialRequest.evaluate_at` asked for, in step order
+    precision: str = ""  # what it trained in (fp32, bf16, fp16): `auto` resolved on its device
+    skipped_steps: int = 0  # fp16: steps the gradient scaler skipped (their gradients overflowed)
 
     @property
     def ok(self) -> bool:
@@ -105,7 +109,9 @@ class TrialResult:
 
 def _release_memory() -> None:
     """Hand the heap freed by the trial back to the system, which glibc otherwise keeps: `malloc_trim` on a
-    MiniLM worker that had run a few trials gave 2 GB back at once."""
+    MiniLM worker that had run a few trials gave 2 GB back at once. On a GPU, the blocks PyTorch's allocator keeps
+    cached go back too: trials sharing a GPU (`--gpus-per-trial 0.5`) would otherwise hold each other's peaks, and a
+    trial that ran out of memory would keep its neighbour short."""
     import contextlib
     import ctypes
     import gc
@@ -113,6 +119,10 @@ def _release_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 class TrialRunner:
@@ -177,7 +187,9 @@ class TrialRunner:
         import torch
 
         from autopeft.adapters.materialize import count_adapter_entries, count_parameters, count_trainable, materialize
+        from autopeft.adapters.optimizer import optimizer_groups
         from autopeft.adapters.quantize import prepare_base
+        from autopeft.adapters.saving import AdapterSaver, changes_the_base
         from autopeft.training.checkpoint import (
             checkpoint_memory,
             read_checkpoint,
@@ -200,10 +212,13 @@ class TrialRunner:
         c = request.candidate
         if c.quantize and device.type != "cuda":
             raise TrialFailed(f"{c.quantize} base weights need a CUDA device; this trial runs on {device}")
-        base = self._base_model(request)
+        precision = resolve_precision(c.precision, device)
+        base = self._base_model(request, precision.dtype)
         base_params = count_parameters(base)
         base = prepare_base(base, c.quantize, c.gradient_checkpointing)
         model: Any = materialize(c, base, budget.max_steps, request.architecture)
+        trainable_in_float32(model)  # the frozen base stays in the compute dtype
+        saver = AdapterSaver(model, c) if request.save_adapter_to else None
         if not c.quantize:  # a quantised model was placed on its device as it loaded, and cannot be moved
             model = model.to(device)
         masks = self._sparsify(model, request, train_data, regression, device)
@@ -216,17 +231,17 @@ class TrialRunner:
         # One measured training step: the budget is checked on the figure that is reported.
         micro = c.micro_batch_size(budget)
         memory = checkpoint_memory(saved) if saved is not None else measure_peak_memory(
-            model, micro, budget.max_length, regression, device, causal_lm=task.is_causal_lm)
+            model, micro, budget.max_length, regression, device, causal_lm=task.is_causal_lm, precision=precision)
         _check_budget("bytes of peak memory", memory.bytes, request.max_peak_memory, "max_peak_memory")
         settings = TrainSettings(learning_rate=c.learning_rate, max_steps=budget.max_steps,
                                  batch_size=budget.batch_size, seed=request.seed,
                                  micro_batch_size=micro if micro < budget.batch_size else None)
         until = request.stop_at or budget.max_steps
         after = _after_step(model, masks)
-        curve = _Curve(after, lambda: trainer, lambda: self._evaluate(model, request, device),
+        curve = _Curve(after, lambda: trainer, lambda: self._evaluate(model, request, device, precision),
                        request.evaluate_at, until)
         trainer = Trainer(model, train_data, settings, regression, device, curve.after if request.evaluate_at
-                          else after)
+                          else after, precision=precision, param_groups=optimizer_groups(model, c))
         if saved is not None:
             restore_checkpoint(saved, model, trainer)
         started_from = trainer.step
@@ -239,11 +254,13 @@ class TrialRunner:
             if not hasattr(model, "peft_config"):
                 raise TrialFailed(f"{request.candidate.method} trains the model itself: there is no adapter to save")
             model.peft_config["default"].base_model_name_or_path = request.model_name
-            model.save_pretrained(request.save_adapter_to)
-        adapter = count_adapter_entries(model)
+            assert saver is not None
+            saver.save(model, request.save_adapter_to)
+            saver.close()
+        adapter = count_adapter_entries(model, converted=changes_the_base(c))
 
         eval_start = time.perf_counter()
-        metrics = self._evaluate(model, request, device)
+        metrics = self._evaluate(model, request, device, precision)
         metrics["final_train_loss"] = stats.final_loss
         if stats.steps in request.evaluate_at:  # the curve's last point is the result's own evaluation
             curve.points.append(CurvePoint(stats.steps, dict(metrics), stats.final_loss,
@@ -266,6 +283,8 @@ class TrialRunner:
             steps=stats.steps,
             started_from_step=started_from,
             curve=tuple(curve.points),
+            precision=precision.name,
+            skipped_steps=trainer.skipped_steps,
         )
 
     @staticmethod
@@ -285,7 +304,7 @@ class TrialRunner:
     def train_size(self, request: TrialRequest) -> int:
         return len(self.data(request, "train"))
 
-    def _base_model(self, request: TrialRequest) -> Any:
+    def _base_model(self, request: TrialRequest, dtype: Any = None) -> Any:
         from autopeft.adapters.models import ModelRef, load_model
         from autopeft.training.tasks import get_task
 
@@ -293,9 +312,15 @@ class TrialRunner:
         self.data(request, "eval")  # loads the tokenizer too
         pad = self._tokenizers[ref.location].pad_token_id
         # A causal LM for a causal-LM task; quantised weights when the candidate asks.
-        return load_model(ref, get_task(request.task).num_labels, pad, request.candidate.quantize)
+        return load_model(ref, get_task(request.task).num_labels, pad, request.candidate.quantize, dtype)
 
-    def _evaluate(self, model: Any, request: TrialRequest, device: Any) -> dict[str, float]:
+    def _evaluate(self, model: Any, request: TrialRequest, device: Any,
+                  precision: Precision | None = None) -> dict[str, float]:
+        """The task's metrics on the evaluation split, in the trial's precision (as it was trained)."""
+        with (precision or resolve_precision(request.candidate.precision, device)).autocast():
+            return self._metrics(model, request, device)
+
+    def _metrics(self, model: Any, request: TrialRequest, device: Any) -> dict[str, float]:
         from autopeft.training.loop import predict
         from autopeft.training.tasks import compute_metrics, get_task
 
@@ -319,10 +344,11 @@ class TrialRunner:
 
         device = _pick_device(request.device)
         request = replace(request, budget=request.candidate.trained_budget(request.budget))
-        model = PeftModel.from_pretrained(self._base_model(request), adapter_dir)
+        precision = resolve_precision(request.candidate.precision, device)
+        model = PeftModel.from_pretrained(self._base_model(request, precision.dtype), adapter_dir)
         if not request.candidate.quantize:
             model = model.to(device)
-        return self._evaluate(model, request, device)
+        return self._evaluate(model, request, device, precision)
 
 
 def _check_budget(what: str, value: int, limit: int | None, key: str) -> None:
