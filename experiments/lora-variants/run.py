@@ -8,7 +8,8 @@ learning rate 1e-3 (the geometric middle of the `lora` space's range), for the `
 batch 32 at length 64), and is evaluated on all 872 dev sentences. Plain LoRA is the reference; each variant
 changes one flag: DoRA, rsLoRA (alpha/sqrt(r) instead of alpha/r: at r=8 a 2.8 times larger update scale), the
 data-free initialisations (gaussian, PiSSA with 4 subspace iterations, OLoRA, orthogonal) and LoRA+ (B at 16 times
-A's learning rate). Seeds 0, 1, 2 set the training order and the adapter's random initialisation.
+A's learning rate). Plain LoRA also trains with the base in bfloat16 (`plain LoRA, bf16`): what bf16 costs or
+saves on a CPU. Seeds 0, 1, 2 set the training order and the adapter's random initialisation.
 
 Each run is appended to `results.csv` as soon as it ends (date, commit, load average with it); a rerun skips the
 (variant, seed) pairs already there, so the experiment runs in chunks.
@@ -37,6 +38,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "OLoRA init": {"init_lora_weights": "olora"}, "orthogonal init": {"init_lora_weights": "orthogonal"},
     "LoRA+ (ratio 16)": {"loraplus_lr_ratio": 16.0},
 }
+# Plain LoRA again with the frozen base in bfloat16 (`--precision bf16`): what bf16 costs or saves on a CPU.
+RUNS = {**{name: (flags, "fp32") for name, flags in VARIANTS.items()}, "plain LoRA, bf16": ({}, "bf16")}
 SEEDS = (0, 1, 2)
 LEARNING_RATE = 1e-3
 
@@ -66,11 +69,12 @@ def measure(args: argparse.Namespace) -> None:
     source = resolve_source(get_task("sst2"), args.data_dir)
     runner = TrialRunner(threads=args.threads)
     for seed in SEEDS:  # every variant once before any twice: a partial run still compares them all
-        for variant, flags in VARIANTS.items():
+        for variant, (flags, precision) in RUNS.items():
             if (variant, str(seed)) in done:
                 continue
             params = method_params_with_defaults("lora", {"lora_alpha": 16, "lora_dropout": 0.0, **flags})
-            candidate = Candidate("lora", "attn_qv", (8,) * 6, LEARNING_RATE, tuple(sorted(params.items())))
+            candidate = Candidate("lora", "attn_qv", (8,) * 6, LEARNING_RATE, tuple(sorted(params.items())),
+                                  training=(("precision", precision),))
             request = TrialRequest(candidate, ref.name, ref.location, "sst2", str(source.folder), budget, seed=seed)
             result = runner.run(request)
             row = {"variant": variant, "seed": seed, "status": result.status,
@@ -105,7 +109,7 @@ def report(args: argparse.Namespace) -> None:
              "accuracy on the 872 dev sentences. `python experiments/lora-variants/run.py --report` writes this.",
              "", "| variant | seeds | accuracy, mean (min to max) | vs plain LoRA | trainable params | "
              "peak memory MiB | s/step |", "|---|---|---|---|---|---|---|"]
-    for variant in VARIANTS:
+    for variant in RUNS:
         mine = [r for r in rows if r["variant"] == variant]
         if not mine:
             continue
