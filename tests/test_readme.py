@@ -6,6 +6,7 @@ model, the budget and the data folder (a small copy of the same SST-2) are swapp
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -60,8 +61,6 @@ def named_paths(text: str) -> set[str]:
     """Every `tests/...` and `experiments/...` path a text points to (a pytest node's `::test` part dropped). In a
     command (a fenced block, or inline code with spaces in it) only the scripts it runs count: its other paths are
     what the command writes, or placeholders."""
-    import re
-
     path = re.compile(r"(?<![\w/.-])((?:tests|experiments)/[\w./*<>-]*[\w*/>])")
     code = re.compile(r"```.*?```|`[^`]*`", re.DOTALL)
     found = set()
@@ -89,4 +88,8 @@ def test_every_path_the_readmes_name_exists() -> None:
     readmes = [ROOT / "README.md", *sorted((ROOT / "experiments").glob("*/README.md"))]
     missing = {f"{readme.relative_to(ROOT)}: {path}" for readme in readmes
                for path in named_paths(readme.read_text(encoding="utf-8")) if not (ROOT / path).exists()}
+    # The evidence table names its files relative to experiments/.
+    evidence = (ROOT / "experiments" / "EVIDENCE.md").read_text(encoding="utf-8")
+    missing |= {f"experiments/EVIDENCE.md: {name}" for name in re.findall(r"`([^`\s]+/[^`\s]*)`", evidence)
+                if not (ROOT / "experiments" / name).exists()}
     assert not missing, "\n".join(sorted(missing))
