@@ -105,8 +105,8 @@ def test_the_space_can_search_the_precision() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_a_bf16_search_records_its_precision_and_exports_it(tmp_path: Path, sst2_small: Path,
+@pytest.mark.timeout(300)
+def test_a_bf16_search_dashboard_export_and_retraining_end_to_end(tmp_path: Path, sst2_small: Path,
                                                            tiny_bert_dir: Path) -> None:
     run = tmp_path / "run"
     assert main([*search_args(sst2_small, tiny_bert_dir, run, trials=2), "--executor", "local", "--space", "small",
@@ -119,6 +119,24 @@ def test_a_bf16_search_records_its_precision_and_exports_it(tmp_path: Path, sst2
     meta = json.loads((out / "autopeft.json").read_text())
     assert meta["training"]["precision"] == "bf16" and meta["candidate"]["training"] == {"precision": "bf16"}
     assert "dtype=torch.bfloat16" in (out / "README.md").read_text()
+    html = tmp_path / "dashboard.html"
+    assert main(["dashboard", str(run), "--html", str(html)]) == 0 and html.stat().st_size > 0
+    retrained = tmp_path / "retrained"
+    assert main(["train", "--config", str(out), "--task", "sst2", "--data-dir", str(sst2_small), "--model",
+                 str(tiny_bert_dir), "--max-steps", "3", "--out", str(retrained)]) == 0
+    again = json.loads((retrained / "autopeft.json").read_text())
+    assert again["training"]["precision"] == "bf16" and (retrained / "adapter_model.safetensors").is_file()
+    # The trained adapter loads as its README says: the base in bf16, the adapter on it, with plain peft.
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    assert "dtype=torch.bfloat16" in (retrained / "README.md").read_text()
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, dtype=torch.bfloat16)
+    loaded = PeftModel.from_pretrained(base, str(retrained)).eval()
+    assert next(loaded.base_model.model.bert.parameters()).dtype == torch.bfloat16
+    ids = torch.randint(1000, 2000, (2, 8))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(loaded(input_ids=ids).logits.float()).all()
     # A resumed search keeps it: the option is the run's.
     assert main(["search", "--resume", str(run), "--trials", "3", "--executor", "local"]) == 0
     table = pd.read_csv(run / "results.csv")
