@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from autopeft.export.workflow import ExportedTrial, TrainedConfiguration
     from autopeft.run.storage import RunDir
     from autopeft.space.compiled import CompiledSpace
+    from autopeft.tracking.search import SearchTracking
+    from autopeft.tracking.updates import SearchEnd, SearchSummary
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,7 @@ def search(task: str | None = None, *, progress: Callable[[SearchProgress], None
             messages(line)
         if plan.fitted.left_out:
             messages(f"left out of the space for this model: {plan.fitted.describe()}")
-        _execute(plan.run, plan.settings, plan.space, plan.layout, progress)
+        _execute(plan.run, plan.settings, plan.space, plan.layout, progress, messages)
     return Run(plan.run)
 
 
@@ -202,29 +204,31 @@ search.__signature__ = _search_signature()  # type: ignore[attr-defined]
 
 
 def _execute(run: RunDir, settings: SearchSettings, space: CompiledSpace, layout: Any,
-             progress: Callable[[SearchProgress], None] | None) -> None:
-    """Start the executor, run the loop, and stop everything however it ends: nothing keeps running after."""
+             progress: Callable[[SearchProgress], None] | None, messages: Messages = _quiet) -> None:
+    """Start the executor, run the loop, and stop everything however it ends: nothing keeps running after. With
+    `settings.track`, the tracker hears after every trial and once at the end (from this process: workers log
+    nothing)."""
     from autopeft.dashboard.run_files import refresh_run_files
     from autopeft.engine.executors import ClusterError, ExecutorSettings, make_executor
     from autopeft.engine.loop import run_search
     from autopeft.engine.step_budget import steps_trained
     from autopeft.logs import log_to_file
-    from autopeft.run.pareto import pareto_front
     from autopeft.run.record import records
 
     log_to_file(run.log_file)
     run.create_study(None, settings.objectives)  # before any worker starts: even a search that never ran resumes
     shown = {"failures": ""}
+    tracking = _start_tracking(run, settings, messages)
 
     def report(study: Any) -> None:
-        table = refresh_run_files(run, study, settings)
-        done = table[table["status"].eq("complete")]
-        finished = len(done) + int(table["status"].eq("stopped").sum())  # successive halving's stopped trials too
+        trials = records(study)
+        _, summary = _refreshed(run, study, settings)
+        if tracking is not None:
+            tracking.update(trials, summary)
         if progress is not None:
-            progress(SearchProgress(min(finished, settings.trials), settings.trials,
-                                    float(done["accuracy"].max()) if not done.empty else None,
-                                    len(pareto_front(table, settings.objectives)), shown["failures"],
-                                    steps=steps_trained(records(study), settings.budget.max_steps),
+            progress(SearchProgress(min(summary.completed, settings.trials), settings.trials, summary.best_accuracy,
+                                    summary.front_size, shown["failures"],
+                                    steps=steps_trained(trials, settings.budget.max_steps),
                                     step_budget=settings.budget.step_budget))
 
     def on_status(status: str) -> None:
@@ -243,6 +247,7 @@ def _execute(run: RunDir, settings: SearchSettings, space: CompiledSpace, layout
     previous = signal.signal(signal.SIGINT, stop_once) if in_main_thread else None
     previous_term = signal.getsignal(signal.SIGTERM)
     executor = None
+    end: SearchEnd = "failed"
     try:
         try:
             executor = make_executor(settings.executor, ExecutorSettings(
@@ -252,6 +257,7 @@ def _execute(run: RunDir, settings: SearchSettings, space: CompiledSpace, layout
                 signal.signal(signal.SIGTERM, stop_once)
             study = run_search(run, settings, space, layout, executor, report, on_status)
         except KeyboardInterrupt:
+            end = "interrupted"
             table = _refresh_quietly(run, settings)
             done = int(table["status"].eq("complete").sum()) if table is not None and not table.empty else 0
             raise SearchInterrupted(Run(run), done) from None
@@ -268,11 +274,58 @@ def _execute(run: RunDir, settings: SearchSettings, space: CompiledSpace, layout
         finally:
             if executor is not None:
                 executor.close()  # kills the workers (and the local Ray): nothing keeps running after the command
+        refresh_run_files(run, study, settings)
+        end = "finished"
     finally:
+        if tracking is not None:  # before the signals are given back: a second Ctrl-C does not cut it short
+            _finish_tracking(tracking, run, settings, end)
         if in_main_thread:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
             signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
-    refresh_run_files(run, study, settings)
+
+
+def _start_tracking(run: RunDir, settings: SearchSettings, messages: Messages) -> SearchTracking | None:
+    if settings.track is None:
+        return None
+    from autopeft.tracking.search import SearchTracking
+
+    tracking = SearchTracking(run, settings, messages)
+    tracking.start()
+    return tracking
+
+
+def _refreshed(run: RunDir, study: Any, settings: SearchSettings) -> tuple[pd.DataFrame, SearchSummary]:
+    """The run's files written again from the study; the table, and the search so far as a tracker hears it."""
+    from autopeft.dashboard.run_files import refresh_run_files
+
+    table = refresh_run_files(run, study, settings)
+    return table, _summary(run, table, settings)
+
+
+def _summary(run: RunDir, table: pd.DataFrame, settings: SearchSettings) -> SearchSummary:
+    from autopeft.run.pareto import pareto_front
+    from autopeft.tracking.updates import SearchSummary
+
+    done = table[table["status"].eq("complete")]
+    finished = len(done) + int(table["status"].eq("stopped").sum())  # successive halving's stopped trials too
+    return SearchSummary(finished, float(done["accuracy"].max()) if not done.empty else None,
+                         len(pareto_front(table, settings.objectives)),
+                         (run.results_file, run.pareto_file, run.dashboard_file))
+
+
+def _finish_tracking(tracking: SearchTracking, run: RunDir, settings: SearchSettings, end: SearchEnd) -> None:
+    """The tracker's last update as the session ends, however it ends; it cannot hide the search's own error."""
+    from autopeft.run.record import TrialRecord
+    from autopeft.run.results import results_table
+
+    if not tracking.active:
+        return
+    try:  # the run's files were written as the session ended: the table is read from the study, not written again
+        trials = run.load_study().get_trials(deepcopy=False)
+        summary = _summary(run, results_table(trials, settings.base_params), settings)
+        tracking.finish([TrialRecord.of(t) for t in trials], summary, end)
+    except Exception as exc:
+        log.warning("tracking not finished: %s", exc)
 
 
 def _refresh_quietly(run: RunDir, settings: SearchSettings) -> pd.DataFrame | None:

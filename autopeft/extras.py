@@ -13,7 +13,7 @@ from typing import Literal
 
 from autopeft.errors import AutopeftError
 
-Extra = Literal["service", "postgres", "tune", "hub", "parquet", "gguf", "png", "botorch"]
+Extra = Literal["service", "postgres", "tune", "hub", "parquet", "gguf", "png", "botorch", "track"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ EXTRAS: dict[Extra, ExtraFeature] = {
     "gguf": ExtraFeature(("gguf",), "GGUF models (--model smollm2, --model FILE.gguf)"),
     "png": ExtraFeature(("kaleido",), "PNG images of the dashboard (--png)"),
     "botorch": ExtraFeature(("optuna_integration",), "the botorch sampler (optuna-integration's BoTorchSampler)"),
+    # One extra for the three trackers; a search needs only the package of the one it names (`require(only=...)`).
+    "track": ExtraFeature(("mlflow", "tensorboard", "wandb"), "experiment tracking"),
 }
 
 
@@ -38,15 +40,17 @@ class MissingExtra(AutopeftError, ImportError):
     """A feature whose optional packages are not installed."""
 
 
-def require(extra: Extra) -> None:
-    """Import what `extra`'s feature needs; one line naming the extra if something is missing."""
+def require(extra: Extra, only: tuple[str, ...] | None = None, detail: str = "") -> None:
+    """Import what `extra`'s feature needs (`only`: these of its modules, for a part of it, which `detail` names);
+    one line naming the extra if something is missing."""
     feature = EXTRAS[extra]
-    for module in feature.modules:
+    what = f"{feature.what} {detail}" if detail else feature.what
+    for module in only or feature.modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:
             missing = getattr(exc, "name", None) or module
-            raise MissingExtra(f"{feature.what} needs the optional package {missing}, which is not installed: "
+            raise MissingExtra(f"{what} needs the optional package {missing}, which is not installed: "
                                f"pip install 'autopeft[{extra}]'") from None
 
 

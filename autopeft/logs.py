@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 _NOISY = ("transformers", "peft", "datasets", "huggingface_hub", "optuna", "ray", "filelock", "urllib3",
-          "httpx", "botorch", "gpytorch", "linear_operator", "fsspec")
+          "httpx", "botorch", "gpytorch", "linear_operator", "fsspec", "mlflow", "alembic", "wandb")
 
 
 def quiet_libraries() -> None:
@@ -18,6 +18,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # MLflow (--track) would give its logger a handler of its own on the terminal as it is imported.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("WANDB_SILENT", "true")
     logging.captureWarnings(True)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -23,6 +23,8 @@ CASES = {
     "gguf": ("gguf", ["space", "show", "small", "--model", "{tmp}/model.gguf"]),
     "png": ("kaleido", ["dashboard", "{tmp}", "--png", "{tmp}/d.png"]),
     "hub": ("datasets", ["space", "show", "small", "--task", "owner/dataset"]),
+    "track": ("mlflow", ["search", "--task", "sst2", "--data-dir", "{glue}", "--track", "mlflow", "--out",
+                         "{tmp}/run"]),
 }
 
 

@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "until it ends")
     sv.add_argument("--max-steps", type=_whole_number(1, limits.MAX_STEPS), default=100_000,
                     help="the most training steps one trial may ask for (default 100,000)")
+    sv.add_argument("--track-uri", metavar="URI", help="the MLflow tracking server (or store) that searches "
+                    "submitted with track: mlflow log to; a submission names the tracker only, never where it logs "
+                    "(default: none, and track: mlflow is refused)")
     sv.set_defaults(handler="serve:run")
     serve_sub = sv.add_subparsers(dest="serve_command", parser_class=_Parser)
     tokens = serve_sub.add_parser("token", help="manage the service's tokens")

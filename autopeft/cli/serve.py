@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     serve(args.host, args.port, args.db, args.runs_dir, args.data_root, args.ray_address,
           Limits(running=args.max_running, per_user=args.max_running_per_user, max_trials=args.max_trials,
                  max_steps=args.max_steps),
-          say=lambda line: print(f"autopeft: {line}", file=sys.stderr, flush=True))
+          say=lambda line: print(f"autopeft: {line}", file=sys.stderr, flush=True), track_uri=args.track_uri)
     return 0
 
 

@@ -110,6 +110,11 @@ def plan_new(options: SearchOptions) -> SearchPlan:
         from autopeft.run.storage import check_storage
 
         check_storage(options.storage)
+    track = None
+    if options.track is not None:
+        from autopeft.tracking.resolve import resolve_target
+
+        track = str(resolve_target(options.track))  # the tracker's package is there, else one line
     settings = SearchSettings(
         task=task.ref, model_name=info.ref.name, model_location=info.ref.location,
         data_folder=str(source.folder.resolve()) if source.folder else None, space=options.space,
@@ -117,7 +122,8 @@ def plan_new(options: SearchOptions) -> SearchPlan:
         startup_trials=options.startup_trials or default_startup_trials(trials), budget=budget,
         num_layers=info.num_layers, base_params=info.base_params, executor=options.executor,
         workers=options.workers, cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial,
-        ray_address=options.ray_address, size_objective=options.size_objective, precision=options.precision)
+        ray_address=options.ray_address, size_objective=options.size_objective, precision=options.precision,
+        track=track)
     halving = ""
     if budget.min_steps is not None:
         from autopeft.engine.halving import rungs_of
@@ -130,6 +136,11 @@ def plan_new(options: SearchOptions) -> SearchPlan:
     summary = (f"searching {task.name} with {info.ref.name} ({info.base_params:,} parameters), data from "
                f"{source.describe()}{held_out}; {plural(trials, 'trial')} of {plural(budget.max_steps, 'step')}"
                f"{halving}; run directory {run.path}")
+    if track is not None:
+        from autopeft.run.track import parse_track
+        from autopeft.tracking.resolve import describe_target
+
+        summary += f"; logged to {describe_target(parse_track(track))}"
     space_text = resolve_space_path(options.space).read_text(encoding="utf-8")
     return SearchPlan(run, settings, fitted, info.layout, summary, options.storage, space_text, data.warnings)
 
@@ -153,6 +164,10 @@ def plan_resumed(options: SearchOptions, hold: contextlib.ExitStack) -> SearchPl
     check_writable(run.path, "in the run directory", "copy the run to a writable folder and resume the copy")
     hold.enter_context(run.locked())
     settings = resumed_settings(run.settings(), options)
+    if settings.track is not None:  # the run goes on logging where it started: its tracker's package must be here
+        from autopeft.tracking.resolve import require_tracker
+
+        require_tracker(settings.track)
     spec = with_training_overrides(parse_spec(run.space_file.read_text(encoding="utf-8"), source=str(run.space_file)),
                                    settings.precision)
     task = get_task(settings.task)

@@ -106,9 +106,13 @@ def training_setup(task_name: TaskRef, data_dir: str | None, needed: bool,
 def _export_one(run: RunDir, settings: Any, row: Any, pick: Pick, folder: Path, seeds: int | None, retrain: bool,
                 max_steps: int | None, runner: Any, data: Any, messages: Messages) -> ExportedTrial:
     from autopeft.export.retrain import confirm_over_seeds, measure_after_loading, retrain_full, scratch_dir
+    from autopeft.tracking.export import log_export, trial_reference
 
     trial = int(row["trial"])
     provenance = provenance_for_trial(run, settings, row, pick)
+    tracked = trial_reference(run, settings, trial)
+    if tracked is not None:  # the run in the experiment tracker that this folder came from
+        provenance = dataclasses.replace(provenance, search={**provenance.search, "tracked": tracked})
     ref = model_ref_for(settings.model_name, settings.model_location)
     extra: dict[str, Any] = {}
     if seeds:
@@ -128,6 +132,8 @@ def _export_one(run: RunDir, settings: Any, row: Any, pick: Pick, folder: Path, 
             extra.update(measured)
     else:
         write_config_folder(folder, provenance, ref, extra)
+    if tracked is not None and log_export(run, settings, trial, folder, messages):
+        messages(f"logged {folder} to MLflow run {tracked['run_id']} (artifacts export/{folder.name})")
     return ExportedTrial(trial, folder, str(row["configuration"]), float(row["accuracy"]), int(row["trainable_params"]),
                          extra.get("confirmation"), extra.get("retrained"))
 

@@ -18,7 +18,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,7 @@ from typing import Any, Literal
 from autopeft import limits
 from autopeft.errors import UsageError
 from autopeft.limits import Limit
+from autopeft.run.track import SPELLINGS, check_track
 from autopeft.space.spec import BUDGET_KEYS, PrecisionName, budget_limit
 from autopeft.training.tasks import Metric, TaskType
 
@@ -67,6 +68,8 @@ class Option:
     metavar: str | None = None
     # How the command line spells it when not `--name-with-dashes` (`whole_front` is --all, say); None: derived.
     flag: str | None = None
+    # A string's own rule beyond its type: raises ValueError with what is wrong (the option's name left out).
+    check: Callable[[str], object] | None = None
 
     def upper(self) -> float | None:
         return self.high.high if isinstance(self.high, Limit) else self.high
@@ -191,6 +194,15 @@ class SearchOptions:
         help="CPUs per trial (default: all cores / workers)")
     gpus_per_trial: float = _option(0.0, group="execution", on_resume="may change", low=0.0,
                                     high=limits.MAX_GPUS_PER_TRIAL, help="GPUs per trial (default 0)")
+    # Fixed on resume: a resumed search goes on logging where it started (the same MLflow parent run).
+    track: str | None = _option(
+        group="execution", metavar="TRACKER", check=check_track,
+        help=f"also log the search to an experiment tracker ({SPELLINGS}; off by default): mlflow logs a parent run "
+        "(settings, space, front, results.csv, dashboard.html) and a nested run per trial (its configuration, "
+        "objectives, each rung's accuracy, training loss, status) to URI (default: $MLFLOW_TRACKING_URI, else "
+        "MLflow's default); tensorboard writes event files to DIR/<run> (default: RUN/tensorboard); wandb writes "
+        "offline runs to RUN/wandb (`wandb sync` uploads them) for PROJECT (default autopeft). A tracker that fails "
+        "is one warning line; the search goes on")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -306,6 +318,12 @@ def check_value(name: str, value: Any) -> Any:
         if kind.choices is not None and value not in kind.choices:
             raise OptionValueError(name, f"unknown {name.replace('_', ' ')} {value!r}; choose from "
                                          f"{', '.join(kind.choices)}")
+        check = option_of(name).check
+        if check is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise OptionValueError(name, str(exc)) from None
         return value
     # Numbers: JSON's true is no number, and a whole number is a number.
     if isinstance(value, bool) or not isinstance(value, int | float) or (

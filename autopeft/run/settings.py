@@ -41,6 +41,9 @@ class SearchSettings:
     ray_address: str | None = None
     size_objective: SizeObjective = "trainable_params"
     precision: str | None = None  # --precision: the space's training precision for every trial (None: the space's)
+    # --track, resolved (`autopeft.tracking.resolve_target`: MLflow's URI and a folder made absolute), so that a resume
+    # logs where the search started; None: not tracked.
+    track: str | None = None
 
     @property
     def objectives(self) -> tuple[str, str, str]:

@@ -63,6 +63,11 @@ class RunDir:
     def log_file(self) -> Path:
         return self.path / "search.log"
 
+    @property
+    def tracking_file(self) -> Path:
+        """With --track: the tracker's runs that hold the search and its trials, and what each was sent."""
+        return self.path / "tracking.json"
+
     def checkpoint_file(self, trial: int) -> Path:
         """Where a trial of successive halving keeps its training state between rungs."""
         return self.path / "checkpoints" / f"trial-{trial}.pt"

@@ -24,6 +24,7 @@ class ServiceConfig:
     body_limit: int = BODY_LIMIT
     events_seconds: float = 1.0  # how often an events stream looks for progress
     limits: Limits = field(default_factory=Limits)
+    track_uri: str | None = None  # `autopeft serve --track-uri`: the MLflow server of searches with track: mlflow
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autopeft.errors import UsageError
 from autopeft.limits import MAX_TRIALS, Limit
 from autopeft.run.options import OPTIONS, OptionValueError, check_value, option_of, value_type
-from autopeft.service.requests import ID_PATTERN, check_id
+from autopeft.service.requests import ID_PATTERN, TRACK_IS_THE_SERVICES, check_id
 
 # Options a submission may not carry, and why (the rest are `SearchOptions`' own, refused by name).
 SERVICE_CHOOSES = {
@@ -67,6 +67,8 @@ def _checked(cls: type[BaseModel], data: Any) -> Any:
             check_value(name, value)
         except OptionValueError as exc:
             raise ValueError(str(exc)) from None
+        if name == "track" and "=" in value:
+            raise ValueError(TRACK_IS_THE_SERVICES)
     if "task" not in data:
         raise ValueError("option 'task' is required (e.g. \"task\": \"sst2\")")
     return data

@@ -174,12 +174,37 @@ class Checked:
     warnings: tuple[str, ...]
 
 
-def checked(options: dict[str, Any], folders: Folders, ray_address: str | None, limits: Limits) -> Checked:
-    """The submission's names resolved inside the data roots, checked whole as `autopeft search` checks it, and held
-    to the service's own limits; nothing is left written."""
+# A submission names a tracker only: where it logs is the service's (`autopeft serve --track-uri`, or the search's own
+# run directory), never a URI or folder the client sends.
+TRACK_IS_THE_SERVICES = ("track takes a tracker's name only here (mlflow, tensorboard or wandb): this service logs "
+                         "to its own MLflow server (autopeft serve --track-uri) and keeps TensorBoard and W&B files in "
+                         "the search's run directory")
+
+
+def with_service_tracking(options: dict[str, Any], track_uri: str | None) -> dict[str, Any]:
+    """The options with `track` as the driver gets it: `mlflow` logs to the service's MLflow server; tensorboard and
+    wandb write into the search's run directory (their defaults). One line for a tracker the service cannot give."""
+    track = options.get("track")
+    if track is None:
+        return options
+    if "=" in track:
+        raise UsageError(TRACK_IS_THE_SERVICES)
+    if track != "mlflow":
+        return options
+    if track_uri is None:
+        raise UsageError("track 'mlflow': this service logs to no MLflow server; its operator starts it with autopeft "
+                         "serve --track-uri URI")
+    return {**options, "track": f"mlflow={track_uri}"}
+
+
+def checked(options: dict[str, Any], folders: Folders, ray_address: str | None, limits: Limits,
+            track_uri: str | None = None) -> Checked:
+    """The submission's names resolved inside the data roots, checked whole as `autopeft search` checks it (with the
+    service's own tracker), and held to the service's own limits; nothing is left written."""
     from autopeft.engine.plan import plan_new
     from autopeft.run.options import SearchOptions
 
+    with_service_tracking(options, track_uri)  # a tracker the service cannot give: one line before anything is read
     options = folders.resolved(options)
     space = options.get("space", DEFAULT_SPACE)
     folders.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +214,8 @@ def checked(options: dict[str, Any], folders: Folders, ray_address: str | None, 
         if inline is not None:
             inline.write_text(space, encoding="utf-8")
         try:
-            plan = plan_new(SearchOptions.from_mapping({**options, "space": str(space_file(space, inline)),
+            plan = plan_new(SearchOptions.from_mapping({**with_service_tracking(options, track_uri),
+                                                        "space": str(space_file(space, inline)),
                                                         "out": str(scratch / "run"), "ray_address": ray_address}))
         except AutopeftError as exc:  # the scratch folder means nothing to the client
             # The same error with its text changed (its class may take other arguments than a message).

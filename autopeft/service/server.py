@@ -31,6 +31,12 @@ def create_token(user: str, admin: bool, db: str | None, runs_dir: str | None) -
     return open_store(db, Path(runs_dir or DEFAULT_RUNS_DIR)).create_token(user, admin)
 
 
+def _shown(uri: str) -> str:
+    from autopeft.tracking.mlflow_runs import without_password
+
+    return without_password(uri)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -41,7 +47,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(host: str, port: int, db: str | None, runs_dir: str | None, data_roots: Sequence[str],
-          ray_address: str | None, limits: Limits, say: Callable[[str], None]) -> None:
+          ray_address: str | None, limits: Limits, say: Callable[[str], None], track_uri: str | None = None) -> None:
     import uvicorn
 
     from autopeft.service.app import ServiceConfig, create_app
@@ -63,15 +69,20 @@ def serve(host: str, port: int, db: str | None, runs_dir: str | None, data_roots
     # With a database server, the searches' studies live in it too. SQLite takes one writer at a time, so with the
     # default SQLite file each study stays in its run directory's own study.db.
     studies = db if db is not None and store.engine.dialect.name == "postgresql" else None
-    supervisor = Supervisor(store, folders, limits, ray_address, studies)
-    app = create_app(store, ServiceConfig(folders, ray_address, limits=limits), supervisor)
+    if track_uri is not None:  # the MLflow client, and a local store made absolute: the drivers run elsewhere
+        from autopeft.tracking.resolve import resolve_target
+
+        track_uri = str(resolve_target(f"mlflow={track_uri}").where)
+    supervisor = Supervisor(store, folders, limits, ray_address, studies, track_uri=track_uri)
+    app = create_app(store, ServiceConfig(folders, ray_address, limits=limits, track_uri=track_uri), supervisor)
     if not is_loopback(host):
         say(f"warning: serving on {host}, beyond this machine, over plain HTTP: tokens cross the network in the "
             f"clear; put a TLS proxy in front (or bind 127.0.0.1)")
     say(f"serving on http://{host}:{port} (API at /docs), searches in {runs}, data read from "
         f"{', '.join(map(str, folders.data_roots)) or 'nowhere (give --data-root)'}; "
         f"{limits.running} running at once, {limits.per_user} per user; at most {limits.max_trials:,} trials a "
-        f"search and {limits.max_steps:,} steps a trial")
+        f"search and {limits.max_steps:,} steps a trial"
+        + (f"; searches with track: mlflow log to {_shown(track_uri)}" if track_uri else ""))
     # What the supervisor starts, resumes and sees end goes to the service's own output, the log an operator reads.
     logger = logging.getLogger("autopeft")
     logger.setLevel(logging.INFO)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autopeft.errors import UsageError
-from autopeft.service.requests import Folders, driver_arguments, resume_arguments
+from autopeft.service.requests import Folders, driver_arguments, resume_arguments, with_service_tracking
 from autopeft.service.store import SearchRecord, Store
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _locked(path: Path) -> bool:
 
 class Supervisor(threading.Thread):
     def __init__(self, store: Store, folders: Folders, limits: Limits, ray_address: str | None,
-                 study_storage: str | None = None, poll_seconds: float = 0.5) -> None:
+                 study_storage: str | None = None, poll_seconds: float = 0.5, track_uri: str | None = None) -> None:
         super().__init__(name="autopeft-supervisor", daemon=True)
         self.store = store
         self.folders = folders
@@ -81,6 +81,7 @@ class Supervisor(threading.Thread):
         self.ray_address = ray_address
         self.study_storage = study_storage  # the database new searches keep their studies in; None: study.db
         self.poll_seconds = poll_seconds
+        self.track_uri = track_uri  # the MLflow server searches that ask for `track: mlflow` log to
         self.drivers: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._waiting: set[tuple[str, str]] = set()  # resumed searches whose run another driver still holds (logged)
         self._stopping = threading.Event()
@@ -175,7 +176,7 @@ class Supervisor(threading.Thread):
             args = resume_arguments(record.options, run, record.trials)
         else:
             try:  # resolved again: the store may hold what an older service let through, or other data roots'
-                options = self.folders.resolved(record.options)
+                options = with_service_tracking(self.folders.resolved(record.options), self.track_uri)
             except UsageError as exc:
                 self.store.update(record, state="failed", ended=time.time(), error=str(exc))
                 log.info("search %s/%s not started: %s", record.owner, record.id, exc)

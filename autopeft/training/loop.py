@@ -33,6 +33,46 @@ class TrainStats:
     steps: int
     final_loss: float
     seconds: float
+    # The training loss as it went, for a tracker's curve: (step, mean loss of the steps since the point before).
+    losses: tuple[tuple[int, float], ...] = ()
+
+
+# At most this many points in a loss curve: each is the mean over a window of steps, so a long run keeps a small,
+# smooth curve (it is stored with every trial's result).
+LOSS_POINTS = 50
+
+
+class LossCurve:
+    """The training loss, averaged over windows of `max_steps / LOSS_POINTS` steps (at least one). A run stopped
+    and continued from a checkpoint (`state`) gives the same points as one that never stopped; a window cut short
+    by the stop shows as a last point of its own until the window is full."""
+
+    def __init__(self, max_steps: int) -> None:
+        self.every = max(1, math.ceil(max_steps / LOSS_POINTS))
+        self.points: list[tuple[int, float]] = []
+        self._sum, self._count = 0.0, 0
+
+    def add(self, step: int, loss: float) -> None:
+        """The loss of the batch of `step` (counted from 1)."""
+        self._sum += loss
+        self._count += 1
+        if step % self.every == 0:
+            self.points.append((step, self._sum / self._count))
+            self._sum, self._count = 0.0, 0
+
+    def curve(self, step: int) -> tuple[tuple[int, float], ...]:
+        """The points up to `step`, the window under way included."""
+        partial = [(step, self._sum / self._count)] if self._count else []
+        return tuple(self.points + partial)
+
+    def state(self) -> dict[str, Any]:
+        return {"points": [list(p) for p in self.points], "sum": self._sum, "count": self._count}
+
+    def load(self, state: Mapping[str, Any] | None) -> None:
+        if not state:  # a checkpoint written before the curve was kept: it starts at the checkpoint's step
+            return
+        self.points = [(int(s), float(v)) for s, v in state["points"]]
+        self._sum, self._count = float(state["sum"]), int(state["count"])
 
 
 def _loss_units(labels: torch.Tensor) -> int:
@@ -88,6 +128,7 @@ class Trainer:
         self.step = 0
         self.loss = math.nan
         self.seconds = 0.0
+        self.losses = LossCurve(settings.max_steps)
 
     def run_to(self, until: int) -> TrainStats:
         """Train from the current step up to step `until` (at most `max_steps`)."""
@@ -101,6 +142,7 @@ class Trainer:
             self.loss = self._accumulate(indices)
             if not math.isfinite(self.loss):
                 raise TrialFailed(f"training loss became {self.loss} at step {step + 1}; lower the learning rate")
+            self.losses.add(step + 1, self.loss)
             self._optimizer_step()
             self.scheduler.step()
             if self.after_step is not None:
@@ -108,7 +150,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.step = step + 1
         self.seconds += time.perf_counter() - start
-        return TrainStats(steps=self.step, final_loss=self.loss, seconds=self.seconds)
+        return TrainStats(steps=self.step, final_loss=self.loss, seconds=self.seconds,
+                          losses=self.losses.curve(self.step))
 
     def _accumulate(self, indices: list[int]) -> float:
         """Gradients of the batch's mean loss, one micro-batch at a time, each weighted by its share of what the
@@ -153,7 +196,7 @@ class Trainer:
         return {"step": self.step, "loss": self.loss, "seconds": self.seconds, "order": list(self.order),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "skipped_steps": self.skipped_steps,
+                "skipped_steps": self.skipped_steps, "losses": self.losses.state(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -164,6 +207,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.losses.load(state.get("losses"))
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 

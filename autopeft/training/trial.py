@@ -89,6 +89,9 @@ class TrialResult:
     curve: tuple[CurvePoint, ...] = ()  # the evaluations `TrialRequest.evaluate_at` asked for, in step order
     precision: str = ""  # what it trained in (fp32, bf16, fp16): `auto` resolved on its device
     skipped_steps: int = 0  # fp16: steps the gradient scaler skipped (their gradients overflowed)
+    # The training loss curve from step 1 (`training.loop.LossCurve`: at most 50 points, each a window's mean), for
+    # an experiment tracker.
+    train_losses: tuple[tuple[int, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -104,6 +107,7 @@ class TrialResult:
         known = cls.__dataclass_fields__
         values = {k: v for k, v in data.items() if k in known}
         values["curve"] = tuple(CurvePoint(**point) for point in values.get("curve") or ())
+        values["train_losses"] = tuple((int(step), float(loss)) for step, loss in values.get("train_losses") or ())
         return cls(**values)
 
 
@@ -285,6 +289,7 @@ class TrialRunner:
             curve=tuple(curve.points),
             precision=precision.name,
             skipped_steps=trainer.skipped_steps,
+            train_losses=stats.losses,
         )
 
     @staticmethod

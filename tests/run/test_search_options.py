@@ -21,9 +21,14 @@ from autopeft.errors import UsageError
 from autopeft.limits import Limit
 from autopeft.run.options import OPTIONS, SearchOptions, flag_of, option_of, value_type
 
+# Strings with a rule of their own (`Option.check`): a value it takes.
+CHECKED_SAMPLES = {"track": "mlflow=sqlite:///mlflow.db"}
+
 
 def sample_value(name: str) -> Any:
     """A valid value of the field that is not its default."""
+    if name in CHECKED_SAMPLES:
+        return CHECKED_SAMPLES[name]
     kind = value_type(name)
     default = OPTIONS[name].default
     if kind.many:

@@ -117,6 +117,10 @@ def test_bad_input_is_422_with_the_commands_line(service: Service, tokens: dict[
         "id must be 1 to 64": {**good, "id": "../escape"},
         "--min-steps": {**good, "min_steps": 10, "max_steps": 5},
         "the service reads no space files": {**good, "space": "/etc/passwd"},
+        # A tracker by name only: where it logs is the service's (this one has no --track-uri).
+        "track takes a tracker's name only here": {**good, "track": "mlflow=http://127.0.0.1:5000"},
+        "this service logs to no MLflow server": {**good, "track": "mlflow"},
+        "unknown tracker 'neptune'": {**good, "track": "neptune"},
     }
     for expected, body in cases.items():
         status, answer = service.request("POST", "/v1/searches", token=tokens["ana"], body=body)

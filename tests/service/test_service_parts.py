@@ -109,3 +109,40 @@ def test_the_queue_keeps_its_order_and_limits(tmp_path: Path, monkeypatch: pytes
         assert command[:4] == [sys.executable, "-m", "autopeft.cli", "search"]
         assert "--task=sst2" in command and "--trials=2" in command
         assert Path(command[-1].removeprefix("--out=")).parent.name == search_id
+
+
+def test_a_submission_names_a_tracker_only_and_the_service_chooses_where_it_logs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from autopeft.service.requests import TRACK_IS_THE_SERVICES, with_service_tracking
+
+    for where in ("mlflow=http://elsewhere:5000", "tensorboard=/etc", "wandb=their-project"):
+        with pytest.raises(pydantic.ValidationError) as refused:
+            SearchRequest.model_validate({"task": "sst2", "track": where})
+        assert first_error_line(refused.value.errors()) == TRACK_IS_THE_SERVICES  # HTTP 422, this one line
+    with pytest.raises(pydantic.ValidationError) as refused:
+        SearchRequest.model_validate({"task": "sst2", "track": "neptune"})
+    assert first_error_line(refused.value.errors()).startswith("unknown tracker 'neptune'; choose from mlflow[=URI]")
+    assert options_of(SearchRequest.model_validate({"task": "sst2", "track": "mlflow"}))["track"] == "mlflow"
+    with pytest.raises(UsageError, match="this service logs to no MLflow server; its operator starts it with "):
+        with_service_tracking({"task": "sst2", "track": "mlflow"}, None)
+    assert with_service_tracking({"track": "tensorboard"}, None) == {"track": "tensorboard"}  # in the run directory
+
+    # The driver logs to the service's own server.
+    commands: list[list[str]] = []
+
+    class Driver:
+        def __init__(self, command: list[str], **_: object) -> None:
+            commands.append(command)
+            self.returncode, self.pid = None, 0
+
+        def poll(self) -> int | None:
+            return self.returncode
+
+    monkeypatch.setattr(subprocess, "Popen", Driver)
+    store = Store.open(f"sqlite:///{tmp_path / 'service.db'}")
+    store.add_search("ana", "t1", {"task": "sst2", "track": "mlflow"}, 2)
+    Supervisor(store, Folders(tmp_path / "runs", ()), Limits(), None, track_uri="http://127.0.0.1:5000").step()
+    (command,) = commands
+    assert "--track=mlflow=http://127.0.0.1:5000" in command and "--track=mlflow" not in command

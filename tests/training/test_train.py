@@ -198,3 +198,22 @@ def test_training_in_two_legs_is_training_straight_through(n: int) -> None:
           regression=False, device=CPU)
     d = _trained_weights(short)
     assert not all(torch.equal(a[k], d[k]) for k in a)
+
+
+def test_the_loss_curve_is_window_means_and_goes_on_from_a_checkpoint_as_if_never_stopped() -> None:
+    from autopeft.training.loop import LOSS_POINTS, LossCurve
+
+    straight, stopped = LossCurve(200), LossCurve(200)
+    assert straight.every == 200 // LOSS_POINTS == 4
+    for step in range(1, 11):
+        straight.add(step, float(step))
+        if step <= 6:
+            stopped.add(step, float(step))
+    # Points at each full window of 4 steps (their mean), and the window under way as the last point.
+    assert straight.curve(10) == ((4, 2.5), (8, 6.5), (10, 9.5))
+    assert stopped.curve(6) == ((4, 2.5), (6, 5.5))
+    continued = LossCurve(200)
+    continued.load(stopped.state())
+    for step in range(7, 11):
+        continued.add(step, float(step))
+    assert continued.curve(10) == straight.curve(10)

@@ -56,6 +56,9 @@ def test_two_legs_through_a_checkpoint_train_as_one(name: str, tiny_bert_dir: Pa
     a, b = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("straight", "legs"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert second.train_seconds > first.train_seconds  # training time adds up over the legs
+    # The loss curve a tracker shows goes on across the legs as if the trial had never stopped.
+    assert second.train_losses == straight.train_losses and len(straight.train_losses) == STEPS
+    assert first.train_losses == straight.train_losses[:STEPS // 2]
 
 
 def test_a_corrupt_checkpoint_fails_the_trial_in_one_line(tiny_bert_dir: Path, sst2_small: Path,

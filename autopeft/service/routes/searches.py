@@ -46,7 +46,7 @@ async def submit(body: SearchRequest, user: Caller, context: Context) -> JSONRes
             return _retried(context, known, options)
     # The same checks as `autopeft search`: data and model are read, so off the event loop.
     plan: Checked = await run_in_threadpool(checked, options, context.folders, context.config.ray_address,
-                                            context.config.limits)
+                                            context.config.limits, context.config.track_uri)
     search_id = search_id or f"s-{time.strftime('%Y%m%d')}-{secrets.token_hex(4)}"
     folder = context.folders.search_dir(user.name, search_id)
     folder.mkdir(parents=True, exist_ok=True)
