@@ -229,7 +229,7 @@ def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | N
     return GuardedSampler(inner, startup)
 
 
-def _tpe_quiet() -> dict[str, bool]:
+def _tpe_quiet() -> dict[str, Any]:
     """TPE's switch for its warning about parameters sampled independently: optuna 4.9 turned the warning off by
     default and deprecated the switch, which earlier releases need to be quiet."""
     import optuna
