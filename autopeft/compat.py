@@ -79,12 +79,12 @@ def route_ray_error_messages(handle: Any) -> None:
 
     original = getattr(ray_worker.print_to_stdstream, "autopeft_original", ray_worker.print_to_stdstream)
 
-    def printer(data: dict[str, Any], ignore_prefix: bool) -> None:
+    def printer(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:  # Ray 2.3x: (data); later (data, prefix)
         if data.get("pid") == "raylet":
             for line in data.get("lines", ()):
                 handle(str(line))
             return
-        original(data, ignore_prefix)
+        original(data, *args, **kwargs)
 
     printer.autopeft_original = original  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = printer

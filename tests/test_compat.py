@@ -4,6 +4,7 @@ release that moves one fails here, by name, not in the middle of a search."""
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import shutil
 import tempfile
@@ -66,14 +67,15 @@ def test_hub_constants_are_switched_offline() -> None:
     import datasets.config
     import huggingface_hub.constants
 
-    before = (huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE,
-              datasets.config.HF_DATASETS_OFFLINE)
+    names = [(huggingface_hub.constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+             (datasets.config, "HF_DATASETS_OFFLINE")]  # datasets before 2.20 has the last one only
+    before = [getattr(module, name, None) for module, name in names]
     try:
         compat.force_hub_offline()
         assert huggingface_hub.constants.HF_HUB_OFFLINE and datasets.config.HF_DATASETS_OFFLINE
     finally:
-        (huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE,
-         datasets.config.HF_DATASETS_OFFLINE) = before
+        for (module, name), value in zip(names, before, strict=True):
+            setattr(module, name, value)
 
 
 def test_raylet_messages_go_to_the_handle_and_the_rest_to_ray(monkeypatch: pytest.MonkeyPatch,
@@ -83,13 +85,15 @@ def test_raylet_messages_go_to_the_handle_and_the_rest_to_ray(monkeypatch: pytes
     # Ray's error thread looks the printer up by its module name each time, so replacing it reaches that thread.
     assert "print_to_stdstream" in ray_worker.listen_error_messages.__code__.co_names
     monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)  # put back afterwards
+    # Called as this Ray calls it: later releases pass `ignore_prefix`, 2.3x does not.
+    extra = {"ignore_prefix": False} if "ignore_prefix" in inspect.signature(ray_worker.print_to_stdstream).parameters \
+        else {}
     handled: list[str] = []
     compat.route_ray_error_messages(handled.append)
     compat.route_ray_error_messages(handled.append)  # a second executor in the same process: routed once
-    ray_worker.print_to_stdstream({"pid": "raylet", "lines": ["A worker died"], "is_err": False},
-                                  ignore_prefix=False)
+    ray_worker.print_to_stdstream({"pid": "raylet", "lines": ["A worker died"], "is_err": False}, **extra)
     ray_worker.print_to_stdstream({"pid": 4242, "ip": "10.0.0.1", "task_name": "trial", "lines": ["step 3"],
-                                   "is_err": False, "actor_name": "", "job": "01"}, ignore_prefix=False)
+                                   "is_err": False, "actor_name": "", "job": "01"}, **extra)
     assert handled == ["A worker died"]
     out = capsys.readouterr().out
     assert "step 3" in out and "A worker died" not in out
