@@ -67,32 +67,34 @@ def measure(args: argparse.Namespace) -> None:
     ref = resolve_model(None)
     source = resolve_source(get_task("sst2"), args.data_dir)
     runner = TrialRunner(threads=args.threads)
-    for seed in SEEDS:  # every variant once before any twice: a partial run still compares them all
-        for variant, (flags, precision) in RUNS.items():
-            if (variant, str(seed)) in done:
-                continue
-            params = method_params_with_defaults("lora", {"lora_alpha": 16, "lora_dropout": 0.0, **flags})
-            candidate = Candidate("lora", "attn_qv", (8,) * 6, LEARNING_RATE, tuple(sorted(params.items())),
-                                  training=(("precision", precision),))
-            request = TrialRequest(candidate, ref.name, ref.location, "sst2", str(source.folder), budget, seed=seed)
-            result = runner.run(request)
-            row = {"variant": variant, "seed": seed, "status": result.status,
-                   "accuracy": "" if result.accuracy is None else f"{result.accuracy:.4f}",
-                   "trainable_params": result.trainable_params or "",
-                   "peak_memory_mib": f"{(result.peak_memory or 0) / 2**20:.1f}",
-                   "train_seconds": f"{result.train_seconds:.1f}",
-                   "seconds_per_step": f"{result.train_seconds / max(result.steps, 1):.3f}",
-                   "candidate": candidate.describe(), "failure": result.failure or "",
-                   "load_average": f"{os.getloadavg()[0]:.2f}", "commit": commit(),
-                   "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            new = not out.exists()
-            with out.open("a", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, COLUMNS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-            print(f"{variant:18s} seed {seed}  {row['status']:8s} accuracy {row['accuracy'] or '-':6s} "
-                  f"{row['train_seconds']} s  load {row['load_average']}", flush=True)
+    part, parts = (int(x) for x in args.part.split("/"))
+    order = [(seed, variant) for seed in SEEDS for variant in RUNS]  # every variant once before any twice
+    for index, (seed, variant) in enumerate(order):
+        flags, precision = RUNS[variant]
+        if index % parts != part or (variant, str(seed)) in done:
+            continue
+        params = method_params_with_defaults("lora", {"lora_alpha": 16, "lora_dropout": 0.0, **flags})
+        candidate = Candidate("lora", "attn_qv", (8,) * 6, LEARNING_RATE, tuple(sorted(params.items())),
+                              training=(("precision", precision),))
+        request = TrialRequest(candidate, ref.name, ref.location, "sst2", str(source.folder), budget, seed=seed)
+        result = runner.run(request)
+        row = {"variant": variant, "seed": seed, "status": result.status,
+               "accuracy": "" if result.accuracy is None else f"{result.accuracy:.4f}",
+               "trainable_params": result.trainable_params or "",
+               "peak_memory_mib": f"{(result.peak_memory or 0) / 2**20:.1f}",
+               "train_seconds": f"{result.train_seconds:.1f}",
+               "seconds_per_step": f"{result.train_seconds / max(result.steps, 1):.3f}",
+               "candidate": candidate.describe(), "failure": result.failure or "",
+               "load_average": f"{os.getloadavg()[0]:.2f}", "commit": commit(),
+               "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        new = not out.exists()
+        with out.open("a", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        print(f"{variant:18s} seed {seed}  {row['status']:8s} accuracy {row['accuracy'] or '-':6s} "
+              f"{row['train_seconds']} s  load {row['load_average']}", flush=True)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -127,6 +129,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(HERE / "results.csv"))
     parser.add_argument("--report", action="store_true", help="write results.md from results.csv and stop")
+    parser.add_argument("--part", default="0/1", help="K/N: run every N-th (variant, seed) from the K-th, so that N "
+                        "processes (one thread each) share the machine's cores")
     args = parser.parse_args()
     report(args) if args.report else measure(args)
 
