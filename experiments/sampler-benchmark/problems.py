@@ -25,9 +25,9 @@ import numpy as np
 import optuna
 import torch
 from botorch.test_functions.multi_objective import DTLZ2, ZDT1
-from scipy.integrate import trapezoid
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
+from scipy.integrate import trapezoid
 
 from autopeft.space.candidate import Candidate, completions, suggest_candidate
 from autopeft.space.compiled import compile_space
