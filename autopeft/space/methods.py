@@ -7,8 +7,12 @@ stage's job (`autopeft.adapters.peft_configs`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import version
+
+from packaging.version import Version
 
 ParamValue = int | float | str | bool
 
@@ -49,9 +53,17 @@ def _shira_fits(params: Mapping[str, ParamValue], shape: tuple[int, int]) -> str
             f"holds; r ≤ {rows * cols // (rows + cols)} fits")
 
 
+@functools.cache
+def _olora_factorises_conv1d() -> bool:
+    """peft 0.22 transposes a Conv1D weight before OLoRA's QR, as it always did for PiSSA; earlier releases factor
+    the stored (fan_in, fan_out) layout, and the model's first forward pass fails."""
+    return Version(version("peft")) >= Version("0.22")
+
+
 def _lora_fits_conv1d(params: Mapping[str, ParamValue]) -> str | None:
-    if params.get("init_lora_weights") == "olora":  # PiSSA transposes first; OLoRA's QR does not (peft 0.21)
-        return "peft's OLoRA initialisation decomposes a weight as a Linear layer stores it, not a transposed Conv1D"
+    if params.get("init_lora_weights") == "olora" and not _olora_factorises_conv1d():
+        return (f"peft {version('peft')}'s OLoRA initialisation decomposes a weight as a Linear layer stores it, "
+                "not a transposed Conv1D (peft 0.22 does)")
     return None
 
 

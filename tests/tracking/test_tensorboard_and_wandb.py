@@ -1,9 +1,12 @@
 """TensorBoard event files, read back with TensorBoard's own reader, and W&B offline runs, read back from the run
-files W&B writes (its own datastore reader, as `wandb sync` reads them). The study is written by hand."""
+files W&B writes (LevelDB's log framing around W&B's protobuf records, as `wandb sync` reads them). The study is
+written by hand."""
 
 from __future__ import annotations
 
 import json
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +47,39 @@ def test_tensorboard_gets_a_folder_per_trial_with_its_rungs_loss_and_objectives(
     assert (folder / "trial-0001").is_dir()  # the failed trial: its status, as text
 
 
+def wandb_log_records(path: Path) -> Iterator[bytes]:
+    """The records of a .wandb file. wandb 0.30 dropped its Python reader (`wandb.sdk.internal.datastore`); the
+    format is LevelDB's log: a 7-byte ":W&B" header, then 32 KiB blocks of chunks, each with a 7-byte header
+    (CRC32C, length, type: 1 whole, 2 first, 3 middle, 4 last); a block's tail too short for a header is padding."""
+    data = path.read_bytes()
+    ident, magic, version = struct.unpack("<4sHB", data[:7])
+    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), f"{path.name} is not a W&B record log"
+    block, offset, pending = 32 * 1024, 7, b""
+    while offset + 7 <= len(data):
+        room = block - offset % block
+        if room < 7:
+            offset += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[offset:offset + 7])
+        if kind == 0:  # zeros up to the block's end
+            offset += room
+            continue
+        chunk = data[offset + 7:offset + 7 + length]
+        offset += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            yield pending
+            pending = b""
+
+
 def offline_records(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Each offline run's id -> its config, history rows and summary, read from its .wandb file."""
     from wandb.proto import wandb_internal_pb2
-    from wandb.sdk.internal import datastore
 
     found: dict[str, dict[str, Any]] = {}
     for path in sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb")):
-        store = datastore.DataStore()
-        store.open_for_scan(str(path))
         seen: dict[str, Any] = {"config": {}, "history": [], "summary": {}}
-        while (data := store.scan_data()) is not None:
+        for data in wandb_log_records(path):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(data)
             kind = record.WhichOneof("record_type")
