@@ -192,7 +192,17 @@ def two_node_cluster() -> Iterator[str]:
         nodes.append(subprocess.Popen([ray, "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp_dirs[1]}",
                                        *common], env=env, start_new_session=True,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for("the second node", lambda: len(list(Path(temp_dirs[1]).glob("session_*/logs/raylet.out"))) > 0, 60)
+        # Both nodes registered and alive, as the head's own table says: a raylet's log appears before its node
+        # can take an actor.
+        both_alive = ("import ray, sys, time\n"
+                      f"ray.init(address='127.0.0.1:{port}', logging_level='ERROR', log_to_driver=False)\n"
+                      "deadline = time.monotonic() + 90\n"
+                      "while sum(n['Alive'] for n in ray.nodes()) < 2 and time.monotonic() < deadline:\n"
+                      "    time.sleep(0.5)\n"
+                      "sys.exit(sum(n['Alive'] for n in ray.nodes()) < 2)\n")
+        ready = subprocess.run([sys.executable, "-c", both_alive], env=env, capture_output=True, text=True,
+                               timeout=150, check=False)
+        assert ready.returncode == 0, f"the two-node cluster did not come up:\n{ready.stderr[-2000:]}"
         yield f"127.0.0.1:{port}"
     finally:
         for node in nodes:
