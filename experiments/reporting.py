@@ -1,11 +1,14 @@
-"""What the experiments' reports share: a chart of mean curves with ±1 sd bands as a dependency-free SVG, and
-results rounded for their JSON files. Each experiment's script puts this folder on `sys.path` to import it."""
+"""What the experiments' reports share: a chart of mean curves with ±1 sd bands as a dependency-free SVG, results
+rounded for their JSON files, and a row appended to a resumable CSV. Each experiment's script puts this folder on
+`sys.path` to import it."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,3 +95,13 @@ def rounded(value: Any, digits: int = 5) -> Any:
     if isinstance(value, list):
         return [rounded(v, digits) for v in value]
     return value
+
+
+def append_row(path: Path, columns: Sequence[str], row: Mapping[str, Any]) -> None:
+    """One finished run's row at the end of a CSV that a resumed script reads back, with the header if it is new."""
+    new = not path.exists()
+    with path.open("a", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

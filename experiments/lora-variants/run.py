@@ -21,9 +21,13 @@ import csv
 import os
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
+from reporting import append_row
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -87,12 +91,7 @@ def measure(args: argparse.Namespace) -> None:
                "candidate": candidate.describe(), "failure": result.failure or "",
                "load_average": f"{os.getloadavg()[0]:.2f}", "commit": commit(),
                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        new = not out.exists()
-        with out.open("a", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(out, COLUMNS, row)
         print(f"{variant:18s} seed {seed}  {row['status']:8s} accuracy {row['accuracy'] or '-':6s} "
               f"{row['train_seconds']} s  load {row['load_average']}", flush=True)
 

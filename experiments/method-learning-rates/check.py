@@ -17,9 +17,13 @@ import argparse
 import csv
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
+from reporting import append_row
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -93,12 +97,7 @@ def main() -> None:
                "trainable_params": result.trainable_params or "", "train_seconds": f"{result.train_seconds:.1f}",
                "candidate": candidate.describe(), "failure": result.failure or "",
                "load_average": f"{os.getloadavg()[0]:.2f}", "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        new = not out.exists()
-        with out.open("a", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(out, COLUMNS, row)
         print(f"{method:8s} lr {row['learning_rate']:>8s}  {row['status']:8s} accuracy {row['accuracy'] or '-':6s} "
               f"{row['train_seconds']} s  {candidate.describe()}", flush=True)
 

@@ -28,6 +28,7 @@ from autopeft.space.candidate import draw as draw_values
 from autopeft.space.compiled import CompiledSpace, compile_space
 from autopeft.space.methods import ADAPTER_METHODS, get_method
 from autopeft.space.spec import PROFILE_SHAPES, SPARSITY_INITS, Choice, Dimension, FloatRange, IntRange, parse_spec
+from tests.support.spaces import ISSUE_33_SPACE
 
 MODEL_BASED = 3  # suggestions from the model per generated space, after its start-up
 
@@ -223,21 +224,9 @@ def test_bo_suggests_valid_candidates_of_any_valid_space(space: tuple[str, int],
         search(text, num_layers, startup, budgets, outcomes, seed)
 
 
-# The space of issue 33: 7 start-up trials, then the first model-based suggestion read the mask's init against an
-# inactive sparsity fraction (IA3 and prompt tuning take no masks) and raised.
-REPORTED_SPACE = """
-method: {choices: [lora, ia3, prompt]}
-target_modules: {choices: [attn_qv, all_linear]}
-layer_rank: {choices: [0, 4, 8]}
-ffn_rank: {choices: [0, 4]}
-learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
-sparsity: {fraction: {choices: [0.0, 0.5]}, init: {choices: [random, magnitude]}}
-"""
-
-
 @pytest.mark.timeout(60)
 def test_the_reported_space_with_a_nested_sparsity_condition_gets_model_based_suggestions() -> None:
-    spec = parse_spec(REPORTED_SPACE, source="issue 33")
+    spec = parse_spec(ISSUE_33_SPACE, source="issue 33")
     space = compile_space(spec, 2)
     sampler = make_sampler("bo", 0, 7, objectives=OBJECTIVES, conditions=space_conditions(compile_space(spec, 2)))
     assert isinstance(sampler, GuardedSampler)

@@ -10,17 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.spaces import ISSUE_33_SPACE
+
 pytestmark = pytest.mark.slow
 
-SPACE = """
-method: {choices: [lora, ia3, prompt]}
-target_modules: {choices: [attn_qv, all_linear]}
-layer_rank: {choices: [0, 4, 8]}
-ffn_rank: {choices: [0, 4]}
-learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
-sparsity: {fraction: {choices: [0.0, 0.5]}, init: {choices: [random, magnitude]}}
-budget: {max_steps: 2, batch_size: 8, max_length: 32, eval_subset: 20}
-"""
+SPACE = ISSUE_33_SPACE + "budget: {max_steps: 2, batch_size: 8, max_length: 32, eval_subset: 20}\n"
 
 
 @pytest.mark.timeout(180)
