@@ -11,7 +11,9 @@ data-free initialisations (gaussian, PiSSA with 4 subspace iterations, OLoRA, or
 A's learning rate). Seeds 0, 1, 2 set the training order and the adapter's random initialisation.
 
 Each run is appended to `results.csv` as soon as it ends (date, commit, load average with it); a rerun skips the
-(variant, seed) pairs already there, so the experiment runs in chunks.
+(variant, seed) pairs already there, so the experiment runs in chunks. Processes started side by side (one thread
+each, one per core) share the runs: each takes the next one no other has taken (`.claims/`, removed by hand after
+a process is killed, so that its run is taken again).
 """
 
 from __future__ import annotations
@@ -72,11 +74,15 @@ def measure(args: argparse.Namespace) -> None:
     ref = resolve_model(None)
     source = resolve_source(get_task("sst2"), args.data_dir)
     runner = TrialRunner(threads=args.threads)
-    part, parts = (int(x) for x in args.part.split("/"))
-    order = [(seed, variant) for seed in SEEDS for variant in RUNS]  # every variant once before any twice
-    for index, (seed, variant) in enumerate(order):
+    claims = HERE / ".claims"  # a run some process has taken on; remove the folder after killing a process
+    claims.mkdir(exist_ok=True)
+    for seed, variant in [(seed, variant) for seed in SEEDS for variant in RUNS]:  # each variant before any twice
         flags, precision = RUNS[variant]
-        if index % parts != part or (variant, str(seed)) in done:
+        try:  # the next run no other process has taken: processes started side by side share the runs
+            (claims / f"{variant}-{seed}").open("x").close()
+        except FileExistsError:
+            continue
+        if (variant, str(seed)) in done:
             continue
         params = method_params_with_defaults("lora", {"lora_alpha": 16, "lora_dropout": 0.0, **flags})
         candidate = Candidate("lora", "attn_qv", (8,) * 6, LEARNING_RATE, tuple(sorted(params.items())),
@@ -136,8 +142,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(HERE / "results.csv"))
     parser.add_argument("--report", action="store_true", help="write results.md from results.csv and stop")
-    parser.add_argument("--part", default="0/1", help="K/N: run every N-th (variant, seed) from the K-th, so that N "
-                        "processes (one thread each) share the machine's cores")
     args = parser.parse_args()
     report(args) if args.report else measure(args)
 
