@@ -228,6 +228,13 @@ def check_splits(source: DataSource) -> tuple[int, int]:
     return len(train), len(evaluation)
 
 
+def sampled_rows(count: int, size: int, seed: int) -> list[int]:
+    """The rows (sorted) of a seeded random subset of `size` of `count` rows: every split's `sample` draws these."""
+    import random
+
+    return sorted(random.Random(seed).sample(range(count), size))
+
+
 @dataclass(frozen=True)
 class Encoded:
     """Token ids per example, unpadded; batches are padded to their own longest example."""
@@ -247,9 +254,7 @@ class Encoded:
         """A seeded random subset of `size` examples (all of them when size is None or not smaller)."""
         if size is None or size >= len(self):
             return self
-        import random
-
-        picked = sorted(random.Random(seed).sample(range(len(self)), size))
+        picked = sampled_rows(len(self), size, seed)
         return Encoded(
             input_ids=tuple(self.input_ids[i] for i in picked),
             token_type_ids=None if self.token_type_ids is None else tuple(self.token_type_ids[i] for i in picked),
@@ -350,3 +355,40 @@ def encode_choices(examples: Examples, tokenizer: Any, max_length: int,
     """One encoding per choice, each of every example's prompt followed by that choice, in the same order."""
     return tuple(encode_causal(examples, tokenizer, max_length, tuple(choice for _ in examples.text_a),
                                end_with_eos=False) for choice in choices)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """A generation metric's evaluation rows: each prompt's token ids (as the model reads them before its response)
+    and the reference response's text."""
+
+    input_ids: tuple[tuple[int, ...], ...]
+    references: tuple[str, ...]
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.references)
+
+    def sample(self, size: int | None, seed: int) -> Prompts:
+        """The same rows as `Encoded.sample` of the same split draws."""
+        if size is None or size >= len(self):
+            return self
+        picked = sampled_rows(len(self), size, seed)
+        return Prompts(tuple(self.input_ids[i] for i in picked), tuple(self.references[i] for i in picked),
+                       self.pad_id)
+
+
+def encode_prompts(examples: Examples, tokenizer: Any, max_length: int) -> Prompts:
+    """The prompts (`text_a`, with the tokenizer's start token) of a causal LM's examples, to generate from, and their
+    responses (`text_b`) as references. A prompt longer than `max_length` loses its first tokens (its start token
+    kept), as in training."""
+    assert examples.text_b is not None, "a generation metric needs a response column"
+    start = tokenizer.bos_token_id
+    rows: list[tuple[int, ...]] = []
+    for prompt in tokenizer(list(examples.text_a), add_special_tokens=True)["input_ids"]:
+        if len(prompt) > max_length:
+            keep_start = prompt[0] == start and max_length > 1
+            prompt = ([prompt[0]] if keep_start else []) + prompt[len(prompt) - max_length + keep_start:]
+        rows.append(tuple(prompt))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Prompts(tuple(rows), tuple(examples.text_b), int(pad or 0))
