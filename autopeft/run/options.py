@@ -179,6 +179,14 @@ class SearchOptions:
         "it has one) in the generation and in the reference alike (default: the whole stripped text); preset "
         f"{', '.join(f'{k} ({v})' for k, v in PRESETS.items())}: the last number, commas removed")
 
+    chat_template: bool | None = _option(
+        group="causal-lm",
+        help="causal-lm with a response column or --choices: wrap each example in the tokenizer's own chat template, "
+        "the prompt as the user's turn and the response (or choice) as the assistant's; the loss stays on the "
+        "response's tokens (the assistant turn as the template writes it, its end-of-turn included), and generation "
+        "starts after the template's generation prompt. A tokenizer without a chat template is refused (default: "
+        "plain prompt and response)")
+
     min_steps: int | None = _option(
         group="halving", low=1, high=budget_limit("min_steps"),
         help="first rung: every trial trains this many steps, then only the best 1/eta at each rung "
@@ -284,7 +292,7 @@ class ValueType:
     """A field's type, taken apart: the plain type of its values, its closed set of choices, whether it may be None
     and whether it is a list."""
 
-    kind: type  # str, int, float
+    kind: type  # str, int, float, bool (a switch)
     choices: tuple[str, ...] | None
     optional: bool
     many: bool
@@ -316,6 +324,10 @@ class OptionValueError(UsageError):
 def check_value(name: str, value: Any) -> Any:
     """A field's value checked on its own (type, choices, bounds), as the field holds it; one line if not."""
     kind = value_type(name)
+    if kind.kind is bool:  # a switch: JSON's true or false, nothing else
+        if not isinstance(value, bool):
+            raise OptionValueError(name, f"must be true or false, got {value!r}")
+        return value
     if kind.many:
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or not value \
                 or not all(isinstance(v, str) for v in value):

@@ -133,6 +133,9 @@ class DatasetTask:
     # in `generation_metrics.PRESETS`; None: the whole stripped text).
     max_new_tokens: int = 32
     answer_pattern: str | None = None
+    # The prompt as the user's turn and the response (or a choice) as the assistant's, in the tokenizer's own chat
+    # template (`training.data.encode_causal`).
+    chat_template: bool = False
 
     def __str__(self) -> str:  # titles (the dashboard's) print the task as they would a GLUE name
         return self.name

@@ -164,10 +164,12 @@ class TrialRunner:
             task = get_task(request.task)
             examples = load_split(DataSource(task, folder), "eval" if split in ("choices", "prompts") else split)
             if split == "prompts":  # a generation metric's evaluation: the prompts alone, and the responses' text
-                self._encoded[key] = encode_prompts(examples, tokenizer, request.budget.max_length)
+                self._encoded[key] = encode_prompts(examples, tokenizer, request.budget.max_length,
+                                                    isinstance(task, DatasetTask) and task.chat_template)
             elif split == "choices":  # a verbaliser's evaluation: every prompt followed by each choice
-                choices = task.choices if isinstance(task, DatasetTask) else ()
-                self._encoded[key] = encode_choices(examples, tokenizer, request.budget.max_length, choices)
+                assert isinstance(task, DatasetTask)
+                self._encoded[key] = encode_choices(examples, tokenizer, request.budget.max_length, task.choices,
+                                                    task.chat_template)
             else:
                 self._encoded[key] = encode_task(examples, tokenizer, request.budget.max_length, task)
         return self._encoded[key]

@@ -73,6 +73,7 @@ class DataOptions:
     choices: tuple[str, ...] | None = None
     max_new_tokens: int | None = None  # a generation metric's: the most tokens generated per evaluation prompt
     answer_pattern: str | None = None  # a generation metric's answer extractor (a regex, or a preset's name)
+    chat_template: bool | None = None  # a causal LM's turns in the tokenizer's chat template
 
     @property
     def causal_lm(self) -> bool:
@@ -513,6 +514,9 @@ def _prepared(ref: str, options: DataOptions, seed: int) -> tuple[DatasetTask, _
                          f"causal-lm with --prompt-column and --response-column, or a classification metric: "
                          f"{', '.join(CLASSIFICATION_METRICS + REGRESSION_METRICS)}")
     _refuse_generation_settings(options, "a classification task")
+    if options.chat_template:
+        raise UsageError("--chat-template writes a causal LM's prompt and response as chat turns; a classification "
+                         "task has neither: drop it, or use --task-type causal-lm")
     text = options.text_column or next((c for c in TEXT_DEFAULTS if c in train.columns), None)
     if text is None:
         raise TaskError(f"{train.where}: no column 'text' or 'sentence' (columns: {', '.join(train.columns) or 'none'})"
@@ -608,6 +612,10 @@ def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: in
             raise UsageError(f"--answer-pattern {options.answer_pattern!r} {exc}") from None
     if options.metric is None:
         _refuse_generation_settings(options, f"a task scored by {CHOICE_ACCURACY if choices else EXP_NEG_LOSS}")
+    if options.chat_template and response is None and not choices:
+        raise UsageError("--chat-template makes the prompt the user's turn and the response the assistant's; a text "
+                         "trained on whole has no turns: give --prompt-column and --response-column (or --choices), "
+                         "or drop --chat-template")
     train.column(prompt, "--prompt-column" if options.prompt_column else "--text-column")
     if response is not None:
         train.column(response, "--response-column")
@@ -632,7 +640,8 @@ def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: in
         metric=options.metric or (CHOICE_ACCURACY if choices else EXP_NEG_LOSS),
         hub_config=place.config, eval_fraction=options.eval_fraction, eval_rows=eval_rows,
         train_rows=len(train) if eval_rows else 0, task_type="causal-lm", response_column=response, choices=choices,
-        max_new_tokens=options.max_new_tokens or DatasetTask.max_new_tokens, answer_pattern=options.answer_pattern)
+        max_new_tokens=options.max_new_tokens or DatasetTask.max_new_tokens, answer_pattern=options.answer_pattern,
+        chat_template=bool(options.chat_template))
     return task, train
 
 
