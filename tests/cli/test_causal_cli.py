@@ -112,3 +112,6 @@ def test_search_and_export_with_a_generation_metric(tmp_path: Path) -> None:
     assert main(["export", str(run), "--retrain", "--max-steps", "2", "--out", str(out)]) == 0
     meta = json.loads((out / "autopeft.json").read_text(encoding="utf-8"))
     assert meta["metric"] == "rouge-l" and 0 <= meta["retrained"]["accuracy_after_loading"] <= 1
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert r"metric rouge-l of greedy generations of at most 3 new tokens against the evaluation responses, the " \
+           r"answer taken from both by `--answer-pattern (\w+)`" in readme

@@ -125,3 +125,17 @@ def test_the_switch_is_true_or_false() -> None:
     assert SearchOptions.from_mapping({"chat_template": True}).data_options().chat_template is True
     with pytest.raises(UsageError, match="chat_template must be true or false, got 'yes'"):
         SearchOptions.from_mapping({"chat_template": "yes"})
+
+
+def test_the_exported_readme_prompts_in_the_chat_template() -> None:
+    from autopeft.export.folder import _causal_data_line, _causal_usage
+
+    dataset = {"location": "pr.jsonl", "text_column": "prompt", "response_column": "response", "chat_template": True,
+               "max_new_tokens": 8, "answer_pattern": None}
+    code = "\n".join(_causal_usage({"base_model": "m", "dataset": dataset}, has_weights=True))
+    assert "apply_chat_template([{'role': 'user', 'content': 'a prompt as in training'}]" in code
+    assert "add_generation_prompt=True" in code
+    line = _causal_data_line(dataset, "exact-match")
+    assert "chat template" in line and "greedy generations of at most 8 new tokens" in line
+    plain = "\n".join(_causal_usage({"base_model": "m", "dataset": {**dataset, "chat_template": False}}, True))
+    assert "apply_chat_template" not in plain
