@@ -161,8 +161,10 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("metric", ["exact-match", "rouge-l"])
-def test_a_trial_with_a_generation_metric(llama_dir: Path, tmp_path: Path, metric: str) -> None:
+@pytest.mark.parametrize(("metric", "method"), [("exact-match", "lora"), ("rouge-l", "lora"), ("f1", "prompt"),
+                                                ("contains", "prefix")])
+def test_a_trial_with_a_generation_metric(llama_dir: Path, tmp_path: Path, metric: str, method: str) -> None:
+    """Prompt and prefix tuning too: their virtual tokens come before the left-padded prompts."""
     from autopeft.space.spec import BudgetSpec
     from autopeft.training.trial import TrialRequest, TrialRunner
     from tests.support.models import candidate
@@ -171,7 +173,7 @@ def test_a_trial_with_a_generation_metric(llama_dir: Path, tmp_path: Path, metri
     task = prepare(str(data), DataOptions(eval_fraction=0.25, task_type="causal-lm", metric=metric,
                                           max_new_tokens=4), 0)
     assert task.generates and task.metric == metric and task.max_new_tokens == 4
-    request = TrialRequest(candidate("lora", "attn_qv", (2, 2)), str(llama_dir), str(llama_dir), task, None,
+    request = TrialRequest(candidate(method, "attn_qv", (2, 2)), str(llama_dir), str(llama_dir), task, None,
                            BudgetSpec(max_steps=2, batch_size=4, max_length=32), seed=0)
     result = TrialRunner(threads=1).run(request)
     assert result.ok, result.failure
