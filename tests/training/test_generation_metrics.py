@@ -239,3 +239,48 @@ def test_bad_generation_input_is_one_line_exit_2(extra: list[str], message: str,
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def _save_always_positive_llama(folder: Path) -> Path:
+    """A tiny LLaMA whose greedy answer is " positive" at every step whatever it is given or trained: its attention
+    and MLP outputs are zero (o_proj, down_proj), so the last hidden state is the token's embedding, the same for
+    every token, and the LM head scores that state for " positive" alone. Adapters on q and v cannot change it."""
+    from transformers import AutoModelForCausalLM
+
+    save_tiny_causal_lm(folder, "llama")
+    tokenizer = tiny_tokenizer()
+    (positive,) = tokenizer(" positive", add_special_tokens=False)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.fill_(1.0)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[positive] = 1.0
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.timeout(60)
+def test_a_trial_whose_model_answers_every_reference_scores_one(tmp_path: Path) -> None:
+    """End to end, through the trial: every reference is " positive" and so is every greedy answer, so each metric is
+    exactly 1 with one new token; with three, the answer " positive positive positive" still contains it."""
+    from autopeft.space.spec import BudgetSpec
+    from autopeft.training.trial import TrialRequest, TrialRunner
+    from tests.support.models import candidate
+
+    model = _save_always_positive_llama(tmp_path / "llama")
+    data = tmp_path / "pr.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Review: {'the film was very good ' * (i % 4)}Sentiment:",
+                                        "response": " positive"}) + "\n" for i in range(16)), encoding="utf-8")
+    runner = TrialRunner(threads=1)
+    for new_tokens, expected in ((1, {"exact-match": 1.0, "contains": 1.0, "f1": 1.0, "rouge-l": 1.0}),
+                                 (3, {"exact-match": 0.0, "contains": 1.0})):
+        task = prepare(str(data), DataOptions(eval_fraction=0.25, task_type="causal-lm", metric="exact-match",
+                                              max_new_tokens=new_tokens), 0)
+        request = TrialRequest(candidate("lora", "attn_qv", (2, 2)), str(model), str(model), task, None,
+                               BudgetSpec(max_steps=1, batch_size=4, max_length=48), seed=0)
+        result = runner.run(request)
+        assert result.ok, result.failure
+        assert {k: result.metrics[k] for k in expected} == expected
