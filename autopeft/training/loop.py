@@ -293,13 +293,18 @@ def causal_metrics(model: torch.nn.Module, data: Encoded, choices: tuple[Encoded
 @torch.no_grad()
 def generate(model: Any, prompts: Prompts, batch_size: int, max_new_tokens: int, eos_id: int | None,
              device: torch.device) -> list[list[int]]:
-    """Each prompt's greedy continuation (token ids, up to `max_new_tokens`, cut before the first end token), in the
-    prompts' order. Batches of similar length, padded on the left (the continuation then starts at the same position
-    in every row) with `prompts.pad_id` (a tokenizer without a padding token pads with its end token)."""
+    """Each prompt's greedy continuation (token ids, up to `max_new_tokens`, cut before the first end token: `eos_id`
+    or one the model's generation config names), in the prompts' order. Batches of similar length, padded on the left
+    (the continuation then starts at the same position in every row) with `prompts.pad_id` (a tokenizer without a
+    padding token pads with its end token)."""
     model.eval()
     order = sorted(range(len(prompts)), key=lambda i: len(prompts.input_ids[i]))
     generated: dict[int, list[int]] = {}
-    stops = {eos_id, prompts.pad_id} - {None}
+    # The tokenizer's end token, and those the model's generation config ends on too (an instruct model's end of
+    # turn, Llama 3's <|eot_id|>, which a chat template writes instead of the end token).
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ends = sorted({eos_id, *(configured if isinstance(configured, list | tuple) else [configured])} - {None})
+    stops = {*ends, prompts.pad_id}
     for start in range(0, len(order), batch_size):
         indices = order[start:start + batch_size]
         longest = max(len(prompts.input_ids[i]) for i in indices)
@@ -310,7 +315,7 @@ def generate(model: Any, prompts: Prompts, batch_size: int, max_new_tokens: int,
             ids[row, longest - n:] = torch.tensor(prompts.input_ids[i])
             mask[row, longest - n:] = 1
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             do_sample=False, num_beams=1, pad_token_id=prompts.pad_id, eos_token_id=eos_id)
+                             do_sample=False, num_beams=1, pad_token_id=prompts.pad_id, eos_token_id=ends or None)
         for row, i in enumerate(indices):
             tokens = out[row, longest:].tolist()
             end = next((k for k, t in enumerate(tokens) if t in stops), len(tokens))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -117,6 +118,23 @@ def test_a_model_that_echoes_the_reference_scores_one() -> None:
     # Cut to 2 new tokens, the long answer is its first two tokens: a part, scored as such.
     cut, _ = generation_metrics(model, prompts, tokenizer, 3, 2, None, torch.device("cpu"))
     assert cut["exact-match"] == pytest.approx(2 / 3) and cut["contains"] == pytest.approx(2 / 3)
+
+
+def test_generation_stops_at_an_end_of_turn_the_generation_config_names() -> None:
+    """An instruct model's generation config ends on its end of turn too (Llama 3's <|eot_id|>): what follows it is
+    not part of the answer."""
+    tokenizer = tiny_tokenizer()
+    examples = Examples(("Question: the film Answer:",), (" good",), (0.0,))
+    prompts = encode_prompts(examples, tokenizer, 64)
+    good = tokenizer(" good", add_special_tokens=False)["input_ids"]
+    (end_of_turn,) = tokenizer(" very", add_special_tokens=False)["input_ids"]  # stands for <|eot_id|>
+    model = _Echo({prompts.input_ids[0]: [*good, end_of_turn, *good]}, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    model.generation_config = SimpleNamespace(eos_token_id=[end_of_turn])
+    scores, _ = generation_metrics(model, prompts, tokenizer, 1, 16, None, torch.device("cpu"))
+    assert scores["exact-match"] == 1.0
+    del model.generation_config
+    unended, _ = generation_metrics(model, prompts, tokenizer, 1, 16, None, torch.device("cpu"))
+    assert unended["exact-match"] == 0.0  # " good very good"
 
 
 def _tiny_llama(tokenizer: Any) -> Any:
