@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from autopeft.cli.main import main
-from autopeft.training.data import Examples, encode_prompts
+from autopeft.training.data import Examples, Prompts, encode_prompts
 from autopeft.training.generation_metrics import (
     contains,
     exact_match,
@@ -171,6 +171,25 @@ def test_greedy_generation_of_a_real_model_whose_answer_is_known() -> None:
     three, _ = generation_metrics(model, data, tokenizer, 4, 3, None, torch.device("cpu"))
     assert three["exact-match"] == 0.0 and three["contains"] == pytest.approx(2 / 5)
     assert three["f1"] == pytest.approx(2 / 5 * 1 / 2) and three["rouge-l"] == pytest.approx(2 / 5 * 1 / 2)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_left_padding_generates_what_each_prompt_alone_does(family: str, tmp_path: Path) -> None:
+    """Batched with left padding, each prompt's greedy continuation is the one it has generated on its own."""
+    from transformers import AutoModelForCausalLM
+
+    from autopeft.training.loop import generate
+
+    model = AutoModelForCausalLM.from_pretrained(save_tiny_causal_lm(tmp_path / family, family, seed=3))
+    tokenizer = tiny_tokenizer()
+    texts = ("Review: good", "Review: the film was very dull and the plot was poor Sentiment:", "Question: a film")
+    prompts = encode_prompts(Examples(texts, (" x",) * 3, (0.0,) * 3), tokenizer, 64)
+    cpu = torch.device("cpu")
+    batched = generate(model, prompts, 3, 6, tokenizer.eos_token_id, cpu)
+    alone = [generate(model, Prompts((ids,), (" x",), prompts.pad_id), 1, 6, tokenizer.eos_token_id, cpu)[0]
+             for ids in prompts.input_ids]
+    assert batched == alone and any(batched)
 
 
 @pytest.fixture(scope="module")
