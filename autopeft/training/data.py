@@ -331,6 +331,12 @@ def chat_responses(tokenizer: Any, prompts: list[str], responses: list[str],
     return out
 
 
+def check_chat_turns(tokenizer: Any) -> None:
+    """The chat template writes a prompt with its generation prompt as the start of the same prompt with an answer
+    (as `chat_responses` needs), on a sample conversation: one line before the search if not."""
+    chat_responses(tokenizer, ["Hello?"], ["Hi."], chat_prompts(tokenizer, ["Hello?"]))
+
+
 def encode_causal(examples: Examples, tokenizer: Any, max_length: int,
                   responses: tuple[str, ...] | None = None, end_with_eos: bool = True,
                   chat_template: bool = False) -> Encoded:

@@ -139,3 +139,42 @@ def test_the_exported_readme_prompts_in_the_chat_template() -> None:
     assert "chat template" in line and "greedy generations of at most 8 new tokens" in line
     plain = "\n".join(_causal_usage({"base_model": "m", "dataset": {**dataset, "chat_template": False}}, True))
     assert "apply_chat_template" not in plain
+
+
+@pytest.mark.timeout(60)
+def test_a_template_whose_turns_cannot_be_told_apart_is_one_line_before_the_search(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A template that writes the user's turn differently once an answer follows: the response's tokens are not
+    the conversation's after the prompt's."""
+    model = save_tiny_causal_lm(tmp_path / "llama", "llama")
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}{% if loop.last %}!{% endif %}:{{ m['content'] }}"
+                               "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+    tokenizer.save_pretrained(model)
+    data = write_prompt_response_jsonl(tmp_path / "pr.jsonl")
+    out = tmp_path / "run"
+    code = main(["search", "--task", str(data), "--eval-fraction", "0.25", "--prompt-column", "prompt",
+                 "--chat-template", "--model", str(model), "--out", str(out), "--executor", "local"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "cannot be told apart" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_search_with_the_chat_template(chat_model: Path, tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    data = write_prompt_response_jsonl(tmp_path / "pr.jsonl", rows=16)
+    run = tmp_path / "run"
+    assert main(["search", "--task", str(data), "--eval-fraction", "0.25", "--prompt-column", "prompt",
+                 "--chat-template", "--metric", "exact-match", "--max-new-tokens", "2", "--model", str(chat_model),
+                 "--out", str(run), "--executor", "local", "--space", "small", "--max-steps", "2", "--batch-size", "4",
+                 "--max-length", "48", "--trials", "1"]) == 0
+    settings = json.loads((run / "settings.json").read_text(encoding="utf-8"))
+    assert settings["task"]["chat_template"] is True and settings["metric"] == "exact-match"
+    done = pd.read_csv(run / "results.csv")
+    assert (done["status"] == "complete").all() and done["accuracy"].between(0, 1).all()
