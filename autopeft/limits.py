@@ -27,6 +27,7 @@ MAX_STEPS = Limit(1_000_000, "a million steps is 11 days of one trial at one sec
 MAX_BATCH_SIZE = Limit(65_536, "a batch beyond any accelerator's memory for a transformer")
 MAX_LENGTH = Limit(1_048_576, "beyond the longest context of released models")
 MAX_EXAMPLES = Limit(1_000_000_000, "a billion examples")
+MAX_NEW_TOKENS = Limit(32_768, "tokens generated per evaluation prompt; beyond the longest answer a search scores")
 MAX_ETA = Limit(100, "with more, one trial in a hundred goes on and the first rung decides the search alone")
 # Budgets of a whole search.
 MAX_TRIALS = Limit(10_000, "10,000 trials of 100 steps at half a second a step train for six days")

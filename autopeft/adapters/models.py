@@ -193,6 +193,17 @@ def check_causal_lm(model_type: str, name: str) -> None:
                          f"GPT-2 families); {name} is a {model_type} encoder: give one with --model")
 
 
+class NoChatTemplate(ModelError):
+    """--chat-template with a tokenizer that has no chat template."""
+
+
+def check_chat_template(ref: ModelRef) -> None:
+    """--chat-template needs the tokenizer's own chat template: one line otherwise."""
+    if getattr(load_tokenizer(ref), "chat_template", None) is None:
+        raise NoChatTemplate(f"--chat-template: {ref.name}'s tokenizer has no chat template (a base model's often has "
+                             f"none; its instruct model's has): drop --chat-template, or give a model with one")
+
+
 def load_classifier(ref: ModelRef, num_labels: int, pad_token_id: int | None, dtype: Any = None,
                     **options: Any) -> Any:
     """The pretrained model with a fresh classification head (its init follows torch's seed), in `dtype`.

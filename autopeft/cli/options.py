@@ -64,6 +64,10 @@ def _add(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
             extra["nargs"] = "+"
         if option.metavar is not None:
             extra["metavar"] = option.metavar
+        if kind.kind is bool:  # a switch: given means true
+            target.add_argument(flag_of(name), dest=name, action="store_const", const=True, default=argparse.SUPPRESS,
+                                help=help_text)
+            continue
         target.add_argument(flag_of(name), dest=name, type=_parser_of(name), default=argparse.SUPPRESS,
                             help=help_text, **extra)
 

@@ -55,12 +55,13 @@ class SearchPlan:
 def plan_new(options: SearchOptions) -> SearchPlan:
     """Every check of a new search (options, data, model, space), before anything is written."""
     from autopeft.adapters.fit import fit_space
-    from autopeft.adapters.models import inspect_model, resolve_model
+    from autopeft.adapters.models import check_chat_template, inspect_model, load_tokenizer, resolve_model
     from autopeft.engine.samplers import default_startup_trials
     from autopeft.hub import use_offline_mode_unless_reachable
     from autopeft.space.spec import load_spec, resolve_space_path
     from autopeft.training.data import (
         DATA_DIR_ENV,
+        check_chat_turns,
         check_data_dir_fits,
         check_splits,
         resolve_source,
@@ -95,6 +96,9 @@ def plan_new(options: SearchOptions) -> SearchPlan:
     if data_dir is not None:
         resolve_source(task, data_dir)  # a wrong folder is reported before the slower model checks
     info = inspect_model(ref, task.num_labels, spec.architecture)
+    if isinstance(task, DatasetTask) and task.chat_template:
+        check_chat_template(ref)
+        check_chat_turns(load_tokenizer(ref))  # a template whose turns cannot be told apart fails now, not per trial
     check_length(max((budget.max_length, *map(int, spec.training.values_of("max_length")))), ref)
     check_training(spec, budget, options.executor, options.gpus_per_trial)
     fitted = fit_space(spec, info.model_type, info.layout)

@@ -30,6 +30,7 @@ from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate
 from autopeft.space.modules import Architecture
 from autopeft.space.spec import BudgetSpec, parse_spec
+from autopeft.training.generation_metrics import GENERATION_METRICS
 from autopeft.training.tasks import DatasetTask, TaskRef, get_task
 from autopeft.units import format_mib
 from autopeft.version import __version__
@@ -272,10 +273,18 @@ def _causal_data_line(dataset: dict[str, Any], metric: str) -> str:
         return (f"Trained on `{dataset['location']}` as a causal LM: prompt `{dataset['text_column']}`, then the right "
                 f"one of the choices {', '.join(repr(c) for c in choices)} (label `{dataset['label_column']}`); metric "
                 f"{metric}, the share of evaluation rows whose right choice is the most likely.")
+    turns = " (as the user's and the assistant's turns of the tokenizer's chat template)" \
+        if dataset.get("chat_template") else ""
+    if dataset.get("response_column") and metric in GENERATION_METRICS:
+        pattern = dataset.get("answer_pattern")
+        extracted = f", the answer taken from both by `--answer-pattern {pattern}`" if pattern else ""
+        return (f"Trained on `{dataset['location']}` as a causal LM: prompt `{dataset['text_column']}`, loss on the "
+                f"response `{dataset['response_column']}`{turns}; metric {metric} of greedy generations of at most "
+                f"{dataset.get('max_new_tokens')} new tokens against the evaluation responses{extracted}.")
     if dataset.get("response_column"):
         return (f"Trained on `{dataset['location']}` as a causal LM: prompt `{dataset['text_column']}`, loss on the "
-                f"response `{dataset['response_column']}`; metric {metric} of the mean evaluation loss per response "
-                f"token.")
+                f"response `{dataset['response_column']}`{turns}; metric {metric} of the mean evaluation loss per "
+                f"response token.")
     return (f"Trained on `{dataset['location']}` as a causal LM on the whole text of `{dataset['text_column']}`; "
             f"metric {metric} of the mean evaluation loss per token.")
 
@@ -284,6 +293,7 @@ def _causal_usage(metadata: dict[str, Any], has_weights: bool) -> list[str]:
     """Python that loads a causal LM's folder and, with weights, generates (or scores the choices)."""
     base = metadata.get("base_model_location") or metadata["base_model"]
     choices = (metadata.get("dataset") or {}).get("choices") or []
+    chat = bool((metadata.get("dataset") or {}).get("chat_template"))
     lines = ["```python", "import torch",
              "from peft import PeftConfig, PeftModel, get_peft_model",
              "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
@@ -294,12 +304,21 @@ def _causal_usage(metadata: dict[str, Any], has_weights: bool) -> list[str]:
     if not has_weights:
         return [*lines, "config = PeftConfig.from_pretrained(folder)",
                 "model = get_peft_model(base, config)  # then train it, or: autopeft export RUN --retrain", "```"]
-    lines += ["model = PeftModel.from_pretrained(base, folder).eval()  # the trained adapter",
-              "inputs = tokenizer('a prompt as in training', return_tensors='pt')",
+    lines += ["model = PeftModel.from_pretrained(base, folder).eval()  # the trained adapter"]
+    if chat:  # trained on the chat template's turns: the prompt is the user's, then the generation prompt
+        lines += ["text = tokenizer.apply_chat_template([{'role': 'user', 'content': 'a prompt as in training'}],",
+                  "                                     tokenize=False, add_generation_prompt=True)",
+                  "inputs = tokenizer(text, add_special_tokens=False, return_tensors='pt')"]
+    else:
+        lines += ["inputs = tokenizer('a prompt as in training', return_tensors='pt')"]
+    lines += [
               "with torch.no_grad():",
               "    out = model.generate(**inputs, max_new_tokens=20, do_sample=False,",
               "                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)",
               "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))"]
+    if choices and chat:
+        lines += ["# Trained in the chat template: a choice follows `text` (above), tokenised with "
+                  "add_special_tokens=False, not the bare prompt."]
     if choices:
         lines += ["", f"choices = {list(choices)!r}  # as in training: the most likely one is the answer",
                   "def choice_log_likelihood(prompt: str, choice: str) -> float:",

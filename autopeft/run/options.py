@@ -28,6 +28,7 @@ from autopeft.errors import UsageError
 from autopeft.limits import Limit
 from autopeft.run.track import SPELLINGS, check_track
 from autopeft.space.spec import BUDGET_KEYS, PrecisionName, budget_limit
+from autopeft.training.generation_metrics import PRESETS, check_answer_pattern
 from autopeft.training.tasks import Metric, TaskType
 
 if typing.TYPE_CHECKING:
@@ -150,7 +151,10 @@ class SearchOptions:
     metric: Metric | None = _option(
         group="data", help="the objective (still called accuracy in tables): accuracy (default for classes), f1 (two "
         "classes: of the second), macro-f1, mcc, pearson (default for regression) or spearman; pearson and spearman "
-        "make whole-number labels a regression target")
+        "make whole-number labels a regression target. A causal-LM task with a response column may take a "
+        "generation metric, scored on greedy generations of the evaluation prompts: exact-match, contains (the "
+        "reference within the generation), f1 (SQuAD's token F1) or rouge-l (LCS F-measure on words), all on "
+        "SQuAD-normalised text")
     task_type: TaskType | None = _option(
         group="causal-lm", help="classification: a classifier head on the text (classes or a regression target, as "
         "the labels say; the default); causal-lm: the model as a causal LM trained on the response tokens (the "
@@ -166,6 +170,22 @@ class SearchOptions:
         help="causal-lm: a verbaliser, one choice per class as appended to the prompt (e.g. --choices ' negative' "
         "' positive'); --label-column gives the right one (its index 0 to k-1 or its text); the objective is then "
         "choice-accuracy, else exp(-loss)")
+    max_new_tokens: int | None = _option(
+        group="causal-lm", low=1, high=limits.MAX_NEW_TOKENS,
+        help="a generation --metric: the most tokens generated for each evaluation prompt (default 32)")
+    answer_pattern: str | None = _option(
+        group="causal-lm", metavar="REGEX", check=check_answer_pattern,
+        help="a generation --metric: the answer is the last match of this regular expression (its first group, if "
+        "it has one) in the generation and in the reference alike (default: the whole stripped text); preset "
+        f"{', '.join(f'{k} ({v})' for k, v in PRESETS.items())}: the last number, commas removed")
+
+    chat_template: bool | None = _option(
+        group="causal-lm",
+        help="causal-lm with a response column or --choices: wrap each example in the tokenizer's own chat template, "
+        "the prompt as the user's turn and the response (or choice) as the assistant's; the loss stays on the "
+        "response's tokens (the assistant turn as the template writes it, its end-of-turn included), and generation "
+        "starts after the template's generation prompt. A tokenizer without a chat template is refused (default: "
+        "plain prompt and response)")
 
     min_steps: int | None = _option(
         group="halving", low=1, high=budget_limit("min_steps"),
@@ -272,7 +292,7 @@ class ValueType:
     """A field's type, taken apart: the plain type of its values, its closed set of choices, whether it may be None
     and whether it is a list."""
 
-    kind: type  # str, int, float
+    kind: type  # str, int, float, bool (a switch)
     choices: tuple[str, ...] | None
     optional: bool
     many: bool
@@ -304,6 +324,10 @@ class OptionValueError(UsageError):
 def check_value(name: str, value: Any) -> Any:
     """A field's value checked on its own (type, choices, bounds), as the field holds it; one line if not."""
     kind = value_type(name)
+    if kind.kind is bool:  # a switch: JSON's true or false, nothing else
+        if not isinstance(value, bool):
+            raise OptionValueError(name, f"must be true or false, got {value!r}")
+        return value
     if kind.many:
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or not value \
                 or not all(isinstance(v, str) for v in value):

@@ -77,6 +77,8 @@ def _row(r: TrialRecord, base_params: int) -> dict[str, Any]:
     row["wall_seconds"] = result.wall_seconds if r.result is not None else None
     row["train_seconds"] = result.train_seconds if r.result is not None else None
     row["eval_seconds"] = result.eval_seconds if r.result is not None else None
+    # A generation metric's greedy generation, per evaluation prompt (within eval_seconds); empty for other tasks.
+    row["generate_seconds_per_example"] = result.generate_seconds_per_example
     row["host"] = result.host or None
     row["node"] = result.node or None  # the Ray node id; empty when the trial ran outside Ray
     row["gpus"] = result.gpus or None  # the GPUs Ray gave its worker

@@ -242,6 +242,8 @@ def driver_arguments(options: dict[str, Any], run_dir: Path, inline_space: Path 
             continue  # always given, as a file, below
         if isinstance(value, list):
             args += [flag_of(name), *value]
+        elif isinstance(value, bool):  # a switch: given when true
+            args += [flag_of(name)] if value else []
         else:
             args.append(f"{flag_of(name)}={value}")
     return [*args, f"--space={space_file(options.get('space'), inline_space)}", f"--out={run_dir}"]

@@ -157,7 +157,8 @@ def _final(result: TrialResult) -> dict[str, float]:
     values: dict[str, Any] = {**{metric_name(k): v for k, v in result.metrics.items()},
                               "accuracy": result.accuracy, "trainable_params": result.trainable_params,
                               "adapter_params": result.adapter_params, "peak_memory": result.peak_memory,
-                              "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds}
+                              "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
+                              "generate_seconds_per_example": result.generate_seconds_per_example}
     if result.skipped_steps:
         values["skipped_steps"] = result.skipped_steps
     return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and math.isfinite(float(v))}

@@ -228,6 +228,13 @@ def check_splits(source: DataSource) -> tuple[int, int]:
     return len(train), len(evaluation)
 
 
+def sampled_rows(count: int, size: int, seed: int) -> list[int]:
+    """The rows (sorted) of a seeded random subset of `size` of `count` rows: every split's `sample` draws these."""
+    import random
+
+    return sorted(random.Random(seed).sample(range(count), size))
+
+
 @dataclass(frozen=True)
 class Encoded:
     """Token ids per example, unpadded; batches are padded to their own longest example."""
@@ -247,9 +254,7 @@ class Encoded:
         """A seeded random subset of `size` examples (all of them when size is None or not smaller)."""
         if size is None or size >= len(self):
             return self
-        import random
-
-        picked = sorted(random.Random(seed).sample(range(len(self)), size))
+        picked = sampled_rows(len(self), size, seed)
         return Encoded(
             input_ids=tuple(self.input_ids[i] for i in picked),
             token_type_ids=None if self.token_type_ids is None else tuple(self.token_type_ids[i] for i in picked),
@@ -300,13 +305,49 @@ def encode(examples: Examples, tokenizer: Any, max_length: int) -> Encoded:
     )
 
 
+def chat_prompts(tokenizer: Any, prompts: list[str]) -> list[list[int]]:
+    """Each prompt as the user's turn of the tokenizer's chat template, ending with its generation prompt (what
+    precedes the assistant's answer); the template writes its own start token."""
+    return [tokenizer(tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                    add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+            for p in prompts]
+
+
+def chat_responses(tokenizer: Any, prompts: list[str], responses: list[str],
+                   prompt_ids: list[list[int]]) -> list[list[int]]:
+    """Each response's tokens as the assistant's turn after its prompt in the chat template: the whole conversation's
+    tokens after the prompt's own (`chat_prompts`), the template's end of turn included. A template that writes the
+    user's turn differently once an answer follows is one line: the loss could not be told from the prompt."""
+    out: list[list[int]] = []
+    for prompt, response, ids in zip(prompts, responses, prompt_ids, strict=True):
+        whole = tokenizer(tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], tokenize=False),
+            add_special_tokens=False)["input_ids"]
+        if whole[:len(ids)] != ids:
+            raise TaskError("--chat-template: the tokenizer's chat template writes a conversation with an answer "
+                            "differently from its prompt with the generation prompt, so the response's tokens "
+                            "cannot be told apart; drop --chat-template")
+        out.append(whole[len(ids):])
+    return out
+
+
+def check_chat_turns(tokenizer: Any) -> None:
+    """The chat template writes a prompt with its generation prompt as the start of the same prompt with an answer
+    (as `chat_responses` needs), on a sample conversation: one line before the search if not."""
+    chat_responses(tokenizer, ["Hello?"], ["Hi."], chat_prompts(tokenizer, ["Hello?"]))
+
+
 def encode_causal(examples: Examples, tokenizer: Any, max_length: int,
-                  responses: tuple[str, ...] | None = None, end_with_eos: bool = True) -> Encoded:
+                  responses: tuple[str, ...] | None = None, end_with_eos: bool = True,
+                  chat_template: bool = False) -> Encoded:
     """A causal LM's examples: the prompt (`text_a`, with the tokenizer's own start token, LLaMA's BOS) followed
     by the response (`responses`, else `text_b`; with neither, `text_a` is a text trained on whole), and the
     tokenizer's EOS after a response when `end_with_eos` (so that generation learns to stop; a verbaliser's choice
     is scored without one). Longer than `max_length`, the prompt loses its first tokens (after a start token):
-    the response, and the end of the prompt next to it ("Sentiment:"), are what the loss needs."""
+    the response, and the end of the prompt next to it ("Sentiment:"), are what the loss needs. With
+    `chat_template`, the prompt is the user's turn in the tokenizer's chat template with its generation prompt, and
+    a response the assistant's turn as the template writes it (its end of turn instead of the EOS); a verbaliser's
+    choice follows the generation prompt as it is."""
     texts = responses if responses is not None else examples.text_b
     eos = [tokenizer.eos_token_id] if end_with_eos and tokenizer.eos_token_id is not None else []
     rows: list[tuple[int, ...]] = []
@@ -316,8 +357,14 @@ def encode_causal(examples: Examples, tokenizer: Any, max_length: int,
             rows.append(tuple([*ids, *eos][:max_length]))
             prompt_lengths.append(0)
     else:
-        prompts = tokenizer(list(examples.text_a), add_special_tokens=True)["input_ids"]
-        answers = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        if chat_template:
+            prompts = chat_prompts(tokenizer, list(examples.text_a))
+            answers = chat_responses(tokenizer, list(examples.text_a), list(texts), prompts) if end_with_eos \
+                else tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+            eos = []
+        else:
+            prompts = tokenizer(list(examples.text_a), add_special_tokens=True)["input_ids"]
+            answers = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         start = tokenizer.bos_token_id
         for prompt, answer in zip(prompts, answers, strict=True):
             target = [*answer, *eos][:max_length]
@@ -341,12 +388,52 @@ def encode_task(examples: Examples, tokenizer: Any, max_length: int, task: Task 
     assert isinstance(task, DatasetTask)
     if task.choices:
         right = tuple(task.choices[int(label)] for label in examples.labels)
-        return encode_causal(examples, tokenizer, max_length, right, end_with_eos=False)
-    return encode_causal(examples, tokenizer, max_length)
+        return encode_causal(examples, tokenizer, max_length, right, end_with_eos=False,
+                             chat_template=task.chat_template)
+    return encode_causal(examples, tokenizer, max_length, chat_template=task.chat_template)
 
 
 def encode_choices(examples: Examples, tokenizer: Any, max_length: int,
-                   choices: tuple[str, ...]) -> tuple[Encoded, ...]:
+                   choices: tuple[str, ...], chat_template: bool = False) -> tuple[Encoded, ...]:
     """One encoding per choice, each of every example's prompt followed by that choice, in the same order."""
     return tuple(encode_causal(examples, tokenizer, max_length, tuple(choice for _ in examples.text_a),
-                               end_with_eos=False) for choice in choices)
+                               end_with_eos=False, chat_template=chat_template) for choice in choices)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """A generation metric's evaluation rows: each prompt's token ids (as the model reads them before its response)
+    and the reference response's text."""
+
+    input_ids: tuple[tuple[int, ...], ...]
+    references: tuple[str, ...]
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.references)
+
+    def sample(self, size: int | None, seed: int) -> Prompts:
+        """The same rows as `Encoded.sample` of the same split draws."""
+        if size is None or size >= len(self):
+            return self
+        picked = sampled_rows(len(self), size, seed)
+        return Prompts(tuple(self.input_ids[i] for i in picked), tuple(self.references[i] for i in picked),
+                       self.pad_id)
+
+
+def encode_prompts(examples: Examples, tokenizer: Any, max_length: int, chat_template: bool = False) -> Prompts:
+    """The prompts (`text_a`, with the tokenizer's start token; with `chat_template`, the user's turn and the
+    template's generation prompt) of a causal LM's examples, to generate from, and their responses (`text_b`) as
+    references. A prompt longer than `max_length` loses its first tokens (its start token kept), as in training."""
+    assert examples.text_b is not None, "a generation metric needs a response column"
+    start = tokenizer.bos_token_id
+    rows: list[tuple[int, ...]] = []
+    ids = chat_prompts(tokenizer, list(examples.text_a)) if chat_template else \
+        tokenizer(list(examples.text_a), add_special_tokens=True)["input_ids"]
+    for prompt in ids:
+        if len(prompt) > max_length:
+            keep_start = prompt[0] == start and max_length > 1
+            prompt = ([prompt[0]] if keep_start else []) + prompt[len(prompt) - max_length + keep_start:]
+        rows.append(tuple(prompt))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Prompts(tuple(rows), tuple(examples.text_b), int(pad or 0))

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from autopeft.errors import TrialFailed
-from autopeft.training.data import Encoded
+from autopeft.training.data import Encoded, Prompts
 from autopeft.training.precision import Precision
 
 
@@ -288,3 +288,50 @@ def causal_metrics(model: torch.nn.Module, data: Encoded, choices: tuple[Encoded
     picked = [max(range(len(choices)), key=[s[0][i] for s in scored].__getitem__) for i in range(len(data))]
     right = sum(int(p == j) for p, j in zip(picked, rights, strict=True))
     return {"eval_loss": loss, EXP_NEG_LOSS: math.exp(-loss), CHOICE_ACCURACY: right / len(data) if len(data) else 0.0}
+
+
+@torch.no_grad()
+def generate(model: Any, prompts: Prompts, batch_size: int, max_new_tokens: int, eos_id: int | None,
+             device: torch.device) -> list[list[int]]:
+    """Each prompt's greedy continuation (token ids, up to `max_new_tokens`, cut before the first end token: `eos_id`
+    or one the model's generation config names), in the prompts' order. Batches of similar length, padded on the left
+    (the continuation then starts at the same position in every row) with `prompts.pad_id` (a tokenizer without a
+    padding token pads with its end token)."""
+    model.eval()
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts.input_ids[i]))
+    generated: dict[int, list[int]] = {}
+    # The tokenizer's end token, and those the model's generation config ends on too (an instruct model's end of
+    # turn, Llama 3's <|eot_id|>, which a chat template writes instead of the end token).
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ends = sorted({eos_id, *(configured if isinstance(configured, list | tuple) else [configured])} - {None})
+    stops = {*ends, prompts.pad_id}
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        longest = max(len(prompts.input_ids[i]) for i in indices)
+        ids = torch.full((len(indices), longest), prompts.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(indices), longest), dtype=torch.long)
+        for row, i in enumerate(indices):
+            n = len(prompts.input_ids[i])
+            ids[row, longest - n:] = torch.tensor(prompts.input_ids[i])
+            mask[row, longest - n:] = 1
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                             do_sample=False, num_beams=1, pad_token_id=prompts.pad_id, eos_token_id=ends or None)
+        for row, i in enumerate(indices):
+            tokens = out[row, longest:].tolist()
+            end = next((k for k, t in enumerate(tokens) if t in stops), len(tokens))
+            generated[i] = tokens[:end]
+    return [generated[i] for i in range(len(prompts))]
+
+
+def generation_metrics(model: Any, prompts: Prompts, tokenizer: Any, batch_size: int, max_new_tokens: int,
+                       pattern: str | None, device: torch.device) -> tuple[dict[str, float], float]:
+    """Every generation metric (`generation_metrics.generation_scores`) of the greedy generations of `prompts`
+    against their references, with `pattern` extracting the answer from both; and the seconds generation took per
+    prompt (decoding and scoring left out)."""
+    from autopeft.training.generation_metrics import generation_scores
+
+    start = time.perf_counter()
+    tokens = generate(model, prompts, batch_size, max_new_tokens, tokenizer.eos_token_id, device)
+    seconds = (time.perf_counter() - start) / max(1, len(prompts))
+    texts = [tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+    return generation_scores(texts, prompts.references, pattern), seconds

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
 from autopeft.errors import TaskError
+from autopeft.training.generation_metrics import GENERATION_METRICS
 
 Column = str | int  # a header name, or a 0-based index for files without a header
 
@@ -79,11 +80,13 @@ TASKS: dict[str, Task] = {
 
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
 
-# The metrics a dataset task may take as its objective (`--metric`); the first two kinds' defaults come first.
-Metric = Literal["accuracy", "f1", "macro-f1", "mcc", "pearson", "spearman"]
+# The metrics a dataset task may take as its objective (`--metric`); the first two kinds' defaults come first. A
+# causal-LM task with a response column may take a generation metric (GENERATION_METRICS: exact-match, contains, f1,
+# rouge-l), scored on greedy generations; f1 is then SQuAD's token F1.
+Metric = Literal["accuracy", "f1", "macro-f1", "mcc", "pearson", "spearman", "exact-match", "contains", "rouge-l"]
 METRICS: tuple[Metric, ...] = get_args(Metric)
 CLASSIFICATION_METRICS = METRICS[:4]
-REGRESSION_METRICS = METRICS[4:]
+REGRESSION_METRICS = METRICS[4:6]
 LABEL_KINDS = ("string", "integer", "number")  # how a dataset's raw labels are read: names, whole numbers, a target
 # Task types of your own data: a classifier (or regression) on a sequence-classification head, or a causal LM trained
 # on the response tokens.
@@ -125,6 +128,14 @@ class DatasetTask:
     response_column: str | None = None
     # A verbaliser: choice i is class id i (`label_names[i]`); each is appended to the prompt as it is written.
     choices: tuple[str, ...] = ()
+    # A generation metric's settings (`metric` in GENERATION_METRICS): the most tokens generated per evaluation
+    # prompt, and the answer extractor applied to generation and reference (a regular expression or a preset's name
+    # in `generation_metrics.PRESETS`; None: the whole stripped text).
+    max_new_tokens: int = 32
+    answer_pattern: str | None = None
+    # The prompt as the user's turn and the response (or a choice) as the assistant's, in the tokenizer's own chat
+    # template (`training.data.encode_causal`).
+    chat_template: bool = False
 
     def __str__(self) -> str:  # titles (the dashboard's) print the task as they would a GLUE name
         return self.name
@@ -132,6 +143,11 @@ class DatasetTask:
     @property
     def is_causal_lm(self) -> bool:
         return self.task_type == "causal-lm"
+
+    @property
+    def generates(self) -> bool:
+        """Scored on greedy generations of the evaluation prompts (a generation metric), not on likelihoods."""
+        return self.is_causal_lm and self.metric in GENERATION_METRICS
 
     @property
     def num_labels(self) -> int:

@@ -24,6 +24,9 @@ from autopeft.training.precision import Precision, resolve_precision, trainable_
 from autopeft.training.tasks import DatasetTask, TaskRef
 
 EVAL_BATCH_SIZE = 128
+# The key under which an evaluation hands the seconds of generation per prompt to `TrialResult`, which holds it in a
+# field of its own (`generate_seconds_per_example`), not among the metrics.
+GENERATE_SECONDS = "generate_seconds_per_example"
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class TrialResult:
     failure: str | None = None
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    # A generation metric's: the seconds greedy generation took per evaluation prompt (part of `eval_seconds`).
+    generate_seconds_per_example: float | None = None
     wall_seconds: float = 0.0
     host: str | None = None  # None when no worker reported (it died): unknown, not made up
     pid: int | None = None
@@ -146,7 +151,7 @@ class TrialRunner:
     def data(self, request: TrialRequest, split: str) -> Any:
         """A split's tokenised examples (`Encoded`), read and tokenised once per worker."""
         from autopeft.adapters.models import ModelRef, load_tokenizer
-        from autopeft.training.data import DataSource, encode_choices, encode_task, load_split
+        from autopeft.training.data import DataSource, encode_choices, encode_prompts, encode_task, load_split
         from autopeft.training.tasks import get_task
 
         key = (request.model_location, request.task, request.data_folder, request.budget.max_length, split)
@@ -157,10 +162,14 @@ class TrialRunner:
             tokenizer = self._tokenizers[ref.location]
             folder = Path(request.data_folder) if request.data_folder else None
             task = get_task(request.task)
-            examples = load_split(DataSource(task, folder), "eval" if split == "choices" else split)
-            if split == "choices":  # a verbaliser's evaluation: every prompt followed by each choice
-                choices = task.choices if isinstance(task, DatasetTask) else ()
-                self._encoded[key] = encode_choices(examples, tokenizer, request.budget.max_length, choices)
+            examples = load_split(DataSource(task, folder), "eval" if split in ("choices", "prompts") else split)
+            if split == "prompts":  # a generation metric's evaluation: the prompts alone, and the responses' text
+                self._encoded[key] = encode_prompts(examples, tokenizer, request.budget.max_length,
+                                                    isinstance(task, DatasetTask) and task.chat_template)
+            elif split == "choices":  # a verbaliser's evaluation: every prompt followed by each choice
+                assert isinstance(task, DatasetTask)
+                self._encoded[key] = encode_choices(examples, tokenizer, request.budget.max_length, task.choices,
+                                                    task.chat_template)
             else:
                 self._encoded[key] = encode_task(examples, tokenizer, request.budget.max_length, task)
         return self._encoded[key]
@@ -265,6 +274,7 @@ class TrialRunner:
 
         eval_start = time.perf_counter()
         metrics = self._evaluate(model, request, device, precision)
+        generate_seconds = metrics.pop(GENERATE_SECONDS, None)
         metrics["final_train_loss"] = stats.final_loss
         if stats.steps in request.evaluate_at:  # the curve's last point is the result's own evaluation
             curve.points.append(CurvePoint(stats.steps, dict(metrics), stats.final_loss,
@@ -280,6 +290,7 @@ class TrialRunner:
             metrics=metrics,
             train_seconds=stats.seconds - curve.eval_seconds,
             eval_seconds=time.perf_counter() - eval_start,
+            generate_seconds_per_example=generate_seconds,
             wall_seconds=time.perf_counter() - start,
             host=socket.gethostname(),
             pid=os.getpid(),
@@ -339,7 +350,17 @@ class TrialRunner:
             choices = tuple(c.sample(request.budget.eval_subset, 0) for c in self.data(request, "choices")) \
                 if isinstance(task, DatasetTask) and task.choices else ()
             # Logits over a whole vocabulary are large: a causal LM is evaluated at the training batch size.
-            return causal_metrics(model, eval_data, choices, request.budget.batch_size, device)
+            metrics = causal_metrics(model, eval_data, choices, request.budget.batch_size, device)
+            if isinstance(task, DatasetTask) and task.generates:
+                from autopeft.training.loop import generation_metrics
+
+                prompts = self.data(request, "prompts").sample(request.budget.eval_subset, 0)  # the same rows
+                tokenizer = self._tokenizers[request.model_location]
+                scores, seconds = generation_metrics(model, prompts, tokenizer, request.budget.batch_size,
+                                                     task.max_new_tokens, task.answer_pattern, device)
+                metrics.update(scores)
+                metrics[GENERATE_SECONDS] = seconds
+            return metrics
         predictions, loss = predict(model, eval_data, EVAL_BATCH_SIZE, task.num_labels == 1, device)
         return {**compute_metrics(task, predictions, eval_data.labels), "eval_loss": loss}
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from autopeft.errors import TaskError, UsageError, first_line
 from autopeft.training.examples import Examples, read_utf8
+from autopeft.training.generation_metrics import GENERATION_METRICS, answer_regex
 from autopeft.training.tasks import (
     CHOICE_ACCURACY,
     CLASSIFICATION_METRICS,
@@ -70,6 +71,9 @@ class DataOptions:
     prompt_column: str | None = None
     response_column: str | None = None
     choices: tuple[str, ...] | None = None
+    max_new_tokens: int | None = None  # a generation metric's: the most tokens generated per evaluation prompt
+    answer_pattern: str | None = None  # a generation metric's answer extractor (a regex, or a preset's name)
+    chat_template: bool | None = None  # a causal LM's turns in the tokenizer's chat template
 
     @property
     def causal_lm(self) -> bool:
@@ -505,6 +509,14 @@ def _prepared(ref: str, options: DataOptions, seed: int) -> tuple[DatasetTask, _
         raise TaskError(f"{train.where} holds no examples (a header alone, or no row)")
     if options.causal_lm:
         return _prepare_causal(place, train, options, seed)
+    if options.metric is not None and options.metric not in CLASSIFICATION_METRICS + REGRESSION_METRICS:
+        raise UsageError(f"--metric {options.metric} scores a causal LM's generated responses; use --task-type "
+                         f"causal-lm with --prompt-column and --response-column, or a classification metric: "
+                         f"{', '.join(CLASSIFICATION_METRICS + REGRESSION_METRICS)}")
+    _refuse_generation_settings(options, "a classification task")
+    if options.chat_template:
+        raise UsageError("--chat-template writes a causal LM's prompt and response as chat turns; a classification "
+                         "task has neither: drop it, or use --task-type causal-lm")
     text = options.text_column or next((c for c in TEXT_DEFAULTS if c in train.columns), None)
     if text is None:
         raise TaskError(f"{train.where}: no column 'text' or 'sentence' (columns: {', '.join(train.columns) or 'none'})"
@@ -541,10 +553,13 @@ def _prepared(ref: str, options: DataOptions, seed: int) -> tuple[DatasetTask, _
 def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: int) -> tuple[DatasetTask, _Table]:
     """A causal-LM task: prompt and response columns, or one text column trained on whole, or a prompt and a
     verbaliser (`choices`) with the label column saying which choice is right."""
-    for option, value in (("--metric", options.metric), ("--text-pair-column", options.text_pair_column)):
-        if value is not None:
-            raise UsageError(f"{option} is for classification; a causal-LM task is scored by {CHOICE_ACCURACY} (with "
-                             f"--choices) or {EXP_NEG_LOSS} of the evaluation loss on the response tokens: drop it")
+    if options.text_pair_column is not None:
+        raise UsageError(f"--text-pair-column is for classification; a causal-LM task is scored by {CHOICE_ACCURACY} "
+                         f"(with --choices) or {EXP_NEG_LOSS} of the evaluation loss on the response tokens: drop it")
+    if options.metric is not None and options.metric not in GENERATION_METRICS:
+        raise UsageError(f"--metric {options.metric} is for classification; a causal-LM task is scored by "
+                         f"{CHOICE_ACCURACY} (with --choices), {EXP_NEG_LOSS} of the evaluation loss on the response "
+                         f"tokens, or with a response column a generation metric ({', '.join(GENERATION_METRICS)})")
     if options.text_column is not None and options.prompt_column is not None:
         raise UsageError("--text-column and --prompt-column both name the prompt; give one of them")
     choices = tuple(options.choices or ())
@@ -586,6 +601,21 @@ def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: in
     elif prompt is None:  # a response alone is a text trained on whole
         prompt, response = response, None
     assert prompt is not None
+    if options.metric is not None and (choices or response is None):
+        why = f"--choices are scored by {CHOICE_ACCURACY}" if choices else "a text trained on whole has no response"
+        raise UsageError(f"--metric {options.metric} compares generated responses with a response column's; {why}: "
+                         f"give --prompt-column and --response-column, or drop --metric")
+    if options.answer_pattern is not None:
+        try:
+            answer_regex(options.answer_pattern)
+        except ValueError as exc:
+            raise UsageError(f"--answer-pattern {options.answer_pattern!r} {exc}") from None
+    if options.metric is None:
+        _refuse_generation_settings(options, f"a task scored by {CHOICE_ACCURACY if choices else EXP_NEG_LOSS}")
+    if options.chat_template and response is None and not choices:
+        raise UsageError("--chat-template makes the prompt the user's turn and the response the assistant's; a text "
+                         "trained on whole has no turns: give --prompt-column and --response-column (or --choices), "
+                         "or drop --chat-template")
     train.column(prompt, "--prompt-column" if options.prompt_column else "--text-column")
     if response is not None:
         train.column(response, "--response-column")
@@ -606,10 +636,23 @@ def _prepare_causal(place: _Place, train: _Table, options: DataOptions, seed: in
     task = DatasetTask(
         name=place.name, source=place.source, location=place.location, train_split=place.train,
         eval_split=place.evaluation, text_column=prompt, text_pair_column=None, label_column=label,
-        label_kind=kind, label_names=names, metric=CHOICE_ACCURACY if choices else EXP_NEG_LOSS,
+        label_kind=kind, label_names=names,
+        metric=options.metric or (CHOICE_ACCURACY if choices else EXP_NEG_LOSS),
         hub_config=place.config, eval_fraction=options.eval_fraction, eval_rows=eval_rows,
-        train_rows=len(train) if eval_rows else 0, task_type="causal-lm", response_column=response, choices=choices)
+        train_rows=len(train) if eval_rows else 0, task_type="causal-lm", response_column=response, choices=choices,
+        max_new_tokens=options.max_new_tokens or DatasetTask.max_new_tokens, answer_pattern=options.answer_pattern,
+        chat_template=bool(options.chat_template))
     return task, train
+
+
+def _refuse_generation_settings(options: DataOptions, what: str) -> None:
+    """--max-new-tokens and --answer-pattern set how a generation metric scores: on any other task, one line."""
+    given = [flag for flag, value in (("--max-new-tokens", options.max_new_tokens),
+                                      ("--answer-pattern", options.answer_pattern)) if value is not None]
+    if given:
+        raise UsageError(f"{' and '.join(given)} {'set' if len(given) > 1 else 'sets'} how a generation --metric "
+                         f"({', '.join(GENERATION_METRICS)}) scores, and {what} generates nothing: drop "
+                         f"{'them' if len(given) > 1 else 'it'}")
 
 
 def _choice_classes(table: _Table, column: str, values: Sequence[Any], kind: str,

@@ -86,3 +86,32 @@ def test_search_and_export_a_classification_csv_with_choices(tmp_path: Path) -> 
     assert tuned_meta["task"] == "chat" and tuned_meta["metric"] == "exp(-loss)"
     assert tuned_meta["task_type"] == "causal-lm" and tuned_meta["candidate"] == meta["candidate"]
     _load_and_generate(tuned, model)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_search_and_export_with_a_generation_metric(tmp_path: Path) -> None:
+    """--metric rouge-l: the objective is the generations' ROUGE-L, recorded in settings.json, results.csv (with the
+    generation seconds per example) and the export's autopeft.json; `export --retrain` measures it after loading."""
+    model = save_tiny_causal_lm(tmp_path / "llama", "llama")
+    data = write_prompt_response_jsonl(tmp_path / "chat.jsonl", rows=16)
+    run = tmp_path / "run"
+    assert main(["search", "--task", str(data), "--eval-fraction", "0.25", "--prompt-column", "prompt",
+                 "--metric", "rouge-l", "--max-new-tokens", "3", "--answer-pattern", r"(\w+)",
+                 "--model", str(model), "--out", str(run), *BUDGET, "--trials", "1"]) == 0
+    settings = json.loads((run / "settings.json").read_text(encoding="utf-8"))
+    assert settings["metric"] == "rouge-l"
+    assert (settings["task"]["max_new_tokens"], settings["task"]["answer_pattern"]) == (3, r"(\w+)")
+    results = pd.read_csv(run / "results.csv")
+    done = results[results["status"] == "complete"]
+    assert len(done) == 1, results.get("failure_reason")
+    assert (done["accuracy"] == done["metric.rouge-l"]).all() and done["accuracy"].between(0, 1).all()
+    assert (done["generate_seconds_per_example"] > 0).all()
+    assert {"metric.exact-match", "metric.contains", "metric.f1", "metric.exp(-loss)"} <= set(results.columns)
+    out = tmp_path / "export"
+    assert main(["export", str(run), "--retrain", "--max-steps", "2", "--out", str(out)]) == 0
+    meta = json.loads((out / "autopeft.json").read_text(encoding="utf-8"))
+    assert meta["metric"] == "rouge-l" and 0 <= meta["retrained"]["accuracy_after_loading"] <= 1
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert r"metric rouge-l of greedy generations of at most 3 new tokens against the evaluation responses, the " \
+           r"answer taken from both by `--answer-pattern (\w+)`" in readme

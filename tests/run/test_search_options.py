@@ -36,6 +36,8 @@ def sample_value(name: str) -> Any:
     if kind.choices is not None:
         return next(c for c in reversed(kind.choices) if c != default)
     option = option_of(name)
+    if kind.kind is bool:  # a switch: given is true
+        return True
     if kind.kind is str:
         return f"{name}-value"
     if kind.kind is int:
@@ -46,6 +48,9 @@ def sample_value(name: str) -> Any:
 def as_argv(options: dict[str, Any]) -> list[str]:
     argv: list[str] = []
     for name, value in options.items():
+        if value is True:  # a switch
+            argv.append(flag_of(name))
+            continue
         argv += [flag_of(name), *value] if isinstance(value, tuple) else [flag_of(name), str(value)]
     return argv
 

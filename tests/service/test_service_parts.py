@@ -47,6 +47,7 @@ def test_options_are_typed_and_paths_confined(tmp_path: Path) -> None:
     assert request.id == "x1" and options_of(request)["trials"] == 3  # type: ignore[attr-defined]
     for body, message in (({"task": "sst2", "trials": True}, "whole number"), ({"trials": 2}, "'task' is required"),
                           ({"task": "sst2", "choices": "ab"}, "list of strings"), ([1], "JSON object"),
+                          ({"task": "a.jsonl", "chat_template": 1}, "chat_template must be true or false, got 1"),
                           ({"task": "sst2", "resume": "r"}, "chooses where"),
                           ({"task": "sst2", "trials": 2**64}, "trials must be at most 10000")):
         with pytest.raises(pydantic.ValidationError) as refused:
@@ -61,6 +62,10 @@ def test_options_are_typed_and_paths_confined(tmp_path: Path) -> None:
     args = driver_arguments({"task": "sst2", "choices": [" no", " yes"], "max_steps": 5}, Path("/r"), None)
     assert args == ["--task=sst2", "--choices", " no", " yes", "--max-steps=5", f"--space={space_file(None, None)}",
                     "--out=/r"]
+    # A switch is its flag alone when true, left out when false.
+    switches = driver_arguments({"task": "a.jsonl", "chat_template": True}, Path("/r"), None)
+    assert switches[:2] == ["--task=a.jsonl", "--chat-template"]
+    assert "--chat-template" not in driver_arguments({"task": "a.jsonl", "chat_template": False}, Path("/r"), None)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
 

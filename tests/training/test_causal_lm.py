@@ -219,7 +219,8 @@ BAD = [
     (["--prompt-column", "question"], "no column 'question'"),
     (["--choices", " negative", " positive", "--text-column", "sentence", "--label-column", "stars"],
      "is not one of the 2 choices"),
-    (["--task-type", "causal-lm", "--metric", "f1"], "--metric is for classification"),
+    (["--task-type", "causal-lm", "--metric", "f1"], "--metric f1 compares generated responses"),
+    (["--task-type", "causal-lm", "--metric", "mcc"], "--metric mcc is for classification"),
     (["--choices", " yes"], "at least two different choices"),
 ]
 
