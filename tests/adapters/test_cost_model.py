@@ -97,12 +97,16 @@ def test_parameters_not_chosen_yet_are_filled_in_when_the_count_does_not_depend_
     lora = TrainableParamsModel(counter, load_spec("lora"))
     full = {"target_modules": "attn_qv", "rank_L0": 4, "rank_L1": 0, "ffn_rank_L0": 0, "ffn_rank_L1": 2,
             "learning_rate": 1e-3, "lora.lora_alpha": 8, "lora.lora_dropout": 0.1, "sparsity.fraction": 0.5,
-            "sparsity.init": "gradient"}
+            "sparsity.init": "gradient", "lora.use_rslora": True, "lora.use_dora": False,
+            "lora.init_lora_weights": "orthogonal", "lora.loraplus_lr_ratio": 16.0}
     exact = lora(full)
     assert exact == {"trainable_params": real_count(lora.candidate(full), "bert", 2)}
-    partial = {k: v for k, v in full.items() if k not in ("lora.lora_alpha", "lora.lora_dropout", "sparsity.init")}
-    assert len(lora.candidates(partial)) == 3 * 2 * 3 and lora(partial) == exact  # alpha, dropout, init: no effect
+    no_effect = ("lora.lora_alpha", "lora.lora_dropout", "sparsity.init", "lora.use_rslora")
+    partial = {k: v for k, v in full.items() if k not in no_effect}
+    assert len(lora.candidates(partial)) == 3 * 2 * 3 * 2 and lora(partial) == exact
+    assert lora({**partial, "lora.init_lora_weights": "default", "lora.loraplus_lr_ratio": 1.0}) == exact
     assert lora({k: v for k, v in full.items() if k != "sparsity.fraction"}) == {}  # the fraction changes it
+    assert lora({k: v for k, v in full.items() if k != "lora.use_dora"}) == {}  # so do DoRA's magnitudes
 
     default = TrainableParamsModel(counter, load_spec("default"))
     vera = {"method": "vera", "target_modules": "attn_qv", "rank_L0": 4, "rank_L1": 0, "vera.learning_rate": 1e-2}

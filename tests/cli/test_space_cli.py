@@ -18,7 +18,7 @@ def test_space_show_lists_dimensions_conditions_and_count(capsys: pytest.Capture
     assert "rank_L0..L1" in out and "ffn_rank_L0..L1" in out and "2 dimensions" in out
     assert "sparsity.init" in out and "a non-zero sparsity.fraction" in out
     # lora space: 3 presets x 5^2 x 4^2 ranks x (1 + 2 x 3) sparsity x 3 alphas x 2 dropouts, times the lr range.
-    assert f"{3 * 25 * 16 * 7 * 3 * 2:,} discrete combinations" in out
+    assert f"{3 * 25 * 16 * 7 * 3 * 2 * (2 * 2 * 3 * 2):,} discrete combinations" in out  # variants: rs, dora, init, +
     assert main(["space", "show", "default", "--model", str(tiny_bert_dir)]) == 0
     assert "only for adalora" in capsys.readouterr().out
 

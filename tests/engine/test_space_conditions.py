@@ -46,7 +46,7 @@ def test_a_method_parameter_is_conditional_even_while_every_trial_had_its_method
     conditions = space_conditions(compile_space(spec, 6))
     assert conditions["lora.lora_alpha"].parent == "method"
     assert conditions["lora.lora_alpha"].values == frozenset({"lora"})
-    trials = [t for t in startup_trials("default", 0, 40) if t.params["method"] == "lora"][:3]
+    trials = [t for t in startup_trials("default", 0, 80) if t.params["method"] == "lora"][:3]
     assert len(trials) == 3
     assert parent_of(Encoding.from_trials(trials), "lora.lora_alpha") is None  # looks unconditional
     assert parent_of(Encoding.from_trials(trials, conditions), "lora.lora_alpha") == "method"

@@ -57,13 +57,19 @@ def test_all_zero_draw_is_repaired_to_the_top_layer() -> None:
 
 def test_candidate_round_trips_and_reads_well() -> None:
     spec = load_spec("default")
-    trial = optuna.trial.FixedTrial({"method": "lora", "target_modules": "attn_qv", "lora.learning_rate": 1e-3,
-                                     "lora.lora_alpha": 16, **{f"rank_L{i}": r for i, r in
-                                                               enumerate((8, 0, 8, 0, 16, 4))}})
-    c = suggest_candidate(trial, compile_space(spec, 6))
+    chosen = {"method": "lora", "target_modules": "attn_qv", "lora.learning_rate": 1e-3, "lora.lora_alpha": 16,
+              "lora.use_rslora": False, "lora.init_lora_weights": "default",
+              **{f"rank_L{i}": r for i, r in enumerate((8, 0, 8, 0, 16, 4))}}
+    c = suggest_candidate(optuna.trial.FixedTrial(chosen), compile_space(spec, 6))
     assert Candidate.from_dict(c.to_dict()) == c
     assert c.describe() == "lora r=[8,0,8,0,16,4] on attn_qv, lora_alpha=16, lora_dropout=0.0, lr=0.001"
     assert c.active_layers == (0, 2, 4, 5)
+    variant = suggest_candidate(optuna.trial.FixedTrial({**chosen, "lora.use_rslora": True,
+                                                         "lora.init_lora_weights": "pissa_niter_4"}),
+                                compile_space(spec, 6))
+    assert Candidate.from_dict(variant.to_dict()) == variant
+    assert variant.describe() == ("lora r=[8,0,8,0,16,4] on attn_qv, init_lora_weights=pissa_niter_4, lora_alpha=16, "
+                                  "lora_dropout=0.0, use_rslora=True, lr=0.001")
 
 
 def test_default_startup_trials() -> None:
