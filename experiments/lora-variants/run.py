@@ -113,6 +113,10 @@ def report(args: argparse.Namespace) -> None:
              f"{max(float(r['load_average']) for r in rows):.2f}, 2-core CPU machine). Rank 8 on attn_qv in all "
              f"6 layers, lora_alpha 16, learning rate {LEARNING_RATE:g}, 200 steps of batch 32 at length 64; "
              "accuracy on the 872 dev sentences. `python experiments/lora-variants/run.py --report` writes this.",
+             "", f"Seeds recorded: {', '.join(sorted({r['seed'] for r in rows}))} of the "
+             f"{', '.join(map(str, SEEDS))} the experiment runs"
+             + ("." if {r["seed"] for r in rows} == set(map(str, SEEDS)) else
+                "; the others are not run yet (the script resumes with them)."),
              "", "One dev-set accuracy near 0.81 has a binomial standard error of "
              f"{math.sqrt(0.81 * 0.19 / 872):.3f}; a seed fixes the data order, the head's and the adapters' "
              "initialisation, so the same seed's plain LoRA is each variant's paired comparison. s/step is wall "
