@@ -1,6 +1,6 @@
 """What bf16 costs or saves on a CPU: one MiniLM LoRA trial in fp32 and in bf16, timed and measured on an idle machine.
 
-    .venv/bin/python experiments/precision-cpu/measure.py --data-dir ../shared/data/glue     # about 5 minutes
+    .venv/bin/python experiments/precision-cpu/measure.py --data-dir ../shared/data/glue     # about 35 minutes here
 
 LoRA rank 8 on the query and value projections of all 6 layers, SST-2, 40 steps of batch 32 at length 64, 2 threads,
 200 dev sentences; fp32 and bf16 alternate, twice each, so that a change of load hits both. For each: seconds per
@@ -62,20 +62,26 @@ def main() -> None:
                "eval_seconds": round(result.eval_seconds, 1), "accuracy": result.accuracy, "load": load()}
         record["runs"].append(run)
         print(run, flush=True)
+        write(record)  # after each run: a measurement stopped early keeps what it measured
+
+
+def write(record: dict[str, Any]) -> None:
     record["load_after"] = load()
     (HERE / "results.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    done = [p for p in ("fp32", "bf16") if any(r["precision"] == p for r in record["runs"])]
     summary = {p: {k: statistics.mean(r[k] for r in record["runs"] if r["precision"] == p)
-                   for k in ("seconds_per_step", "peak_memory_mib", "eval_seconds")} for p in ("fp32", "bf16")}
+                   for k in ("seconds_per_step", "peak_memory_mib", "eval_seconds", "accuracy")} for p in done}
     lines = ["# bf16 against fp32 on a CPU (MiniLM, LoRA r=8 on q,v)", "",
-             f"Recorded {record['recorded_at']}, commit {commit}, {record['machine']}, load average "
-             f"{record['load_before'][0]} before and {record['load_after'][0]} after. `results.json` has each run.",
-             "", "| precision | s per training step | peak memory (MiB) | evaluation of 200 sentences (s) |",
-             "|---|---|---|---|"]
-    lines += [f"| {p} | {v['seconds_per_step']:.3f} | {v['peak_memory_mib']:.1f} | {v['eval_seconds']:.1f} |"
+             f"Recorded {record['recorded_at']}, commit {record['commit']}, {record['machine']}, load average "
+             f"{record['load_before'][0]} before and {record['load_after'][0]} after; "
+             f"{len(record['runs'])} of the {len(ORDER)} runs ({', '.join(ORDER)}). `results.json` has each run.",
+             "", "| precision | runs | s per training step | peak memory (MiB) | evaluation of 200 sentences (s) | "
+             "accuracy |", "|---|---|---|---|---|---|"]
+    lines += [f"| {p} | {sum(r['precision'] == p for r in record['runs'])} | {v['seconds_per_step']:.3f} | "
+              f"{v['peak_memory_mib']:.1f} | {v['eval_seconds']:.1f} | {v['accuracy']:.3f} |"
               for p, v in summary.items()]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-
+    print("\n".join(lines), flush=True)
 
 if __name__ == "__main__":
     main()
