@@ -42,8 +42,14 @@ def search_command(data: Path, model: Path, *args: str) -> list[str]:
             "--model", str(model), "--space", "small", *FAST, *args]
 
 
+# The environment as the suite found it: a Ray started inside the test process (tests/engine/test_gpu_sharing.py)
+# leaves RAY_AUTH_MODE=token behind, and a search driver that inherits it cannot use a cluster started without one.
+_RAY_VARIABLES_AT_START = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
+
+
 def clean_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(_RAY_VARIABLES_AT_START)
     env.pop("RAY_ADDRESS", None)  # the tests choose their clusters themselves
     return env
 
