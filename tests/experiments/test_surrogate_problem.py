@@ -26,7 +26,6 @@ from autopeft.run.record import attributes, record_proposal  # noqa: E402
 from autopeft.run.settings import OBJECTIVES  # noqa: E402
 from autopeft.run.storage import STUDY_NAME  # noqa: E402
 from autopeft.space.compiled import compile_space  # noqa: E402
-from autopeft.space.spec import resolve_space_path  # noqa: E402
 
 
 def random_candidates(n: int, seed: int = 0) -> list[ps.Candidate]:
@@ -46,7 +45,8 @@ def make_run(folder: Path, candidates: list[ps.Candidate], max_steps: int = 100,
     budget = {"max_steps": max_steps, "batch_size": 32, "max_length": 64, "train_subset": None, "eval_subset": None}
     (folder / "settings.json").write_text(json.dumps({"task": "sst2", "model_name": ps.MODEL, "space": "lora",
                                                       "budget": budget, "num_layers": ps.NUM_LAYERS}))
-    (folder / "space.yaml").write_text(resolve_space_path("lora").read_text(encoding="utf-8"))
+    recorded = ROOT / "experiments" / "sampler-benchmark" / "lora-as-recorded.yaml"  # the lora space they drew from
+    (folder / "space.yaml").write_text(recorded.read_text(encoding="utf-8"))
     study = optuna.create_study(storage=f"sqlite:///{folder / 'study.db'}", study_name=STUDY_NAME,
                                 directions=["maximize", "minimize", "minimize"])
     for i, c in enumerate(candidates):
