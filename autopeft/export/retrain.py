@@ -67,7 +67,8 @@ def retrain_full(runner: TrialRunner, p: Provenance, ref: ModelRef, data: DataPl
     """Train on the whole training split (or `train_subset` of it) and save the adapter in `weights_dir`. What a
     user gets from the saved files is measured on the folder as shipped (`measure_after_loading`)."""
     steps = max_steps or one_epoch_steps(runner, p, ref, data)
-    budget = dataclasses.replace(p.budget, max_steps=steps, train_subset=train_subset, eval_subset=eval_subset)
+    budget = dataclasses.replace(p.budget, max_steps=steps, train_subset=train_subset, eval_subset=eval_subset,
+                                 final_eval_subset=eval_subset)
     request = _request(p, ref, data, p.seed, budget, save_to=str(weights_dir))
     trained = _checked(runner.run(request), "retraining")
     return {

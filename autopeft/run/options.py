@@ -124,7 +124,12 @@ class SearchOptions:
                                        help="train on a random subset of this many examples")
     eval_subset: int | None = _option(
         group="budget", low=1, high=budget_limit("eval_subset"),
-        help="evaluate on the first N of a fixed random subset of the evaluation split (default: all of it)")
+        help="evaluate on the first N of a fixed random subset of the evaluation split (default: all of it) at "
+        "every evaluation short of --max-steps: halving's rungs and learning-curve points")
+    final_eval_subset: int | None = _option(
+        group="budget", low=1, high=budget_limit("final_eval_subset"), metavar="N",
+        help="evaluate a trial that trained all of --max-steps, the result the front is made of, on the first N of "
+        "the same subset (default: the whole evaluation split, whatever --eval-subset says)")
     step_budget: int | None = _option(
         group="budget", low=1, high=budget_limit("step_budget"),
         help="training steps of the whole search, all trials together (stopped ones included): no trial starts once "

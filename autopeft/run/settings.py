@@ -67,7 +67,10 @@ class SearchSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
         values = dict(data)
-        values["budget"] = BudgetSpec(**values["budget"])
+        budget = dict(values["budget"])
+        # A run written before final_eval_subset existed judged its full-budget trials on eval_subset: its resume does.
+        budget.setdefault("final_eval_subset", budget.get("eval_subset"))
+        values["budget"] = BudgetSpec(**budget)
         if isinstance(values.get("task"), dict):
             values["task"] = DatasetTask.from_dict(values["task"])
         known = set(cls.__dataclass_fields__)

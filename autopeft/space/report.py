@@ -101,7 +101,8 @@ def show_text(space: CompiledSpace, model_name: str, left_out: Sequence[LeftOut]
         lines += ["variants at their plain value (method_params can search them): " + "; ".join(variants)]
     b = spec.budget
     lines += [f"budget per trial: {b.max_steps} steps, batch {b.batch_size}, length {b.max_length}, "
-              f"train subset {b.train_subset or 'all'}, eval subset {b.eval_subset or 'all'}"]
+              f"train subset {b.train_subset or 'all'}, eval subset {b.eval_subset or 'all'} (at the full budget "
+              f"{b.final_eval_subset or 'all'})"]
     c = spec.constraints
     if c.max_trainable_params or c.max_peak_memory:
         memory = format_mib(c.max_peak_memory) if c.max_peak_memory else "-"

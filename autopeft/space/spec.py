@@ -79,6 +79,10 @@ class BudgetSpec:
     max_length: int = _budget_field(64, limits.MAX_LENGTH)
     train_subset: int | None = _budget_field(None, limits.MAX_EXAMPLES)  # training examples drawn; None = all
     eval_subset: int | None = _budget_field(None, limits.MAX_EXAMPLES)  # evaluation examples; None = all
+    # The evaluation that enters the front: a trial that trained its full max_steps is judged on this many (None: the
+    # whole split), while eval_subset is the fidelity of every evaluation short of it (halving's rungs, curve points).
+    # Generation makes evaluation costly; a cheap rung must not also make the front's figures noisy.
+    final_eval_subset: int | None = _budget_field(None, limits.MAX_EXAMPLES)
     # Successive halving over steps: rungs at min_steps * eta^k up to max_steps (None: every trial trains to
     # max_steps, the full-fidelity search).
     min_steps: int | None = _budget_field(None, limits.MAX_STEPS)
@@ -86,6 +90,10 @@ class BudgetSpec:
     # The whole search's training steps, all trials together (stopped ones' steps included): no trial starts once
     # they are spent, whatever the trial count (None: the trial count alone ends the search).
     step_budget: int | None = _budget_field(None, limits.MAX_STEP_BUDGET)
+
+    def evaluated_on(self, steps: int) -> int | None:
+        """The evaluation examples after `steps` of training: the final subset at the full budget, else the rungs'."""
+        return self.final_eval_subset if steps >= self.max_steps else self.eval_subset
 
     def replace(self, **changes: int | None) -> BudgetSpec:
         values = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -586,7 +594,7 @@ def _budget(raw: Any, source: str) -> BudgetSpec:
         raise SpecError(f"{source}: key 'budget' must be a mapping with keys {', '.join(BUDGET_KEYS)}")
     reject_unknown(raw, BUDGET_KEYS, source, "budget.")
     for key, value in raw.items():
-        optional = key in ("train_subset", "eval_subset", "min_steps", "step_budget")
+        optional = key in ("train_subset", "eval_subset", "final_eval_subset", "min_steps", "step_budget")
         if value is None and optional:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -251,8 +251,9 @@ class TrialRunner:
                                  micro_batch_size=micro if micro < budget.batch_size else None)
         until = request.stop_at or budget.max_steps
         after = _after_step(model, masks)
-        curve = _Curve(after, lambda: trainer, lambda: self._evaluate(model, request, device, precision),
-                       request.evaluate_at, until)
+        # A curve point lies short of `until` (the end evaluates itself), so at the rungs' fidelity.
+        curve = _Curve(after, lambda: trainer, lambda: self._evaluate(model, request, budget.eval_subset, device,
+                                                                      precision), request.evaluate_at, until)
         trainer = Trainer(model, train_data, settings, regression, device, curve.after if request.evaluate_at
                           else after, precision=precision, param_groups=optimizer_groups(model, c))
         if saved is not None:
@@ -273,7 +274,7 @@ class TrialRunner:
         adapter = count_adapter_entries(model, converted=changes_the_base(c))
 
         eval_start = time.perf_counter()
-        metrics = self._evaluate(model, request, device, precision)
+        metrics = self._evaluate(model, request, budget.evaluated_on(stats.steps), device, precision)
         generate_seconds = metrics.pop(GENERATE_SECONDS, None)
         metrics["final_train_loss"] = stats.final_loss
         if stats.steps in request.evaluate_at:  # the curve's last point is the result's own evaluation
@@ -330,31 +331,32 @@ class TrialRunner:
         # A causal LM for a causal-LM task; quantised weights when the candidate asks.
         return load_model(ref, get_task(request.task).num_labels, pad, request.candidate.quantize, dtype)
 
-    def _evaluate(self, model: Any, request: TrialRequest, device: Any,
+    def _evaluate(self, model: Any, request: TrialRequest, subset: int | None, device: Any,
                   precision: Precision | None = None) -> dict[str, float]:
-        """The task's metrics on the evaluation split, in the trial's precision (as it was trained)."""
+        """The task's metrics on the first `subset` rows of the evaluation split (None: all of it), in the trial's
+        precision (as it was trained)."""
         with (precision or resolve_precision(request.candidate.precision, device)).autocast():
-            return self._metrics(model, request, device)
+            return self._metrics(model, request, subset, device)
 
-    def _metrics(self, model: Any, request: TrialRequest, device: Any) -> dict[str, float]:
+    def _metrics(self, model: Any, request: TrialRequest, subset: int | None, device: Any) -> dict[str, float]:
         from autopeft.training.loop import predict
         from autopeft.training.tasks import compute_metrics, get_task
 
         task = get_task(request.task)
         # The evaluation subset is the same for every trial, so that their accuracies compare.
-        eval_data = self.data(request, "eval").sample(request.budget.eval_subset, 0)
+        eval_data = self.data(request, "eval").sample(subset, 0)
         if task.is_causal_lm:
             from autopeft.training.loop import causal_metrics
 
             # The same rows of each choice's encoding (a seeded draw of the same size from as many rows).
-            choices = tuple(c.sample(request.budget.eval_subset, 0) for c in self.data(request, "choices")) \
+            choices = tuple(c.sample(subset, 0) for c in self.data(request, "choices")) \
                 if isinstance(task, DatasetTask) and task.choices else ()
             # Logits over a whole vocabulary are large: a causal LM is evaluated at the training batch size.
             metrics = causal_metrics(model, eval_data, choices, request.budget.batch_size, device)
             if isinstance(task, DatasetTask) and task.generates:
                 from autopeft.training.loop import generation_metrics
 
-                prompts = self.data(request, "prompts").sample(request.budget.eval_subset, 0)  # the same rows
+                prompts = self.data(request, "prompts").sample(subset, 0)  # the same rows
                 tokenizer = self._tokenizers[request.model_location]
                 scores, seconds = generation_metrics(model, prompts, tokenizer, request.budget.batch_size,
                                                      task.max_new_tokens, task.answer_pattern, device)
@@ -374,7 +376,7 @@ class TrialRunner:
         model = PeftModel.from_pretrained(self._base_model(request, precision.dtype), adapter_dir)
         if not request.candidate.quantize:
             model = model.to(device)
-        return self._evaluate(model, request, device, precision)
+        return self._evaluate(model, request, request.budget.final_eval_subset, device, precision)
 
 
 def _check_budget(what: str, value: int, limit: int | None, key: str) -> None:
