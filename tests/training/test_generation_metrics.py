@@ -238,7 +238,9 @@ def test_the_task_records_its_generation_settings(tmp_path: Path) -> None:
 BAD = [
     (["--task-type", "causal-lm", "--text-column", "sentence", "--metric", "exact-match"],
      "a text trained on whole has no response"),
-    (["--metric", "rouge-l"], "--metric rouge-l scores a causal LM's generated responses"),
+    (["--task-type", "classification", "--metric", "rouge-l"],
+     "--metric rouge-l scores a causal LM's generated responses"),
+    (["--metric", "rouge-l"], "--task-type causal-lm needs a decoder-only model"),  # the metric says causal LM
     (["--choices", " a", " b", "--label-column", "stars", "--metric", "contains"], "--choices are scored by"),
     (["--task-type", "causal-lm", "--metric", "accuracy"], "--metric accuracy is for classification"),
     (["--prompt-column", "prompt", "--max-new-tokens", "8"], "--max-new-tokens sets how a generation --metric"),
