@@ -28,6 +28,7 @@ from tests.causal_fixtures import (
     write_classification_csv,
     write_prompt_response_jsonl,
 )
+from tests.support.cli import refused_search
 from tests.support.models import candidate
 
 FAMILIES = ["llama", "qwen2"]
@@ -231,12 +232,7 @@ def test_bad_causal_input_is_one_line_exit_2(extra: list[str], message: str, tmp
                                              capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "reviews.csv"
     data.write_text("sentence,stars\n" + "".join(f"review {i},{i % 3}\n" for i in range(12)), encoding="utf-8")
-    out = tmp_path / "run"
-    code = main(["search", "--task", str(data), "--eval-fraction", "0.25", "--out", str(out), *extra])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and message in err, err
-    assert not out.exists()
+    assert message in refused_search(data, tmp_path / "run", extra, capsys)
 
 
 @pytest.mark.timeout(60)

@@ -13,6 +13,7 @@ from autopeft.cli.main import main
 from autopeft.training.data import Examples, encode_causal, encode_prompts
 from autopeft.training.user_data import DataOptions, prepare
 from tests.causal_fixtures import save_tiny_causal_lm, tiny_tokenizer, write_prompt_response_jsonl
+from tests.support.cli import refused_search
 
 # A small template in the usual shape: each turn its role and text between start and end tokens, and the generation
 # prompt the assistant's header.
@@ -87,18 +88,18 @@ def test_a_trial_with_the_chat_template_and_a_generation_metric(chat_model: Path
     assert 0 <= result.accuracy <= 1 and result.accuracy == result.metrics["contains"]  # type: ignore[operator]
 
 
+def refusal_before_search(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """What a search with --chat-template on `model` says when it is refused: one line, exit 2, nothing written."""
+    return refused_search(write_prompt_response_jsonl(tmp_path / "pr.jsonl"), tmp_path / "run",
+                          ["--prompt-column", "prompt", "--chat-template", "--model", str(model),
+                           "--executor", "local"], capsys)
+
+
 @pytest.mark.timeout(60)
 def test_a_tokenizer_without_a_chat_template_is_one_line_exit_2(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     model = save_tiny_causal_lm(tmp_path / "llama", "llama")
-    data = write_prompt_response_jsonl(tmp_path / "pr.jsonl")
-    out = tmp_path / "run"
-    code = main(["search", "--task", str(data), "--eval-fraction", "0.25", "--prompt-column", "prompt",
-                 "--chat-template", "--model", str(model), "--out", str(out), "--executor", "local"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "tokenizer has no chat template" in err, err
-    assert not out.exists()
+    assert "tokenizer has no chat template" in refusal_before_search(model, tmp_path, capsys)
 
 
 @pytest.mark.timeout(30)
@@ -151,14 +152,7 @@ def test_a_template_whose_turns_cannot_be_told_apart_is_one_line_before_the_sear
     tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}{% if loop.last %}!{% endif %}:{{ m['content'] }}"
                                "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
     tokenizer.save_pretrained(model)
-    data = write_prompt_response_jsonl(tmp_path / "pr.jsonl")
-    out = tmp_path / "run"
-    code = main(["search", "--task", str(data), "--eval-fraction", "0.25", "--prompt-column", "prompt",
-                 "--chat-template", "--model", str(model), "--out", str(out), "--executor", "local"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "cannot be told apart" in err, err
-    assert not out.exists()
+    assert "cannot be told apart" in refusal_before_search(model, tmp_path, capsys)
 
 
 @pytest.mark.slow

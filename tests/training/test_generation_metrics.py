@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import torch
 
-from autopeft.cli.main import main
 from autopeft.training.data import Examples, Prompts, encode_prompts
 from autopeft.training.generation_metrics import (
     contains,
@@ -28,6 +27,7 @@ from autopeft.training.generation_metrics import (
 from autopeft.training.loop import generation_metrics
 from autopeft.training.user_data import DataOptions, prepare
 from tests.causal_fixtures import save_tiny_causal_lm, tiny_tokenizer, write_prompt_response_jsonl
+from tests.support.cli import refused_search
 
 
 def test_normalisation_is_squads() -> None:
@@ -272,12 +272,7 @@ def test_bad_generation_input_is_one_line_exit_2(extra: list[str], message: str,
     data = tmp_path / "rows.csv"
     data.write_text("sentence,prompt,response,stars\n" + "".join(f"review {i},q {i},r {i},{i % 2}\n"
                                                                  for i in range(12)), encoding="utf-8")
-    out = tmp_path / "run"
-    code = main(["search", "--task", str(data), "--eval-fraction", "0.25", "--out", str(out), *extra])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and message in err, err
-    assert not out.exists()
+    assert message in refused_search(data, tmp_path / "run", extra, capsys)
 
 
 def _save_always_positive_llama(folder: Path) -> Path:
