@@ -20,7 +20,7 @@ from autopeft.compat import live_trial
 from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, STOPPED, TrialKeys
 from autopeft.engine.executors import Executor
 from autopeft.engine.failures import REPEATS, FailureMemory, memory_of, proposal_filter
-from autopeft.engine.halving import HalvingScheduler
+from autopeft.engine.halving import HalvingScheduler, RankAgreement
 from autopeft.engine.samplers import BUDGET_AWARE, Budgets, make_sampler, sampler_error, space_conditions
 from autopeft.engine.step_budget import steps_trained
 from autopeft.errors import AutopeftError, TrialFailed, WriteError, first_line
@@ -130,7 +130,8 @@ def _run_search(run: RunDir, settings: SearchSettings, space: CompiledSpace, lay
                        if failed_for_its_configuration(r) and r.candidate is not None)
     keys = TrialKeys.of_records(stored)
     if scheduler is None:
-        scheduler = HalvingScheduler.for_budget(settings.budget, settings.objectives, enough=settings.startup_trials)
+        scheduler = HalvingScheduler.for_budget(settings.budget, settings.objectives, enough=settings.startup_trials,
+                                                check=RankAgreement() if settings.rung_check == "agreement" else None)
     observations = None
     if scheduler is not None:
         halving = scheduler

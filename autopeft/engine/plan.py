@@ -85,9 +85,10 @@ def plan_new(options: SearchOptions) -> SearchPlan:
         from autopeft.engine.halving import rungs_of
 
         rungs_of(budget)  # --min-steps below --max-steps, --eta at least 2: one line if not
-    elif options.eta is not None:
-        raise UsageError("--eta sets successive halving's rate and needs --min-steps (or budget.min_steps in the "
-                         "space file)")
+    elif options.eta is not None or "rung_check" in options.given():
+        flag = "--eta sets successive halving's rate" if options.eta is not None else \
+            "--rung-check sets when successive halving's rungs decide"
+        raise UsageError(f"{flag} and needs --min-steps (or budget.min_steps in the space file)")
     trials = trial_count(options.trials, budget)
     ref = resolve_model(options.model)
     data_dir = (options.data_dir or os.environ.get(DATA_DIR_ENV) or None) if glue else None
@@ -127,6 +128,7 @@ def plan_new(options: SearchOptions) -> SearchPlan:
         num_layers=info.num_layers, base_params=info.base_params, executor=options.executor,
         workers=options.workers, cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial,
         ray_address=options.ray_address, size_objective=options.size_objective, precision=options.precision,
+        rung_check=options.rung_check,
         track=track)
     halving = ""
     if budget.min_steps is not None:

@@ -37,6 +37,7 @@ if typing.TYPE_CHECKING:
 Sampler = Literal["bo", "random", "tpe", "nsga2", "gp", "botorch"]
 SizeObjective = Literal["trainable_params", "adapter_params"]
 ExecutorName = Literal["ray", "local"]
+RungCheck = Literal["agreement", "off"]
 
 Group = Literal["search", "budget", "training", "data", "causal-lm", "halving", "execution"]
 GROUP_TITLES: dict[Group, str] = {
@@ -198,6 +199,11 @@ class SearchOptions:
         "(min-steps*eta^k, up to --max-steps) go on; the rest stop")
     eta: int | None = _option(group="halving", low=2, high=budget_limit("eta"),
                               help="halving rate: 1 in eta trials goes on at each rung (default 3)")
+    rung_check: RungCheck = _option(
+        "agreement", group="halving",
+        help="agreement: a rung stops trials only once the trials that reached it and the next rung rank alike at "
+        "the two (Spearman >= 0.5 over at least 6 of them); until then every trial goes on (default). off: every "
+        "rung decides from its first trial")
 
     out: str | None = _option(group="execution", service=False,
                               help="run directory to create (default: runs/<task>-<sampler>-<time>)")

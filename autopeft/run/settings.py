@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
-from autopeft.run.options import ExecutorName, Sampler, SizeObjective
+from autopeft.run.options import ExecutorName, RungCheck, Sampler, SizeObjective
 from autopeft.space.spec import BudgetSpec
 from autopeft.training.tasks import DatasetTask, TaskRef, get_task
 
@@ -40,6 +40,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     ray_address: str | None = None
     size_objective: SizeObjective = "trainable_params"
+    rung_check: RungCheck = "agreement"  # --rung-check: when successive halving's rungs may stop trials
     precision: str | None = None  # --precision: the space's training precision for every trial (None: the space's)
     # --track, resolved (`autopeft.tracking.resolve_target`: MLflow's URI and a folder made absolute), so that a resume
     # logs where the search started; None: not tracked.
@@ -70,6 +71,7 @@ class SearchSettings:
         budget = dict(values["budget"])
         # A run written before final_eval_subset existed judged its full-budget trials on eval_subset: its resume does.
         budget.setdefault("final_eval_subset", budget.get("eval_subset"))
+        values.setdefault("rung_check", "off")  # and every rung decided from its first trial on
         values["budget"] = BudgetSpec(**budget)
         if isinstance(values.get("task"), dict):
             values["task"] = DatasetTask.from_dict(values["task"])

@@ -8,8 +8,13 @@ rung and is ranked there, by `autopeft.engine.halving.Rung.goes_on`, against the
 rung before it, on all three objectives at once (parameters and memory do not change with steps); the best 1/η go
 on, and it is ranked again at the next rung.
 
-Two rules for what a rung ranks on: `loss`, the search loop's (`autopeft.engine.halving.rung_values`: the
-negated evaluation loss in place of accuracy), and `accuracy`. Two final budgets:
+Three rules: what a rung ranks on, `loss` (the search loop's, `autopeft.engine.halving.rung_values`: the negated
+evaluation loss in place of accuracy) or `accuracy`, with every rung deciding from its first configuration on; and
+`loss+agreement`, the search loop's default since 7 December 2026, where a rung decides only once the
+configurations that reached it and the next rung rank alike at the two (`autopeft.engine.halving.RankAgreement`:
+Spearman at least 0.5 over at least 6 of them) and lets every configuration go on until then. For that rule the
+recorded order's replay also says after how many configurations each rung began to decide. All three run through
+`autopeft.engine.halving.HalvingScheduler`, the object the search loop calls. Two final budgets:
 
 - 400 steps: the full-budget Pareto front of the configurations with a 400-step result (accuracy up, trainable
   parameters down, peak memory down; `autopeft.run.pareto`). The others take part in the ranking at 25 to 200
@@ -50,36 +55,44 @@ sys.path.insert(0, str(HERE))
 from benchmark import front_hypervolume  # noqa: E402
 from surrogate import MAX_STEPS, TABLE, Curve, fingerprint, read_curves  # noqa: E402
 
-from autopeft.engine.halving import Rung, rung_values  # noqa: E402
+from autopeft.engine.halving import HalvingScheduler, RankAgreement, Rungs  # noqa: E402
 from autopeft.run.pareto import ObjectiveBounds, pareto_mask  # noqa: E402
 
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
 ETA = 2
 RUNGS = (25, 50, 100, 200, 400)
-RULES = ("loss", "accuracy")
+RULES = ("loss", "accuracy", "loss+agreement")
 FINALS = (MAX_STEPS, 200)
 
 
-def replay(curves: Sequence[Curve], rule: str, final: int, eta: int = ETA) -> dict[int, int | None]:
+def replay(curves: Sequence[Curve], rule: str, final: int, eta: int = ETA) -> tuple[dict[int, int | None],
+                                                                                dict[int, int | None]]:
     """Configuration -> the rung at which halving stops it (None: it goes on to `final`, or its recording ends
-    first while it is still going on). `curves` in the order the search would have proposed them."""
-    rungs = [s for s in RUNGS if s < final]
-    levels = {steps: Rung(steps) for steps in rungs}
+    first while it is still going on), and rung -> how many configurations had been ranked there when it began to
+    decide (None: never). `curves` in the order the search would have proposed them."""
+    check = RankAgreement() if rule.endswith("+agreement") else None
+    scheduler = HalvingScheduler(Rungs(RUNGS[0], final, eta), OBJECTIVES, check=check)
+    decisive = scheduler.rungs.levels[:-1]
     stopped: dict[int, int | None] = {}
+    opened: dict[int, int | None] = dict.fromkeys(decisive)
+    seen = dict.fromkeys(decisive, 0)
     for c in curves:
         stopped[c.config] = None
-        for steps in rungs:
+        for steps in scheduler.rungs.levels:
             if steps not in c.accuracy:  # recording ended while it was going on
                 break
             result: dict[str, Any] = {"accuracy": c.accuracy[steps], "trainable_params": c.trainable_params,
                                       "peak_memory": c.peak_memory}
-            if rule == "loss":
+            if rule.startswith("loss"):
                 result["metrics"] = {"eval_loss": c.eval_loss[steps]}
-            levels[steps].record(c.config, rung_values(result, OBJECTIVES))
-            if not levels[steps].goes_on(c.config, eta):
+            if steps in seen:
+                if opened[steps] is None and scheduler.decides(steps):
+                    opened[steps] = seen[steps]
+                seen[steps] += 1
+            if scheduler.on_leg(c.config, steps, result).action == "stop":
                 stopped[c.config] = steps
                 break
-    return stopped
+    return stopped, opened
 
 
 def _table(curves: Sequence[Curve], final: int) -> pd.DataFrame:
@@ -111,7 +124,7 @@ def measure(curves: Sequence[Curve], rule: str, final: int, orders: int, seed: i
     runs = []
     for i in range(orders + 1):
         order = list(curves) if i == 0 else [curves[j] for j in rng.permutation(len(curves))]
-        stopped = replay(order, rule, final)
+        stopped, opened = replay(order, rule, final)
         reached = table[table["config"].isin([c.config for c in have if stopped[c.config] is None])]
         spent = sum(final if stopped[c.config] is None else stopped[c.config] for c in have)
         # full fidelity at the same steps: the first configurations of the same order, each trained to the end
@@ -120,7 +133,8 @@ def measure(curves: Sequence[Curve], rule: str, final: int, orders: int, seed: i
                      "volume_share": front_volume(reached, bounds) / whole,
                      "full_fidelity_volume_share": front_volume(table[table["config"].isin(first)], bounds) / whole,
                      "steps_share": spent / (final * len(have)),
-                     "stopped_per_rung": {str(s): sum(v == s for v in stopped.values()) for s in RUNGS if s < final}})
+                     "stopped_per_rung": {str(s): sum(v == s for v in stopped.values()) for s in RUNGS if s < final},
+                     "decides_after": {str(s): n for s, n in opened.items()}})
     shares = np.array([len(r["front_stopped"]) / len(front) for r in runs])
     volume = np.array([r["volume_share"] for r in runs])
     steps = np.array([r["steps_share"] for r in runs])
@@ -170,6 +184,10 @@ def main() -> int:
                   f"fidelity at the same steps keeps {m['full_fidelity_volume_share'][0]:.0%} ± "
                   f"{m['full_fidelity_volume_share'][1]:.0%} (halving ahead in {m['halving_ahead_share']:.0%} of the "
                   f"orders, level in {m['level_share']:.0%})")
+            if rule.endswith("+agreement"):
+                print("    recorded order: each rung began to decide after " + ", ".join(
+                    f"{steps} steps: {'never' if n is None else f'{n} configurations'}"
+                    for steps, n in rec["decides_after"].items()))
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -20,7 +20,8 @@ def test_a_search_with_halving_keeps_every_rung_and_fronts_only_full_budgets(tmp
                                                                                tiny_bert_dir: Path) -> None:
     run = tmp_path / "run"
     args = ["search", "--task", "sst2", "--data-dir", str(sst2_small), "--model", str(tiny_bert_dir), "--trials", "5",
-            "--out", str(run), "--min-steps", "2", "--max-steps", "6", "--eta", "3", "--startup-trials", "2", *BUDGET]
+            "--out", str(run), "--min-steps", "2", "--max-steps", "6", "--eta", "3", "--startup-trials", "2", *BUDGET,
+            "--rung-check", "off"]  # 5 trials: too few for a rung to show it agrees with the next
     assert main(args) == 0
     results = pd.read_csv(run / "results.csv")
     assert set(results["status"]) <= {"complete", "stopped"} and len(results) == 5
@@ -50,6 +51,8 @@ def test_a_search_with_halving_keeps_every_rung_and_fronts_only_full_budgets(tmp
     (["--min-steps", "6", "--max-steps", "6"], "--min-steps (6) must be below --max-steps (6)"),
     (["--min-steps", "2", "--eta", "1"], "--eta: must be at least 2"),
     (["--eta", "3"], "--eta sets successive halving's rate and needs --min-steps"),
+    (["--rung-check", "off"], "--rung-check sets when successive halving's rungs decide and needs --min-steps"),
+    (["--min-steps", "2", "--rung-check", "always"], "--rung-check"),
 ])
 def test_bad_halving_options_are_one_line(extra: list[str], message: str, tmp_path: Path, sst2_small: Path,
                                           tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +69,8 @@ def test_a_stopped_trial_is_not_exported(tmp_path: Path, sst2_small: Path, tiny_
                                          capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     args = ["search", "--task", "sst2", "--data-dir", str(sst2_small), "--model", str(tiny_bert_dir), "--trials", "4",
-            "--out", str(run), "--min-steps", "1", "--max-steps", "2", "--eta", "2", *BUDGET]
+            "--out", str(run), "--min-steps", "1", "--max-steps", "2", "--eta", "2", *BUDGET,
+            "--rung-check", "off"]
     assert main(args) == 0
     results = pd.read_csv(run / "results.csv")
     stopped = results[results["status"] == "stopped"]["trial"].tolist()

@@ -62,3 +62,66 @@ def test_a_rung_ranks_on_the_evaluation_loss_when_accuracies_tie() -> None:
     assert rung.goes_on(1, eta=3) and not rung.goes_on(2, eta=3)
     # A result without a loss (a run from before it was recorded) is ranked on its accuracy.
     assert rung_values({"accuracy": 0.8, "trainable_params": 1, "peak_memory": 1}, objectives) == (0.8, -1.0, -1.0)
+
+
+def spearman_by_hand(x: list[float], y: list[float]) -> float:
+    """1 - 6 Σd² / (n (n² - 1)), for values without ties."""
+    rank = {v: i for i, v in enumerate(sorted(x))}, {v: i for i, v in enumerate(sorted(y))}
+    d2 = sum((rank[0][a] - rank[1][b]) ** 2 for a, b in zip(x, y, strict=True))
+    return 1 - 6 * d2 / (len(x) * (len(x) ** 2 - 1))
+
+
+@pytest.mark.parametrize("after", [[1, 2, 3, 4, 5, 6], [2, 1, 3, 4, 6, 5], [3, 1, 2, 6, 4, 5], [6, 5, 4, 3, 2, 1],
+                                   [1, 3, 2, 5, 4, 6], [4, 2, 1, 6, 3, 5]])
+def test_a_rung_agrees_with_the_next_when_their_ranks_correlate_at_least_half(after: list[int]) -> None:
+    from autopeft.engine.halving import RankAgreement
+
+    here = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    rho = spearman_by_hand(here, [float(a) for a in after])
+    agreement = RankAgreement()
+    assert agreement.holds(dict(enumerate(here)), dict(enumerate(map(float, after)))) == (rho >= 0.5)
+    # Five pairs are too few whatever they say; a trial at one rung only is no pair.
+    assert not agreement.holds(dict(enumerate(here[:5])), {**dict(enumerate(map(float, after[:5]))), 9: 0.0})
+
+
+def test_a_rung_where_every_trial_ties_tells_nothing() -> None:
+    from autopeft.engine.halving import RankAgreement
+
+    assert not RankAgreement().holds(dict.fromkeys(range(8), 0.5), {t: float(t) for t in range(8)})
+
+
+def test_a_rung_holds_its_decisions_until_it_ranks_as_the_next_rung_does() -> None:
+    """Rungs 1, 3, 9: until six trials have reached rungs 1 and 3 with agreeing ranks, rung 1 lets every trial go
+    on, however poor; after that it stops the poor ones. A rung whose ranking the next one contradicts keeps holding."""
+    from autopeft.engine.halving import HalvingScheduler, RankAgreement, Rungs
+
+    objectives = ("accuracy", "trainable_params", "peak_memory")
+
+    def result(loss: float) -> dict[str, object]:
+        return {"accuracy": 0.5, "trainable_params": 10, "peak_memory": 10, "metrics": {"eval_loss": loss}}
+
+    agreeing = HalvingScheduler(Rungs(1, 9, 3), objectives)
+    contradicted = HalvingScheduler(Rungs(1, 9, 3), objectives)
+    losses = [0.6, 0.5, 0.7, 0.4, 0.65, 0.45]
+    for trial, loss in enumerate(losses):
+        for scheduler in (agreeing, contradicted):
+            assert scheduler.on_leg(trial, 1, result(loss)).action == "promote"  # held
+        agreeing.on_leg(trial, 3, result(loss - 0.1))  # the same order at rung 3
+        contradicted.on_leg(trial, 3, result(1.0 - loss))  # the reverse order
+    assert agreeing.decides(1) and not contradicted.decides(1)
+    assert agreeing.on_leg(6, 1, result(0.9)).action == "stop"  # the worst loss yet
+    assert contradicted.on_leg(6, 1, result(0.9)).action == "promote"
+    assert HalvingScheduler(Rungs(1, 9, 3), objectives, check=None).on_leg(0, 1, result(0.9)).action == "promote"
+    assert RankAgreement().holds({t: -loss for t, loss in enumerate(losses)},
+                                 {t: -(loss - 0.1) for t, loss in enumerate(losses)})
+
+
+def test_a_halving_run_written_before_the_rung_check_resumes_deciding_as_it_did() -> None:
+    from autopeft.run.settings import SearchSettings
+
+    old = {"task": "sst2", "model_name": "m", "model_location": "m", "data_folder": None, "space": "small",
+           "sampler": "bo", "seed": 0, "trials": 9, "startup_trials": 2, "num_layers": 2, "base_params": 10,
+           "budget": {"max_steps": 18, "min_steps": 2, "eta": 3}}
+    assert SearchSettings.from_dict(old).rung_check == "off"
+    new = SearchSettings.from_dict({**old, "rung_check": "agreement"})
+    assert SearchSettings.from_dict(new.to_dict()).rung_check == "agreement"

@@ -78,7 +78,10 @@ def test_the_best_third_goes_on_at_each_rung_and_the_rest_stop(setup) -> None:  
     run, settings, spec, layout = setup
     assert Rungs(2, 18, 3).levels == (2, 6, 18)
     executor = LegExecutor()
-    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, executor, lambda s: None)
+    # Every rung decides from its first trial on (the rank-agreement check is the next test's).
+    plain = HalvingScheduler(Rungs(2, 18, 3), settings.objectives, check=None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, executor, lambda s: None,
+                       scheduler=plain)
     trials = study.get_trials()
     assert len(trials) == 9 and {t.state for t in trials} <= {PRUNED, COMPLETE}
     assert trials[0].state == COMPLETE  # the first at every rung goes on, as in ASHA
@@ -113,6 +116,18 @@ def test_the_best_third_goes_on_at_each_rung_and_the_rest_stop(setup) -> None:  
     assert stopped["accuracy"].isna().all() and stopped["accuracy@2"].notna().all()
     assert (stopped["steps"] == stopped["stopped_at"]).all() and stopped["trainable_params"].notna().all()
     assert (table[table["status"] == "complete"]["steps"] == 18).all()
+
+
+def test_by_default_a_rung_stops_nothing_until_six_trials_ranked_alike_at_it_and_the_next(setup) -> None:  # type: ignore[no-untyped-def]
+    """The executor's accuracies keep their order from rung to rung, so the rungs agree as soon as six trials have
+    reached both: the first six trials train the full budget, later ones are ranked and stopped."""
+    run, settings, spec, layout = setup
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, LegExecutor(),
+                       lambda s: None)
+    trials = study.get_trials()
+    assert all(t.state == COMPLETE for t in trials[:6])
+    stopped = [t for t in trials if t.state == PRUNED]
+    assert stopped and all(t.number >= 6 for t in stopped)
 
 
 def test_a_killed_driver_loses_no_rung_and_repeats_no_trial(setup, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
