@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
-from autopeft.run.options import ExecutorName, Sampler, SizeObjective
+from autopeft.run.options import ExecutorName, Sampler, SizeObjective, Startup
 from autopeft.space.spec import BudgetSpec
 from autopeft.training.tasks import DatasetTask, TaskRef, get_task
 
@@ -44,6 +44,7 @@ class SearchSettings:
     # --track, resolved (`autopeft.tracking.resolve_target`: MLflow's URI and a folder made absolute), so that a resume
     # logs where the search started; None: not tracked.
     track: str | None = None
+    startup: Startup = "portfolio"  # --startup: what bo's start-up trials draw
 
     @property
     def objectives(self) -> tuple[str, str, str]:
@@ -68,6 +69,7 @@ class SearchSettings:
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
         values = dict(data)
         values["budget"] = BudgetSpec(**values["budget"])
+        values.setdefault("startup", "covering")  # a run from before --startup started with the covering
         if isinstance(values.get("task"), dict):
             values["task"] = DatasetTask.from_dict(values["task"])
         known = set(cls.__dataclass_fields__)

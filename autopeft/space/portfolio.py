@@ -358,3 +358,25 @@ def _training_fits(fit: _Fit, member: PortfolioMember) -> bool:
             return False
     return True
 
+
+
+def portfolios_for(space: str) -> list[Portfolio]:
+    """The portfolios a search of `space` (as given: a shipped name or a file) draws from: a shipped space's own;
+    for a space file, every shipped portfolio (its members are tried where they fit)."""
+    from pathlib import Path
+
+    if Path(space).is_file() or space not in PORTFOLIOS.names():
+        return shipped_portfolios()
+    own = load_portfolio(space)
+    return [own] if own is not None else []
+
+
+def model_kind(causal_lm: bool) -> ModelKind:
+    return "causal-lm" if causal_lm else "encoder-classifier"
+
+
+def learned_start(space_name: str, space: CompiledSpace, causal_lm: bool, most: int | None = None) -> list[
+        tuple[PortfolioMember, dict[str, Any]]]:
+    """The members a search's start-up tries first (at most `most`), each with its parameters in `space`."""
+    found = startup_proposals(space, model_kind(causal_lm), portfolios_for(space_name))
+    return found if most is None else found[:most]
