@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_the_wheel_holds_the_code_spaces_and_baselines(tmp_path: Path) -> None:
+def test_the_wheel_holds_the_code_spaces_baselines_and_portfolios(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path),
                            str(ROOT)], capture_output=True, text=True, timeout=220, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -31,4 +31,5 @@ def test_the_wheel_holds_the_code_spaces_and_baselines(tmp_path: Path) -> None:
     shipped = {p.name for p in (ROOT / "search_spaces").glob("*.yaml")}
     assert shipped and {f"autopeft/search_spaces/{n}" for n in shipped} <= names
     assert "autopeft/search_spaces/baselines/standard.yaml" in names
+    assert {f"autopeft/search_spaces/portfolios/{n}" for n in shipped} <= names  # the learned start of each space
     assert "autopeft/api.py" in names and "autopeft/cli/__main__.py" in names

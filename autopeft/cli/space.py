@@ -35,11 +35,16 @@ def _num_labels(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    from autopeft.adapters.models import CAUSAL_LM
     from autopeft.space.compiled import compile_space
-    from autopeft.space.report import show_text
+    from autopeft.space.portfolio import learned_start, model_kind
+    from autopeft.space.report import show_text, startup_text
 
     fitted, info = _space_and_model(args)
-    print(show_text(compile_space(fitted.spec, info.num_layers), info.ref.name, fitted.left_out))
+    space = compile_space(fitted.spec, info.num_layers)
+    causal = _num_labels(args) == CAUSAL_LM
+    startup = startup_text(learned_start(args.space, space, causal), model_kind(causal))
+    print(show_text(space, info.ref.name, fitted.left_out, startup))
     return 0
 
 

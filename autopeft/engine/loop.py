@@ -16,6 +16,7 @@ import optuna
 from autopeft.adapters.architectures import ModuleLayout
 from autopeft.adapters.materialize import adapter_plan
 from autopeft.bo.sampler import Observation
+from autopeft.bo.startup import enqueue_members
 from autopeft.compat import live_trial
 from autopeft.engine.duplicates import COMPLETE, FAILED, RUNNING, STOPPED, TrialKeys
 from autopeft.engine.executors import Executor
@@ -44,6 +45,7 @@ from autopeft.run.settings import OBJECTIVES, SearchSettings
 from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.compiled import CompiledSpace
+from autopeft.space.portfolio import PortfolioMember, learned_start
 from autopeft.training.trial import TrialRequest, TrialResult
 
 log = logging.getLogger(__name__)
@@ -146,8 +148,10 @@ def _run_search(run: RunDir, settings: SearchSettings, space: CompiledSpace, lay
     sampler = make_sampler(settings.sampler, settings.seed + len(stored), settings.startup_trials,
                            search_budgets(settings, space, proposal_filter(space, memory, keys)),
                            objectives=settings.objectives, reference_point=space.spec.reference_point.by_objective(),
-                           conditions=space_conditions(space), observations=observations)
+                           conditions=space_conditions(space), observations=observations, startup=settings.startup)
     study = run.create_study(sampler, settings.objectives)
+    if settings.sampler == "bo" and settings.startup == "portfolio":
+        enqueue_members(study, [params for _, params in startup_members(settings, space)])
     continues = (lambda r: _continues(r, run, settings.budget.max_steps)) if scheduler is not None else None
     if recover_interrupted(study, run.journal, settings.objectives, continues):
         on_progress(study)
@@ -177,6 +181,16 @@ def _continues(r: TrialRecord, run: RunDir, max_steps: int) -> bool:
     last = r.last_rung
     return (r.result is None and last is not None and last.steps < max_steps
             and run.checkpoint_file(r.number).is_file())
+
+
+def startup_members(settings: SearchSettings, space: CompiledSpace) -> list[tuple[PortfolioMember, dict[str, Any]]]:
+    """The learned start's members that `bo`'s start-up tries first (at most its start-up trials), with their
+    parameters in the search's space."""
+    from autopeft.adapters.models import CAUSAL_LM
+    from autopeft.training.tasks import get_task
+
+    causal = get_task(settings.task).num_labels == CAUSAL_LM
+    return learned_start(settings.space, space, causal, most=min(settings.startup_trials, settings.trials))
 
 
 def search_budgets(settings: SearchSettings, space: CompiledSpace,

@@ -128,8 +128,7 @@ def plan_new(options: SearchOptions) -> SearchPlan:
         num_layers=info.num_layers, base_params=info.base_params, executor=options.executor,
         workers=options.workers, cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial,
         ray_address=options.ray_address, size_objective=options.size_objective, precision=options.precision,
-        rung_check=options.rung_check,
-        track=track)
+        rung_check=options.rung_check, track=track, startup=options.startup)
     halving = ""
     if budget.min_steps is not None:
         from autopeft.engine.halving import rungs_of

@@ -194,39 +194,43 @@ def sampler_error(study: optuna.Study, number: int) -> str | None:
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,
                  objectives: Sequence[str] = OBJECTIVES, reference_point: Mapping[str, float] | None = None,
                  conditions: Mapping[str, Condition] | None = None,
-                 observations: Observations | None = None) -> optuna.samplers.BaseSampler:
+                 observations: Observations | None = None, startup: str = "covering") -> optuna.samplers.BaseSampler:
     """A sampler by name. `objectives` names the study's objectives in order (autopeft's by default); `bo`
     models `trainable_params` and `peak_memory` on a log scale, applies `budgets` to them and measures
     improvement from `reference_point` (by objective name; the rest inferred). The others ignore both.
     `observations` (successive halving) gives `bo` the results it learns from, the rungs' included; the other
-    samplers learn from completed trials only. The sampler comes as a `GuardedSampler` around it."""
+    samplers learn from completed trials only. `bo`'s start-up trials come from `CoveringSampler`, or with
+    `startup="random"` from Optuna's `RandomSampler` (the learned start's members are enqueued trials: the search loop
+    enqueues them). The sampler comes as a `GuardedSampler` around it."""
     objectives = tuple(objectives)
-    startup: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
+    startup_sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "bo":
-            startup = CoveringSampler(seed=seed)
+            if startup != "random":
+                startup_sampler = CoveringSampler(seed=seed)
             inner: optuna.samplers.BaseSampler = BoSampler(
                 bo_options(startup_trials, budgets, objectives, reference_point, conditions, observations),
-                seed=seed, independent_sampler=startup)
+                seed=seed, independent_sampler=startup_sampler)
         elif name == "random":
-            inner = startup
+            inner = startup_sampler
         elif name == "tpe":
             inner = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=True,
                                                group=True, constant_liar=True, **_tpe_quiet())
         elif name == "nsga2":
             inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup_trials))
         elif name == "gp":
-            inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials, independent_sampler=startup,
+            inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials,
+                                              independent_sampler=startup_sampler,
                                               warn_independent_sampling=False)
         elif name == "botorch":
             from optuna_integration import BoTorchSampler
 
             inner = BoTorchSampler(seed=seed, n_startup_trials=startup_trials, consider_running_trials=True,
-                                   independent_sampler=startup)
+                                   independent_sampler=startup_sampler)
         else:
             raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-    return GuardedSampler(inner, startup)
+    return GuardedSampler(inner, startup_sampler)
 
 
 def _tpe_quiet() -> dict[str, Any]:

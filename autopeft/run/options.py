@@ -35,6 +35,7 @@ if typing.TYPE_CHECKING:
     from autopeft.training.user_data import DataOptions
 
 Sampler = Literal["bo", "random", "tpe", "nsga2", "gp", "botorch"]
+Startup = Literal["portfolio", "covering", "random"]
 SizeObjective = Literal["trainable_params", "adapter_params"]
 ExecutorName = Literal["ray", "local"]
 RungCheck = Literal["agreement", "off"]
@@ -112,6 +113,12 @@ class SearchOptions:
     startup_trials: int | None = _option(
         low=1, high=limits.MAX_TRIALS,
         help="start-up trials before the sampler's model takes over (default: a quarter of --trials, 4 to 10)")
+    startup: Startup = _option(
+        "portfolio", help="what bo's start-up trials draw: portfolio: first the learned start's configurations that "
+        "fit the space and the model (search_spaces/portfolios/, built from the project's recorded SST-2 runs; "
+        "`autopeft space show` lists them), then a covering of the choices not yet drawn (default); covering: only "
+        "the covering, every choice of each categorical once before any repeats; random: independent random draws. "
+        "The other samplers draw their own start-up")
     seed: int = _option(0, low=0, high=limits.MAX_SEED,
                         help="seed of the sampler and of every trial's training (default 0)")
 

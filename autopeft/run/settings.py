@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
-from autopeft.run.options import ExecutorName, RungCheck, Sampler, SizeObjective
+from autopeft.run.options import ExecutorName, RungCheck, Sampler, SizeObjective, Startup
 from autopeft.space.spec import BudgetSpec
 from autopeft.training.tasks import DatasetTask, TaskRef, get_task
 
@@ -45,6 +45,7 @@ class SearchSettings:
     # --track, resolved (`autopeft.tracking.resolve_target`: MLflow's URI and a folder made absolute), so that a resume
     # logs where the search started; None: not tracked.
     track: str | None = None
+    startup: Startup = "portfolio"  # --startup: what bo's start-up trials draw
 
     @property
     def objectives(self) -> tuple[str, str, str]:
@@ -72,6 +73,7 @@ class SearchSettings:
         # A run written before final_eval_subset existed judged its full-budget trials on eval_subset: its resume does.
         budget.setdefault("final_eval_subset", budget.get("eval_subset"))
         values.setdefault("rung_check", "off")  # and every rung decided from its first trial on
+        values.setdefault("startup", "covering")  # a run from before --startup started with the covering
         values["budget"] = BudgetSpec(**budget)
         if isinstance(values.get("task"), dict):
             values["task"] = DatasetTask.from_dict(values["task"])

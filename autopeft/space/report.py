@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from autopeft.space.compiled import CompiledSpace
 from autopeft.space.methods import METHODS, variant_values
+from autopeft.space.portfolio import PortfolioMember
 from autopeft.units import format_mib
 
 
@@ -56,7 +58,22 @@ def count_configurations(space: CompiledSpace) -> tuple[float, float]:
     return total, discrete
 
 
-def show_text(space: CompiledSpace, model_name: str, left_out: Sequence[LeftOut] = ()) -> str:
+def startup_text(members: Sequence[tuple[PortfolioMember, Mapping[str, Any]]], kind: str) -> list[str]:
+    """What `bo`'s start-up tries, in words: the learned start's members that fit, in order, then the covering."""
+    if not members:
+        return [f"start-up (bo, --startup portfolio): no member of the learned start ({kind}) fits this space and "
+                f"model; the start-up trials cover the choices (as --startup covering)"]
+    lines = [f"start-up (bo, --startup portfolio): the learned start's members ({kind}) that fit, in order (as many "
+             f"as there are start-up trials), then a covering of the choices not yet drawn:"]
+    for n, (member, params) in enumerate(members, 1):
+        rate = next((v for k, v in params.items() if k.endswith("learning_rate")), None)
+        here = f" (here lr {rate:.3g})" if isinstance(rate, float) else ""
+        lines.append(f"  {n}. {member.describe()}{here}; recorded hypervolume covered so far {member.coverage:.0%}")
+    return lines
+
+
+def show_text(space: CompiledSpace, model_name: str, left_out: Sequence[LeftOut] = (),
+              startup: Sequence[str] = ()) -> str:
     spec, num_layers = space.spec, space.num_layers
     dims = dimensions(space)
     all_methods = set(spec.methods())
@@ -112,4 +129,6 @@ def show_text(space: CompiledSpace, model_name: str, left_out: Sequence[LeftOut]
         shown = {k: format_mib(v) if k == "peak_memory" else f"{v:,g}" for k, v in given.items()}
         lines += ["reference point (bo): " + ", ".join(f"{k} {v}" for k, v in shown.items())
                   + "; the other objectives' inferred from the data"]
+    if startup:
+        lines += ["", *startup]
     return "\n".join(lines)

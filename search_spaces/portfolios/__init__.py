@@ -1,0 +1,1 @@
+"""Portfolios of the learned start, one per shipped space (autopeft.space.portfolio reads them)."""
