@@ -1,6 +1,7 @@
 """Replay check: would successive halving have stopped the configurations that end on the full-budget front?
 
-    python experiments/multi-fidelity/replay.py          # print, and write replay.json (seconds)
+    python experiments/multi-fidelity/replay.py          # print, and write replay.json (tens of minutes)
+    python experiments/multi-fidelity/replay.py --rules loss+agreement --orders 50 --out rung-check.json
 
 No surrogate: only recorded results. Successive halving is replayed with η 2, whose rungs 25, 50, 100, 200 and 400
 are exactly the recorded steps, as the search loop runs it with one worker: each configuration trains to the first
@@ -154,6 +155,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "replay.json"))
     parser.add_argument("--orders", type=int, default=200, help="random orders besides the recorded one")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES), help="the rules to replay")
     args = parser.parse_args()
     path = Path(args.table)
     everything, failed = read_curves(path)
@@ -171,7 +173,7 @@ def main() -> int:
         print(f"\nfinal budget {final} steps: {sum(final in c.accuracy for c in curves)} configurations; front "
               f"({len(front)}): " + "; ".join(f"{k} ({by_config[k].accuracy[final]:.3f}, "
                                                f"{by_config[k].trainable_params:,} params)" for k in front))
-        for rule in RULES:
+        for rule in args.rules:
             m = measure(curves, rule, final, args.orders, args.seed)
             report["replays"].append(m)
             rec = m["recorded_order"]
