@@ -172,6 +172,8 @@ class DashboardData:
     bounds: ObjectiveBounds | None  # the normalisation every run's hypervolume shares
     message: str | None  # shown instead of plots when no run has a completed trial
     objectives: tuple[str, ...] = OBJECTIVES  # the runs' (their size objective names the parameters axis)
+    # The quality axis's name: the runs' metric (accuracy, exact-match, ...), or a note that each run has its own.
+    quality: str = "accuracy"
 
     @property
     def size(self) -> str:
@@ -205,6 +207,7 @@ class RunInput:
     baselines: pd.DataFrame | None = None
     notes: tuple[str, ...] = ()
     objectives: tuple[str, ...] = OBJECTIVES  # the search's (its size objective may be adapter_params)
+    metric: str = "accuracy"  # what the search's accuracy objective is: the task's metric
 
 
 # --- texts --------------------------------------------------------------------------------------------
@@ -487,11 +490,15 @@ def dashboard_runs(runs: Sequence[RunInput], title: str) -> DashboardData:
     message = None
     if not any(p.completed for p in plots):
         message = "\n".join(note for p in plots for note in p.notes) or "No completed trial yet."
-    return DashboardData(title, plots, bounds, message, objectives)
+    metrics = {r.metric for r in runs}
+    quality = metrics.pop() if len(metrics) == 1 else "quality (each run's metric)"
+    return DashboardData(title, plots, bounds, message, objectives, quality)
 
 
 def dashboard_data(table: pd.DataFrame, title: str, *, name: str = "run", run_ref: str = "RUN",
-                   baselines: pd.DataFrame | None = None, objectives: tuple[str, ...] = OBJECTIVES) -> DashboardData:
+                   baselines: pd.DataFrame | None = None, objectives: tuple[str, ...] = OBJECTIVES,
+                   metric: str = "accuracy") -> DashboardData:
     """The plot data of one run's results table (what the search rewrites after every trial)."""
-    return dashboard_runs([RunInput(name, table, title, run_ref, baselines, objectives=objectives)], title)
+    return dashboard_runs([RunInput(name, table, title, run_ref, baselines, objectives=objectives, metric=metric)],
+                          title)
 

@@ -51,7 +51,7 @@ def fronts_figure(data: DashboardData) -> go.Figure:
     single = len(data.runs) == 1
     costs = data.costs
     fig = make_subplots(rows=1, cols=len(costs), shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=[f"accuracy vs {COST_LABELS[c].removesuffix(' (log)')}" for c in costs])
+                        subplot_titles=[f"{data.quality} vs {COST_LABELS[c].removesuffix(' (log)')}" for c in costs])
     for index, run in enumerate(data.runs):
         colour = _colour(index)
         for col, cost in enumerate(costs, start=1):
@@ -60,7 +60,7 @@ def fronts_figure(data: DashboardData) -> go.Figure:
             if line is not None:
                 fig.add_trace(go.Scatter(
                     x=line.x, y=line.y, mode="lines", line={"shape": "hv", "color": colour, "width": 1.5},
-                    name=_label(run, "front of accuracy vs this cost", single), legendgroup=f"{index}-line",
+                    name=_label(run, f"front of {data.quality} vs this cost", single), legendgroup=f"{index}-line",
                     showlegend=first, hoverinfo="skip"), row=1, col=col)
             fig.add_trace(go.Scatter(
                 x=_x(run.dominated, cost), y=run.dominated.accuracy, mode="markers",
@@ -85,7 +85,7 @@ def fronts_figure(data: DashboardData) -> go.Figure:
                     row=1, col=col)
             fig.update_xaxes(title_text=COST_LABELS[cost], type="linear" if cost == "peak_memory" else "log",
                              row=1, col=col)
-    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_yaxes(title_text=data.quality, row=1, col=1)
     fig.update_layout(height=520, legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -113,7 +113,7 @@ def objectives_3d_figure(data: DashboardData) -> go.Figure:
     fig.update_layout(height=620, scene={
         "xaxis": {"title": {"text": COST_LABELS[data.size].removesuffix(" (log)")}, "type": "log"},
         "yaxis": {"title": {"text": "peak memory (MiB)"}},
-        "zaxis": {"title": {"text": "accuracy"}},
+        "zaxis": {"title": {"text": data.quality}},
     }, margin={"l": 0, "r": 0, "t": 30, "b": 0})
     return fig
 
@@ -127,7 +127,7 @@ def progress_figure(data: DashboardData) -> go.Figure:
     single = len(data.runs) == 1
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.45, 0.55],
                         subplot_titles=[f"hypervolume (share of the box up to {REFERENCE} x the worst trial, "
-                                        "normalised objectives)", "each trial's accuracy"])
+                                        "normalised objectives)", f"each trial's {data.quality}"])
     lowest = min((min(r.pareto.accuracy + r.dominated.accuracy) for r in data.runs if r.completed), default=0.0)
     strip = lowest - 0.03
     for index, run in enumerate(data.runs):
@@ -155,14 +155,14 @@ def progress_figure(data: DashboardData) -> go.Figure:
                     name=_label(run, f"{what} ({len(unfinished)})", single), marker=marker, text=unfinished.hover,
                     hovertemplate=HOVER), row=2, col=1)
     fig.update_yaxes(title_text="hypervolume", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="accuracy", row=2, col=1)
+    fig.update_yaxes(title_text=data.quality, row=2, col=1)
     fig.update_xaxes(title_text="trial number", row=2, col=1)
     fig.update_layout(height=560)
     return fig
 
 
-def parallel_figure(run: RunPlot) -> go.Figure | None:
-    """The search dimensions of one run's completed trials, each line coloured by its accuracy."""
+def parallel_figure(run: RunPlot, quality: str = "accuracy") -> go.Figure | None:
+    """The search dimensions of one run's completed trials, each line coloured by its accuracy (named `quality`)."""
     if run.parallel is None:
         return None
     dimensions: list[dict[str, Any]] = []
@@ -173,16 +173,16 @@ def parallel_figure(run: RunPlot) -> go.Figure | None:
         dimensions.append(dimension)
     fig = go.Figure(go.Parcoords(
         line={"color": run.parallel.accuracy, "colorscale": "Viridis", "showscale": True,
-              "colorbar": {"title": {"text": "accuracy"}}},
+              "colorbar": {"title": {"text": quality}}},
         dimensions=dimensions))
     fig.update_layout(height=460, margin={"l": 80, "r": 80, "t": 60, "b": 30})
     return fig
 
 
-def curves_figure(run: RunPlot) -> go.Figure | None:
-    """Accuracy against training steps for every trial of a search with successive halving: trials that went
-    the full budget in colour, stopped ones in grey ending in a cross at the rung that stopped them, the rungs as
-    dotted lines."""
+def curves_figure(run: RunPlot, quality: str = "accuracy") -> go.Figure | None:
+    """Accuracy (named `quality`) against training steps for every trial of a search with successive halving:
+    trials that went the full budget in colour, stopped ones in grey ending in a cross at the rung that stopped
+    them, the rungs as dotted lines."""
     if run.curves is None or not run.curves.curves:
         return None
     fig = go.Figure()
@@ -200,7 +200,7 @@ def curves_figure(run: RunPlot) -> go.Figure | None:
                       annotation_position="top")
     # A linear axis: plotly places shapes (the rung lines) on a log axis by the log of their position.
     fig.update_xaxes(title_text="training steps", tickvals=list(run.curves.rungs), rangemode="tozero")
-    fig.update_yaxes(title_text="accuracy")
+    fig.update_yaxes(title_text=quality)
     fig.update_layout(height=420)
     return fig
 
@@ -210,18 +210,19 @@ def figures(data: DashboardData) -> tuple[Figure, ...]:
     if data.message:
         return ()
     out = [
-        Figure("fronts", "Pareto front: accuracy against each cost", fronts_figure(data)),
+        Figure("fronts", f"Pareto front: {data.quality} against each cost", fronts_figure(data)),
         Figure("progress", "Progress: hypervolume and each trial, by trial number", progress_figure(data)),
         Figure("objectives3d", "All three objectives (drag to turn)", objectives_3d_figure(data)),
     ]
     for index, run in enumerate(data.runs):
-        curves = curves_figure(run)
+        curves = curves_figure(run, data.quality)
         if curves is not None:
-            out.append(Figure(f"curves{index}", f"Learning curves of {run.name}: accuracy at each rung of successive "
-                              "halving; grey curves were stopped where they end", curves))
-        parallel = parallel_figure(run)
+            out.append(Figure(f"curves{index}", f"Learning curves of {run.name}: {data.quality} at each rung of "
+                              "successive halving; grey curves were stopped where they end", curves))
+        parallel = parallel_figure(run, data.quality)
         if parallel is not None:
-            out.append(Figure(f"parallel{index}", f"Search dimensions of {run.name}, coloured by accuracy", parallel))
+            out.append(Figure(f"parallel{index}", f"Search dimensions of {run.name}, coloured by {data.quality}",
+                              parallel))
     for f in out:
         f.figure.update_layout(template="plotly_white", hovermode="closest")
     return tuple(out)

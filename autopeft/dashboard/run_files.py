@@ -23,7 +23,7 @@ def refresh_run_files(run: RunDir, study: optuna.Study, settings: SearchSettings
     title = f"autopeft: {settings.task}, {settings.model_name}, sampler {settings.sampler} ({run.path.name})"
     baselines, _ = read_baselines(run.path / BASELINES_FILE, run.path.name)
     write_static_html(dashboard_data(table, title, name=run.path.name, run_ref=str(run.path), baselines=baselines,
-                                     objectives=settings.objectives), run.dashboard_file)
+                                     objectives=settings.objectives, metric=settings.metric), run.dashboard_file)
     return table
 
 

@@ -73,7 +73,7 @@ class RunReader:
         baselines, baseline_notes = read_baselines(self.run.path / BASELINES_FILE, self.name)
         title = f"{settings.task}, {settings.model_name}, sampler {settings.sampler}"
         return RunInput(self.name, _typed(table), title, self.ref, baselines, tuple(notes + baseline_notes),
-                        settings.objectives)
+                        settings.objectives, settings.metric)
 
     def _trials_not_in(self, known: set[int], running_only: bool) -> list[FrozenTrial]:
         import optuna

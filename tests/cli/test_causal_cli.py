@@ -92,7 +92,8 @@ def test_search_and_export_a_classification_csv_with_choices(tmp_path: Path) -> 
 @pytest.mark.timeout(300)
 def test_search_and_export_with_a_generation_metric(tmp_path: Path) -> None:
     """--metric rouge-l: the objective is the generations' ROUGE-L, recorded in settings.json, results.csv (with the
-    generation seconds per example) and the export's autopeft.json; `export --retrain` measures it after loading."""
+    generation seconds per example), the dashboard's axes and the export's autopeft.json; `export --retrain`
+    measures it after loading."""
     model = save_tiny_causal_lm(tmp_path / "llama", "llama")
     data = write_prompt_response_jsonl(tmp_path / "chat.jsonl", rows=16)
     run = tmp_path / "run"
@@ -108,6 +109,7 @@ def test_search_and_export_with_a_generation_metric(tmp_path: Path) -> None:
     assert (done["accuracy"] == done["metric.rouge-l"]).all() and done["accuracy"].between(0, 1).all()
     assert (done["generate_seconds_per_example"] > 0).all()
     assert {"metric.exact-match", "metric.contains", "metric.f1", "metric.exp(-loss)"} <= set(results.columns)
+    assert "Pareto front: rouge-l against each cost" in (run / "dashboard.html").read_text(encoding="utf-8")
     out = tmp_path / "export"
     assert main(["export", str(run), "--retrain", "--max-steps", "2", "--out", str(out)]) == 0
     meta = json.loads((out / "autopeft.json").read_text(encoding="utf-8"))

@@ -259,3 +259,21 @@ def test_a_thousand_trials_load_in_under_two_seconds(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - started
     assert elapsed < 2.0, f"{elapsed:.2f} s"
     assert b"990 completed, 10 failed" in page
+
+
+def test_the_quality_axis_is_named_by_the_task_metric(tmp_path: Path) -> None:
+    """A causal LM scored by exact match has its metric on every axis and heading that shows the accuracy objective;
+    runs of different metrics drawn together say that each has its own."""
+    data = dashboard_data(RUN, "generation", metric="exact-match")
+    assert data.quality == "exact-match"
+    fronts, _, cube = figures(data)[:3]
+    assert fronts.heading == "Pareto front: exact-match against each cost"
+    assert fronts.figure.layout.yaxis.title.text == "exact-match"
+    assert cube.figure.layout.scene.zaxis.title.text == "exact-match"
+    assert "accuracy" not in fronts.heading + "".join(str(a.text) for a in fronts.figure.layout.annotations)
+    out = tmp_path / "dashboard.html"
+    write_static_html(data, out)
+    assert "exact-match" in out.read_text(encoding="utf-8")
+    mixed = dashboard_runs([RunInput("a", RUN, metric="exact-match"), RunInput("b", RUN)], "two")
+    assert mixed.quality == "quality (each run's metric)"
+    assert dashboard_data(RUN, "plain").quality == "accuracy"
