@@ -1,10 +1,11 @@
 """What the experiments' reports share: a chart of mean curves with ±1 sd bands as a dependency-free SVG, results
-rounded for their JSON files, and a row appended to a resumable CSV. Each experiment's script puts this folder on
-`sys.path` to import it."""
+rounded for their JSON files, a row appended to a resumable CSV, and a search's front with its confirmations. Each
+experiment's script puts this folder on `sys.path` to import it."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,3 +106,21 @@ def append_row(path: Path, columns: Sequence[str], row: Mapping[str, Any]) -> No
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def confirmed_front(done: Any, trials: Sequence[int], confirmed: Path) -> list[dict[str, Any]]:
+    """Each Pareto trial of a search (`done`: its results table's completed rows) with its confirmation over seeds
+    (`confirmed/trial<K>/autopeft.json`, written by `autopeft export --seeds`): the search's accuracy beside the
+    seeds' mean, standard deviation and each, with its costs."""
+    front = []
+    for trial in trials:
+        row = done[done["trial"] == trial].iloc[0]
+        meta = json.loads((confirmed / f"trial{trial}" / "autopeft.json").read_text(encoding="utf-8"))
+        c = meta["confirmation"]
+        front.append({"trial": trial, "configuration": row["configuration"], "search_accuracy": float(row["accuracy"]),
+                      "accuracy": round(c["mean"], 4), "accuracy_std": round(c["std"], 4),
+                      "accuracies": [round(a, 4) for a in c["accuracies"]],
+                      "trainable_params": int(row["trainable_params"]),
+                      "peak_memory_mib": round(row["peak_memory"] / 2**20, 1),
+                      "train_seconds": float(row["train_seconds"])})
+    return front

@@ -34,6 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
+from reporting import confirmed_front
+
 HERE = Path(__file__).resolve().parent
 DATA, SEARCH, CONFIRMED = HERE / "data", HERE / "search", HERE / "confirmed"
 STAGES = ("data", "zero-shot", "search", "baselines", "confirm", "summary")
@@ -138,14 +141,7 @@ def summary(started: str) -> dict[str, object]:
 
     table = pd.read_csv(SEARCH / "results.csv")
     done = table[table["status"] == "complete"]
-    front = []
-    for trial in pareto_trials():
-        row = done[done["trial"] == trial].iloc[0]
-        c = json.loads((CONFIRMED / f"trial{trial}" / "autopeft.json").read_text(encoding="utf-8"))["confirmation"]
-        front.append({"trial": trial, "configuration": row["configuration"], "search_accuracy": float(row["accuracy"]),
-                      "accuracy": round(c["mean"], 4), "accuracy_std": round(c["std"], 4),
-                      "trainable_params": int(row["trainable_params"]),
-                      "peak_memory_mib": round(row["peak_memory"] / 2**20, 1)})
+    front = confirmed_front(done, pareto_trials(), CONFIRMED)
     baselines = [{"label": b.label, "accuracy": round(b.accuracy, 4), "accuracy_std": round(b.accuracy_std, 4),
                   "trainable_params": int(b.trainable_params), "peak_memory_mib": round(b.peak_memory / 2**20, 1),
                   "train_seconds": b.train_seconds}

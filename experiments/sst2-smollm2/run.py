@@ -31,6 +31,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
+from reporting import confirmed_front
+
 HERE = Path(__file__).resolve().parent
 SEARCH = HERE / "search"
 CONFIRMED = HERE / "confirmed"
@@ -103,16 +106,7 @@ def summary() -> dict[str, object]:
     table = pd.read_csv(SEARCH / "results.csv")
     done = table[table["status"] == "complete"]
     per_step = (done["train_seconds"] / done["steps"]).median()
-    front = []
-    for trial in pareto_trials():
-        row = done[done["trial"] == trial].iloc[0]
-        c = json.loads((CONFIRMED / f"trial{trial}" / "autopeft.json").read_text(encoding="utf-8"))["confirmation"]
-        front.append({"trial": trial, "configuration": row["configuration"], "search_accuracy": float(row["accuracy"]),
-                      "accuracy": round(c["mean"], 4), "accuracy_std": round(c["std"], 4),
-                      "accuracies": [round(a, 4) for a in c["accuracies"]],
-                      "trainable_params": int(row["trainable_params"]),
-                      "peak_memory_mib": round(row["peak_memory"] / 2**20, 1),
-                      "train_seconds": float(row["train_seconds"])})
+    front = confirmed_front(done, pareto_trials(), CONFIRMED)
     baselines = pd.read_csv(SEARCH / "baselines.csv")
     return {
         "trials": len(done), "failed": int((table["status"] == "fail").sum()),
