@@ -171,7 +171,8 @@ class SearchOptions:
     task_type: TaskType | None = _option(
         group="causal-lm", help="classification: a classifier head on the text (classes or a regression target, as "
         "the labels say; the default); causal-lm: the model as a causal LM trained on the response tokens (the "
-        "default when --prompt-column, --response-column, --choices or a generation --metric is given)")
+        "default when --prompt-column, --response-column, --choices or --metric exact-match|contains|rouge-l is "
+        "given)")
     prompt_column: str | None = _option(
         group="causal-lm", help="causal-lm: column holding the prompt (context, not trained on); without it and "
         "--response-column, --text-column's text is trained on whole")

@@ -68,7 +68,7 @@ class DataOptions:
     eval_split: str | None = None
     metric: str | None = None
     task_type: str | None = None  # one of TASK_TYPES; None: causal-lm when a causal LM's option is given (a
-    # prompt or response column, choices, or a metric that scores generations)
+    # prompt or response column, choices, or a metric that only scores generations)
     prompt_column: str | None = None
     response_column: str | None = None
     choices: tuple[str, ...] | None = None
@@ -80,8 +80,9 @@ class DataOptions:
     def causal_lm(self) -> bool:
         if self.task_type is not None:
             return self.task_type == "causal-lm"
-        return any(v is not None for v in (self.prompt_column, self.response_column, self.choices)) or \
-            self.metric in GENERATION_METRICS
+        # f1 names a classification metric as well as token F1: only a classifier's options say classification.
+        generation_only = self.metric in GENERATION_METRICS and self.metric not in CLASSIFICATION_METRICS
+        return any(v is not None for v in (self.prompt_column, self.response_column, self.choices)) or generation_only
 
     def given(self) -> list[str]:
         """The options given, spelled as the command's."""

@@ -240,3 +240,26 @@ def test_bad_training_settings_are_one_clear_line(text: str, message: str) -> No
     with pytest.raises(SpecError) as info:
         parse_spec(VALID + text, "bad.yaml")
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_no_shipped_space_draws_an_adalora_target_rank_at_its_initial_rank() -> None:
+    """AdaLoRA prunes from init_r to target_r; with nothing to prune peft's rank allocator fails at its first
+    allocation (checked here on a one-layer model), so no shipped space may draw target_r >= init_r."""
+    import pytest
+    import torch
+    from peft import AdaLoraConfig, get_peft_model
+
+
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(8, 8)), AdaLoraConfig(
+        target_modules=["0"], init_r=4, target_r=4, tinit=1, tfinal=1, deltaT=1, total_step=10))
+    model(torch.randn(2, 8)).sum().backward()
+    with pytest.raises(RuntimeError, match="kthvalue"):
+        for step in range(10):
+            model.base_model.update_and_allocate(step)
+    for name in builtin_space_names():
+        params = load_spec(name).method_params.get("adalora", {})
+        if params:
+            init, target = params["init_r"], params["target_r"]
+            inits = getattr(init, "choices", None) or (init.value,)
+            targets = getattr(target, "choices", None) or (target.value,)
+            assert max(targets) < min(inits), name
