@@ -34,6 +34,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.space.spec import same_value
+
 
 def covering_choice(seed: int, name: str, choices: Sequence[Any], drawn: int) -> Any:
     """The choice for the draw after `drawn` earlier draws of parameter `name`: position `drawn mod k` of cycle
@@ -55,8 +57,7 @@ def least_drawn_choice(seed: int, name: str, choices: Sequence[Any], drawn: Sequ
 
 
 def _index(choices: Sequence[Any], value: Any) -> int | None:
-    return next((i for i, c in enumerate(choices) if isinstance(c, bool) == isinstance(value, bool) and c == value),
-                None)
+    return next((i for i, c in enumerate(choices) if same_value(c, value)), None)
 
 
 def tried(study: optuna.Study, params: Mapping[str, Any]) -> bool:

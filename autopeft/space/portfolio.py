@@ -27,7 +27,7 @@ from autopeft.space.candidate import TRAINING_DEFAULTS, profile_ranks
 from autopeft.space.compiled import CompiledDimension, CompiledSpace
 from autopeft.space.methods import METHODS, NONE, PLACEMENT, ParamValue, get_method, method_params_with_defaults
 from autopeft.space.modules import PRESETS
-from autopeft.space.spec import Choice, FloatRange, IntRange
+from autopeft.space.spec import Choice, FloatRange, IntRange, same_value
 from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
 
 ModelKind = Literal["encoder-classifier", "causal-lm"]
@@ -213,7 +213,7 @@ class _Fit:
     def put(self, name: str, value: Any) -> bool:
         dim = self.space.get(name)
         if dim is None:
-            return name in self.space.constants and _same(self.space.constants[name], value)
+            return name in self.space.constants and same_value(self.space.constants[name], value)
         if not dim.condition.holds({**self.space.constants, **self.named}) or not _contains(dim, value):
             return False
         self.named[name] = value
@@ -223,15 +223,10 @@ class _Fit:
         return self.space.get(name) is not None or name in self.space.constants
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal and of the same kind (True is not 1 here)."""
-    return isinstance(a, bool) == isinstance(b, bool) and a == b
-
-
 def _contains(dim: CompiledDimension, value: Any) -> bool:
     d = dim.dimension
     if isinstance(d, Choice):
-        return any(_same(c, value) for c in d.choices)
+        return any(same_value(c, value) for c in d.choices)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     if isinstance(d, IntRange):
@@ -327,7 +322,7 @@ def _method_params_fit(fit: _Fit, member: PortfolioMember) -> bool:
         if fit.known(name):
             if not fit.put(name, value):
                 return False
-        elif not _same(value, default):
+        elif not same_value(value, default):
             return False
     return not set(given) - set(plain)
 
@@ -349,7 +344,7 @@ def _training_fits(fit: _Fit, member: PortfolioMember) -> bool:
             if fit.known(name):
                 if not fit.put(name, given[key]):
                     return False
-            elif not any(_same(given[key], d) for d in TRAINING_DEFAULTS.get(key, ())):
+            elif not any(same_value(given[key], d) for d in TRAINING_DEFAULTS.get(key, ())):
                 return False
         elif key in TRAINING_DEFAULTS:  # the member trained without it: the space must allow its plain value
             if not any(fit.put(name, d) for d in TRAINING_DEFAULTS[key]):

@@ -54,6 +54,11 @@ class Choice:
 Dimension = Constant | FloatRange | IntRange | Choice
 
 
+def same_value(a: object, b: object) -> bool:
+    """Equal and of the same kind: a choice of True is not the choice 1."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
 def dimension_values(dim: Dimension) -> Sequence[Any] | None:
     """Every value a discrete dimension can take; None for a continuous range."""
     if isinstance(dim, Constant):
