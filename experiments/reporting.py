@@ -7,6 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import platform
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +128,13 @@ def confirmed_front(done: Any, trials: Sequence[int], confirmed: Path) -> list[d
                       "peak_memory_mib": round(row["peak_memory"] / 2**20, 1),
                       "train_seconds": float(row["train_seconds"])})
     return front
+
+
+def provenance(where: Path) -> dict[str, Any]:
+    """When, at which commit (of the repository holding `where`), on what machine and under what load a record was
+    made: what every committed figure states."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=where).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
+            "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}",
+            "load_average": [round(x, 2) for x in os.getloadavg()]}

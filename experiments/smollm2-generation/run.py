@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -35,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/reporting.py
-from reporting import confirmed_front
+from reporting import confirmed_front, provenance
 
 HERE = Path(__file__).resolve().parent
 DATA, SEARCH, CONFIRMED = HERE / "data", HERE / "search", HERE / "confirmed"
@@ -89,17 +87,9 @@ def zero_shot(threads: int) -> dict[str, object]:
             right += ok
             if len(examples) < 5:
                 examples.append({"prompt": row["prompt"], "generated": text, "right": ok})
-    return {**provenance(), "exact_match": right / len(rows), "rows": len(rows), "max_new_tokens": MAX_NEW_TOKENS,
+    return {**provenance(HERE), "exact_match": right / len(rows), "rows": len(rows),
+            "max_new_tokens": MAX_NEW_TOKENS,
             "seconds_per_example": round((time.perf_counter() - started) / len(rows), 3), "examples": examples}
-
-
-def provenance() -> dict[str, object]:
-    """When, at which commit, on what machine and under what load a record was made."""
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=HERE).stdout.strip(),
-            "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}",
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def search(threads: int) -> None:
@@ -149,7 +139,7 @@ def summary(started: str) -> dict[str, object]:
     steps = int(table["steps"].fillna(0).sum())
     undominated = [b["label"] for b in baselines if not any(dominates(f, b) for f in front)]
     return {
-        **provenance(), "started": started,
+        **provenance(HERE), "started": started,
         "trials": len(done), "search_steps": steps, "step_budget": STEP_BUDGET,
         "median_train_seconds_per_step": round(float((done["train_seconds"] / done["steps"]).median()), 2),
         "front": front, "baselines": baselines,
