@@ -52,8 +52,10 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # experiments/reporting.py
 
 from benchmark import front_hypervolume  # noqa: E402
+from reporting import provenance  # noqa: E402
 from surrogate import MAX_STEPS, TABLE, Curve, fingerprint, read_curves  # noqa: E402
 
 from autopeft.engine.halving import HalvingScheduler, RankAgreement, Rungs  # noqa: E402
@@ -160,7 +162,7 @@ def main() -> int:
     path = Path(args.table)
     everything, failed = read_curves(path)
     curves = [c for c in everything if all(s in c.eval_loss for s in c.accuracy)]
-    report: dict[str, Any] = {"table": fingerprint(path), "eta": ETA, "rungs": list(RUNGS),
+    report: dict[str, Any] = {**provenance(HERE), "table": fingerprint(path), "eta": ETA, "rungs": list(RUNGS),
                               "left_out": {"failed": failed, "without_eval_loss": sorted({c.config for c in everything}
                                                                                   - {c.config for c in curves})},
                               "replays": []}
