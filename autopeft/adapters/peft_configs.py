@@ -73,7 +73,7 @@ def _build_adalora(plan: AdapterPlan, params: Mapping[str, ParamValue]) -> PeftC
     # Warm-up and final fine-tuning phases as in the AdaLoRA paper's GLUE recipes (10% and 20%).
     tinit, tfinal = int(0.1 * total), int(0.2 * total)
     return AdaLoraConfig(task_type=_task_type(plan), target_modules=sorted(plan.module_ranks), init_r=init_r,
-                         target_r=min(int(params["target_r"]), init_r), lora_alpha=int(params["lora_alpha"]),
+                         target_r=int(params["target_r"]), lora_alpha=int(params["lora_alpha"]),
                          total_step=total, tinit=tinit, tfinal=tfinal, deltaT=max(1, total // 20),
                          modules_to_save=list(plan.head_modules), fan_in_fan_out=plan.fan_in_fan_out)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.errors import SpecError
-from autopeft.space.methods import METHODS, check_param_value, tunable_params
+from autopeft.space.methods import METHODS, check_param_combinations, check_param_value, tunable_params
 from autopeft.space.modules import PRESETS
 from autopeft.space.spec import Scalar, parse_layers
 from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
@@ -94,6 +94,8 @@ def _baseline(entry: Any, source: str, index: int) -> BaselineSpec:
         why = check_param_value(key, value)
         if why:
             raise SpecError(f"{source}: {where}.params.{key} {why}")
+    if why := check_param_combinations(method, {key: (value,) for key, value in params.items()}):
+        raise SpecError(f"{source}: {where}.params: {why}")
     return BaselineSpec(
         label=str(entry["label"]), method=method, learning_rate=float(lr), target_modules=target,
         rank=_baseline_rank(entry.get("rank", 8), source, f"{where}.rank"),

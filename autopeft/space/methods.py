@@ -8,7 +8,8 @@ stage's job (`autopeft.adapters.peft_configs`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
@@ -39,6 +40,8 @@ class Method:
     # Variants a space may switch on, each with its plain value: a candidate leaves a variant out at that value, so
     # that a plain configuration reads (and keys, and is described) as it did before the variant existed.
     variants: Mapping[str, ParamValue] = field(default_factory=dict)
+    # Why these parameters, taken together, cannot train (whatever the model), or None when they can.
+    consistent: Callable[[Mapping[str, ParamValue]], str | None] | None = None
 
     @property
     def uses_rank(self) -> bool:
@@ -51,6 +54,16 @@ def _shira_fits(params: Mapping[str, ParamValue], shape: tuple[int, int]) -> str
         return None
     return (f"SHiRA r={r} trains r·(rows+columns) = {r * (rows + cols):,} entries, more than the {rows}×{cols} weight "
             f"holds; r ≤ {rows * cols // (rows + cols)} fits")
+
+
+def _adalora_prunes(params: Mapping[str, ParamValue]) -> str | None:
+    # peft's rank allocator masks the (init - target) least important singular values; with none to mask its
+    # first allocation fails (torch.kthvalue with k = 0), so target_r == init_r is not a LoRA in disguise.
+    init, target = int(params["init_r"]), int(params["target_r"])
+    if target < init:
+        return None
+    return (f"AdaLoRA prunes each layer's rank from init_r to target_r, so target_r must be below init_r "
+            f"(got target_r={target}, init_r={init})")
 
 
 @functools.cache
@@ -80,7 +93,7 @@ METHODS: dict[str, Method] = {
                variants={"use_dora": False, "use_rslora": False, "init_lora_weights": "default",
                          "loraplus_lr_ratio": 1.0}),
         Method("adalora", "LoRA whose ranks are re-allocated during training by importance (AdaLoRA)", PLACEMENT,
-               {"init_r": 12, "target_r": 8, "lora_alpha": 16}),
+               {"init_r": 12, "target_r": 8, "lora_alpha": 16}, consistent=_adalora_prunes),
         Method("loha", "low-rank Hadamard product update (LyCORIS LoHa)", RANK,
                {"alpha": 16, "rank_dropout": 0.0, "module_dropout": 0.0}, adapts_conv1d=False,
                sparsity=True),
@@ -165,6 +178,20 @@ def check_param_value(name: str, value: object) -> str | None:
         return None if ok else f"must be -1 (automatic) or a whole number >= 1, got {value!r}"
     accepts = PARAM_VALUES.get(name)
     return accepts.why_not(value) if accepts else None
+
+
+def check_param_combinations(name: str, given: Mapping[str, Sequence[ParamValue]]) -> str | None:
+    """Why some combination of these values (each parameter's values, its default where not given) cannot train,
+    or None when every combination can. Ranges are passed as their two ends: the joint rules are monotone."""
+    method = get_method(name)
+    if method.consistent is None:
+        return None
+    names = list(method.params)
+    choices = [tuple(given.get(k, (method.params[k],))) for k in names]
+    for combination in itertools.product(*choices):
+        if why := method.consistent(dict(zip(names, combination, strict=True))):
+            return why
+    return None
 
 
 # The methods a search space may name: reference points are for baselines files only.

@@ -16,7 +16,13 @@ from typing import Any, Literal, get_args
 from autopeft import limits
 from autopeft.errors import SpecError
 from autopeft.limits import Limit
-from autopeft.space.methods import ADAPTER_METHODS, METHODS, check_param_value, tunable_params
+from autopeft.space.methods import (
+    ADAPTER_METHODS,
+    METHODS,
+    check_param_combinations,
+    check_param_value,
+    tunable_params,
+)
 from autopeft.space.modules import PRESETS, ROLES, Architecture
 from autopeft.space.yaml_input import ShippedFiles, excerpt, load_yaml, read_text, reject_unknown
 from autopeft.units import parse_size
@@ -261,8 +267,20 @@ def resolve_space_path(name_or_file: str) -> Path:
 
 
 def load_spec(name_or_file: str) -> SearchSpec:
+    """A space for a new search: read, and every combination of method parameters it can draw able to train. A run's
+    stored space is read with `parse_spec` alone: an earlier release accepted it, and its runs stay readable."""
     path = resolve_space_path(name_or_file)
-    return parse_spec(read_text(path), source=str(path))
+    spec = parse_spec(read_text(path), source=str(path))
+    for name, params in spec.method_params.items():
+        if why := check_param_combinations(name, {k: _drawable_ends(dim) for k, dim in params.items()}):
+            raise SpecError(f"{path}: key 'method_params.{name}': {why}; every combination the space draws must train")
+    return spec
+
+
+def _drawable_ends(dim: Dimension) -> Sequence[Any]:
+    """A dimension's choices, or a range's two ends: every rule on a method's values is monotone."""
+    values = dimension_values(dim)
+    return values if values is not None else (dim.low, dim.high)  # type: ignore[union-attr]
 
 
 def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
@@ -315,10 +333,8 @@ def parse_spec(text: str, source: str = "<string>") -> SearchSpec:
                         what=f"parameter of {name}", none_text="(it has no tunable parameters)")
         params[name] = {k: _dimension(v, source, f"method_params.{name}.{k}") for k, v in given.items()}
         for k, dim in params[name].items():
-            values = dimension_values(dim)
-            for v in (values if values is not None else (dim.low, dim.high)):  # type: ignore[union-attr]
-                why = check_param_value(k, v)
-                if why:
+            for v in _drawable_ends(dim):
+                if why := check_param_value(k, v):
                     raise SpecError(f"{source}: key 'method_params.{name}.{k}' {why}")
 
     budget = _budget(raw.get("budget") or {}, source)

@@ -38,6 +38,8 @@ def test_the_shipped_file_holds_the_standard_baselines() -> None:
     ("baselines:\n  - {label: a, method: lora, learning_rate: 1.0e-3}\n"
      "  - {label: a, method: ia3, learning_rate: 1.0}\n", "repeated: a"),
     ("baselines:\n  - [lora]\n", "must be a mapping"),
+    ("baselines:\n  - {label: a, method: adalora, learning_rate: 1.0e-3, params: {init_r: 8}}\n",
+     "target_r must be below init_r (got target_r=8, init_r=8)"),
 ])
 def test_a_bad_baselines_file_gets_one_line_naming_the_key(text: str, message: str) -> None:
     with pytest.raises(SpecError) as caught:
