@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import yaml
+
 from autopeft.errors import SpecError
 from autopeft.space.candidate import TRAINING_DEFAULTS, profile_ranks
 from autopeft.space.compiled import CompiledDimension, CompiledSpace
@@ -166,6 +168,50 @@ def _ranks(raw: Any, source: str, where: str) -> tuple[int, ...] | None:
     if not isinstance(raw, list) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in raw):
         raise SpecError(f"{source}: {where} must be a list of ranks (whole numbers >= 0), got {excerpt(raw)}")
     return tuple(raw)
+
+
+# --- writing ---------------------------------------------------------------------------------------------------------
+class _Flow(list):  # type: ignore[type-arg]
+    """A list written on one line."""
+
+
+class _FlowMap(dict):  # type: ignore[type-arg]
+    """A mapping written on one line."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+_Dumper.add_representer(_FlowMap, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
+
+
+def member_yaml(m: PortfolioMember) -> dict[str, Any]:
+    """A member as a portfolio file holds it (`parse_portfolio` reads it back)."""
+    data: dict[str, Any] = {"method": m.method}
+    if m.target_modules is not None:
+        data["target_modules"] = m.target_modules
+    if m.layer_ranks is not None:
+        data["layer_ranks"] = _Flow(m.layer_ranks)
+    if m.ffn_ranks is not None:
+        data["ffn_ranks"] = _Flow(m.ffn_ranks)
+    data["learning_rate"] = _FlowMap(low=m.learning_rate.low, high=m.learning_rate.high)
+    if m.method_params:
+        data["method_params"] = _FlowMap(m.method_params)
+    if m.sparsity:
+        data["sparsity"] = m.sparsity
+        data["sparsity_init"] = m.sparsity_init
+    if m.training:
+        data["training"] = _FlowMap(m.training)
+    data["coverage"] = m.coverage
+    data["recorded"] = m.recorded
+    return data
+
+
+def portfolio_yaml(data: Mapping[str, Any]) -> str:
+    """A portfolio file's body: `data` holds `space` and `model_kinds`, each kind's `members` from `member_yaml`."""
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
 
 
 # --- fitting a member to a space -------------------------------------------------------------------------------

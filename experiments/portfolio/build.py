@@ -38,49 +38,35 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 import sys
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from autopeft.compat import hypervolume  # noqa: E402
 from autopeft.space.candidate import Candidate  # noqa: E402
 from autopeft.space.compiled import compile_space  # noqa: E402
-from autopeft.space.methods import NONE, get_method, method_params_with_defaults  # noqa: E402
-from autopeft.space.portfolio import PortfolioMember, RateRange, member_params  # noqa: E402
+from autopeft.space.coverage import RecordedTrial, Table, coverage, greedy, recorded_text, table_of  # noqa: E402
+from autopeft.space.portfolio import (  # noqa: E402
+    PortfolioMember,
+    RateRange,
+    member_params,
+    member_yaml,
+    portfolio_yaml,
+)
 from autopeft.space.spec import parse_spec  # noqa: E402
 
 EXPERIMENTS = ROOT / "experiments"
 SPACES = ROOT / "search_spaces"
 OUT = SPACES / "portfolios"
 SIZE = 5  # members per portfolio, at most
-BINS_PER_DECADE = 4
 CHANCE = 0.5  # SST-2 has two classes; SmolLM2's verbaliser two choices
-MARGIN = 0.1  # decades beyond a source's costliest trial, for the reference point
 LAYERS = {"encoder-classifier": 6, "causal-lm": 30}  # MiniLM-L6, SmolLM2-135M: the models the data was recorded on
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One recorded trial: what it trained and what it measured."""
-
-    source: str  # a table at one budget
-    kind: str  # the model kind: encoder-classifier or causal-lm
-    candidate: Candidate
-    accuracy: float
-    trainable_params: float
-    peak_memory: float
 
 
 @dataclass(frozen=True)
@@ -88,7 +74,7 @@ class Source:
     name: str
     kind: str
     description: str
-    read: Callable[[], list[Trial]]
+    read: Callable[[], list[RecordedTrial]]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -96,12 +82,13 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _trial(source: str, kind: str, data: dict[str, Any], row: dict[str, str], memory: float | None = None) -> Trial:
-    return Trial(source, kind, Candidate.from_dict(data), float(row["accuracy"]), float(row["trainable_params"]),
-                 float(row["peak_memory"]) if memory is None else memory)
+def _trial(source: str, kind: str, data: dict[str, Any], row: dict[str, str],
+           memory: float | None = None) -> RecordedTrial:
+    return RecordedTrial(source, kind, Candidate.from_dict(data), float(row["accuracy"]),
+                         float(row["trainable_params"]), float(row["peak_memory"]) if memory is None else memory)
 
 
-def _run_results(paths: Iterable[Path], source: str, kind: str, steps: float) -> list[Trial]:
+def _run_results(paths: Iterable[Path], source: str, kind: str, steps: float) -> list[RecordedTrial]:
     out = []
     for path in sorted(paths):
         for row in _rows(path):
@@ -112,12 +99,12 @@ def _run_results(paths: Iterable[Path], source: str, kind: str, steps: float) ->
     return out
 
 
-def read_minilm_searches() -> list[Trial]:
+def read_minilm_searches() -> list[RecordedTrial]:
     return _run_results((EXPERIMENTS / "sst2-minilm-v2" / "searches").glob("*/results.csv"), "minilm-300",
                         "encoder-classifier", 300.0)
 
 
-def read_peft_trials() -> list[Trial]:
+def read_peft_trials() -> list[RecordedTrial]:
     out = []
     for row in _rows(EXPERIMENTS / "sampler-benchmark" / "peft-trials.csv"):
         sparsity = float(row["sparsity"])
@@ -131,7 +118,7 @@ def read_peft_trials() -> list[Trial]:
     return out
 
 
-def read_curves() -> list[Trial]:
+def read_curves() -> list[RecordedTrial]:
     rows = _rows(EXPERIMENTS / "multi-fidelity" / "curves.csv")
     return [_trial("curves-200", "encoder-classifier", json.loads(row["candidate_json"]), row)
             for row in rows if row["step"] == "200" and row["status"] == "ok"]
@@ -151,7 +138,7 @@ def _value(text: str) -> Any:
     return text
 
 
-def read_lora_variants() -> list[Trial]:
+def read_lora_variants() -> list[RecordedTrial]:
     out = []
     for row in _rows(EXPERIMENTS / "lora-variants" / "results.csv"):
         match = _VARIANT.match(row["candidate"])
@@ -166,7 +153,7 @@ def read_lora_variants() -> list[Trial]:
     return out
 
 
-def read_smollm2() -> list[Trial]:
+def read_smollm2() -> list[RecordedTrial]:
     return _run_results([EXPERIMENTS / "sst2-smollm2" / "search" / "results.csv"], "smollm2-40", "causal-lm", 40.0)
 
 
@@ -181,122 +168,11 @@ SOURCES = (
 
 
 # --- configurations -------------------------------------------------------------------------------------------------
-def rate_bin(lr: float) -> int:
-    return round(BINS_PER_DECADE * math.log10(lr))
-
-
-def rate_range(k: int) -> RateRange:
-    return RateRange(float(f"{10 ** ((k - 0.5) / BINS_PER_DECADE):.3g}"),
-                     float(f"{10 ** ((k + 0.5) / BINS_PER_DECADE):.3g}"))
-
-
-def member_of(candidate: Candidate) -> PortfolioMember:
-    """The member that trains what `candidate` trains, its rate as its bin's range."""
-    c = candidate.effective()
-    method = get_method(c.method)
-    per_layer = method.layers != NONE
-    ffn = c.ffn_ranks if c.ffn_ranks != c.layer_ranks else None
-    params = method_params_with_defaults(c.method, dict(c.method_params))
-    return PortfolioMember(method=c.method, target_modules=c.target_modules if per_layer else None,
-                           layer_ranks=c.layer_ranks if per_layer else None, ffn_ranks=ffn if per_layer else None,
-                           learning_rate=rate_range(rate_bin(c.learning_rate)),
-                           method_params=tuple(sorted(params.items())), sparsity=c.sparsity,
-                           sparsity_init=c.sparsity_init if c.sparsity else "random", training=c.training)
-
-
-def identity(member: PortfolioMember) -> str:
-    return json.dumps([member.method, member.target_modules, member.layer_ranks, member.ffn_ranks,
-                       [member.learning_rate.low, member.learning_rate.high], member.method_params, member.sparsity,
-                       member.sparsity_init, member.training], sort_keys=True, default=str)
-
-
-@dataclass(frozen=True)
-class Table:
-    """Every configuration's averaged point in every source, for one model kind."""
-
-    members: tuple[PortfolioMember, ...]  # in a fixed order (by identity)
-    sources: tuple[str, ...]
-    points: dict[tuple[int, str], np.ndarray]  # (member index, source) -> (-accuracy, log10 params, log10 bytes)
-    measured: dict[tuple[int, str], tuple[float, float, float, int]]  # accuracy, params, bytes, repeats
-    references: dict[str, np.ndarray]
-    totals: dict[str, float]  # each source's hypervolume of every point
-
-
-def table_of(trials: Sequence[Trial]) -> Table:
-    grouped: dict[tuple[str, str], list[Trial]] = defaultdict(list)
-    by_id: dict[str, PortfolioMember] = {}
-    for t in trials:
-        m = member_of(t.candidate)
-        by_id.setdefault(identity(m), m)
-        grouped[(identity(m), t.source)].append(t)
-    ids = sorted(by_id)
-    index = {k: i for i, k in enumerate(ids)}
-    sources = tuple(sorted({t.source for t in trials}))
-    points, measured = {}, {}
-    for (key, source), group in sorted(grouped.items()):
-        acc = float(np.mean([t.accuracy for t in group]))
-        params = float(np.mean([t.trainable_params for t in group]))
-        memory = float(np.mean([t.peak_memory for t in group]))
-        points[(index[key], source)] = np.array([-acc, math.log10(params), math.log10(memory)])
-        measured[(index[key], source)] = (acc, params, memory, len(group))
-    references, totals = {}, {}
-    for s in sources:
-        here = np.array([p for (_, src), p in points.items() if src == s])
-        references[s] = np.array([-CHANCE, here[:, 1].max() + MARGIN, here[:, 2].max() + MARGIN])
-        totals[s] = source_hypervolume(here, references[s])
-    return Table(tuple(by_id[k] for k in ids), sources, points, measured, references, totals)
-
-
-def source_hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
-    inside = points[(points < reference).all(axis=1)] if len(points) else points
-    return hypervolume(inside, reference) if len(inside) else 0.0
-
-
-def coverage(table: Table, chosen: Sequence[int]) -> float:
-    """Mean over the sources of the share of the source's hypervolume that the chosen members' points dominate."""
-    shares = []
-    for s in table.sources:
-        here = [table.points[(i, s)] for i in chosen if (i, s) in table.points]
-        total = table.totals[s]
-        shares.append(source_hypervolume(np.array(here), table.references[s]) / total if here and total else 0.0)
-    return float(np.mean(shares)) if shares else 0.0
-
-
-def greedy(table: Table, pool: Sequence[int], size: int = SIZE) -> list[int]:
-    """Up to `size` members of `pool`, each adding the most coverage (ties: the first in `pool`); stops when none adds
-    any."""
-    chosen: list[int] = []
-    score = 0.0
-    for _ in range(size):
-        best, best_score = None, score
-        for i in pool:
-            if i in chosen:
-                continue
-            value = coverage(table, [*chosen, i])
-            if value > best_score + 1e-12:
-                best, best_score = i, value
-        if best is None:
-            break
-        chosen.append(best)
-        score = best_score
-    return chosen
-
-
 # --- per space ------------------------------------------------------------------------------------------------------
 def fits(space_file: Path, kind: str, table: Table) -> list[int]:
     """The members of `table` that fit the space on the model the data was recorded with."""
     space = compile_space(parse_spec(space_file.read_text(encoding="utf-8"), str(space_file)), LAYERS[kind])
     return [i for i, m in enumerate(table.members) if member_params(m, space) is not None]
-
-
-def recorded_text(table: Table, i: int) -> str:
-    parts = []
-    for s in table.sources:
-        if (i, s) in table.measured:
-            acc, params, memory, n = table.measured[(i, s)]
-            repeats = f", mean of {n}" if n > 1 else ""
-            parts.append(f"{s}: accuracy {acc:.3f}, {params:,.0f} params, {memory / 2**20:,.0f} MiB{repeats}")
-    return "; ".join(parts)
 
 
 def build(sources: Sequence[Source] = SOURCES, spaces: Sequence[Path] | None = None) -> dict[str, dict[str, Any]]:
@@ -311,9 +187,9 @@ def build(sources: Sequence[Source] = SOURCES, spaces: Sequence[Path] | None = N
             if not mine:
                 kinds[kind] = {"members": [], "note": "no recorded trials of this model kind"}
                 continue
-            table = table_of(mine)
+            table = table_of(mine, {t.source: CHANCE for t in mine})
             pool = fits(path, kind, table)
-            chosen = greedy(table, pool)
+            chosen = greedy(table, pool, SIZE)
             described = [s.name + ": " + s.description for s in sources if s.name in table.sources]
             entry: dict[str, Any] = {"sources": described, "members": []}
             if not chosen:
@@ -328,43 +204,6 @@ def build(sources: Sequence[Source] = SOURCES, spaces: Sequence[Path] | None = N
     return out
 
 
-class _Flow(list):  # type: ignore[type-arg]
-    """A list written on one line."""
-
-
-class _FlowMap(dict):  # type: ignore[type-arg]
-    """A mapping written on one line."""
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
-_Dumper.add_representer(_FlowMap, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
-
-
-def member_yaml(m: PortfolioMember) -> dict[str, Any]:
-    data: dict[str, Any] = {"method": m.method}
-    if m.target_modules is not None:
-        data["target_modules"] = m.target_modules
-    if m.layer_ranks is not None:
-        data["layer_ranks"] = _Flow(m.layer_ranks)
-    if m.ffn_ranks is not None:
-        data["ffn_ranks"] = _Flow(m.ffn_ranks)
-    data["learning_rate"] = _FlowMap(low=m.learning_rate.low, high=m.learning_rate.high)
-    if m.method_params:
-        data["method_params"] = _FlowMap(m.method_params)
-    if m.sparsity:
-        data["sparsity"] = m.sparsity
-        data["sparsity_init"] = m.sparsity_init
-    if m.training:
-        data["training"] = _FlowMap(m.training)
-    data["coverage"] = m.coverage
-    data["recorded"] = m.recorded
-    return data
-
-
 HEADER = """\
 # The learned start of the `{space}` space: configurations that covered the most hypervolume across the project's
 # recorded trials, in the order the start-up tries them (`--startup portfolio`, bo's default). Written by
@@ -375,8 +214,7 @@ HEADER = """\
 
 
 def file_text(space: str, data: dict[str, Any]) -> str:
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
-    return HEADER.format(space=space) + body
+    return HEADER.format(space=space) + portfolio_yaml(data)
 
 
 def report(built: dict[str, dict[str, Any]]) -> str:
