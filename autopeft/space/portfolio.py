@@ -171,11 +171,11 @@ def _ranks(raw: Any, source: str, where: str) -> tuple[int, ...] | None:
 
 
 # --- writing ---------------------------------------------------------------------------------------------------------
-class _Flow(list):  # type: ignore[type-arg]
+class _Flow(list[Any]):
     """A list written on one line."""
 
 
-class _FlowMap(dict):  # type: ignore[type-arg]
+class _FlowMap(dict[str, Any]):
     """A mapping written on one line."""
 
 
