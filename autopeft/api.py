@@ -164,7 +164,7 @@ def search(task: str | None = None, *, progress: Callable[[SearchProgress], None
             plan = plan_resumed(given, hold)
         else:
             plan = plan_new(given)
-            plan.run.create(plan.settings, plan.space_text, plan.storage)
+            plan.run.create(plan.settings, plan.space_text, plan.storage, plan.warm_start_text)
             hold.enter_context(plan.run.locked())
         messages(plan.summary)
         for line in plan.warnings:  # every check has passed: what the data holds that a user should hear

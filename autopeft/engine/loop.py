@@ -45,7 +45,13 @@ from autopeft.run.settings import OBJECTIVES, SearchSettings
 from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.compiled import CompiledSpace
-from autopeft.space.portfolio import PortfolioMember, learned_start
+from autopeft.space.portfolio import (
+    PortfolioMember,
+    learned_start,
+    model_kind,
+    parse_portfolio,
+    startup_proposals,
+)
 from autopeft.training.trial import TrialRequest, TrialResult
 
 log = logging.getLogger(__name__)
@@ -150,8 +156,9 @@ def _run_search(run: RunDir, settings: SearchSettings, space: CompiledSpace, lay
                            objectives=settings.objectives, reference_point=space.spec.reference_point.by_objective(),
                            conditions=space_conditions(space), observations=observations, startup=settings.startup)
     study = run.create_study(sampler, settings.objectives)
-    if settings.sampler == "bo" and settings.startup == "portfolio":
-        enqueue_members(study, [params for _, params in startup_members(settings, space)])
+    members = startup_members(settings, space, run)
+    if members:
+        enqueue_members(study, [params for _, params in members])
     continues = (lambda r: _continues(r, run, settings.budget.max_steps)) if scheduler is not None else None
     if recover_interrupted(study, run.journal, settings.objectives, continues):
         on_progress(study)
@@ -183,14 +190,22 @@ def _continues(r: TrialRecord, run: RunDir, max_steps: int) -> bool:
             and run.checkpoint_file(r.number).is_file())
 
 
-def startup_members(settings: SearchSettings, space: CompiledSpace) -> list[tuple[PortfolioMember, dict[str, Any]]]:
-    """The learned start's members that `bo`'s start-up tries first (at most its start-up trials), with their
-    parameters in the search's space."""
+def startup_members(settings: SearchSettings, space: CompiledSpace, run: RunDir) -> list[
+        tuple[PortfolioMember, dict[str, Any]]]:
+    """The configurations the start-up tries first (at most its start-up trials), with their parameters in the
+    search's space: the warm start's members (`--warm-start`, any sampler), then the learned start's (`bo` with
+    `--startup portfolio`); one whose parameters repeat an earlier one's is left out."""
     from autopeft.adapters.models import CAUSAL_LM
     from autopeft.training.tasks import get_task
 
     causal = get_task(settings.task).num_labels == CAUSAL_LM
-    return learned_start(settings.space, space, causal, most=min(settings.startup_trials, settings.trials))
+    found: list[tuple[PortfolioMember, dict[str, Any]]] = []
+    if settings.warm_start and run.warm_start_file.is_file():
+        warm = parse_portfolio(run.warm_start_file.read_text(encoding="utf-8"), str(run.warm_start_file))
+        found += startup_proposals(space, model_kind(causal), [warm])
+    if settings.sampler == "bo" and settings.startup == "portfolio":
+        found += [(m, p) for m, p in learned_start(settings.space, space, causal) if all(p != q for _, q in found)]
+    return found[: min(settings.startup_trials, settings.trials)]
 
 
 def search_budgets(settings: SearchSettings, space: CompiledSpace,

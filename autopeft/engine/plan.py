@@ -45,6 +45,7 @@ class SearchPlan:
     storage: str | None = None  # the study's database, when not the run's study.db (a new search)
     space_text: str = ""  # a new search's space file, as the run will hold it
     warnings: tuple[str, ...] = ()  # what its data holds that a user should hear, one line each
+    warm_start_text: str = ""  # a new search's warm-start.yaml (`--warm-start`), "" for none
 
     @functools.cached_property
     def space(self) -> CompiledSpace:
@@ -128,7 +129,18 @@ def plan_new(options: SearchOptions) -> SearchPlan:
         num_layers=info.num_layers, base_params=info.base_params, executor=options.executor,
         workers=options.workers, cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial,
         ray_address=options.ray_address, size_objective=options.size_objective, precision=options.precision,
-        rung_check=options.rung_check, track=track, startup=options.startup)
+        rung_check=options.rung_check, track=track, startup=options.startup,
+        warm_start=tuple(str(Path(r).resolve()) for r in options.warm_start or ()))
+    warm = ""
+    if settings.warm_start:
+        from autopeft.adapters.models import CAUSAL_LM
+        from autopeft.engine.warm_start import warm_start, warm_start_text
+        from autopeft.space.portfolio import model_kind
+
+        portfolio = warm_start(options.warm_start or (), compile_space(fitted.spec, info.num_layers),
+                               model_kind(task.num_labels == CAUSAL_LM), options.size_objective,
+                               most=min(settings.startup_trials, trials))
+        warm = warm_start_text(portfolio, settings.warm_start)
     halving = ""
     if budget.min_steps is not None:
         from autopeft.engine.halving import rungs_of
@@ -147,7 +159,7 @@ def plan_new(options: SearchOptions) -> SearchPlan:
 
         summary += f"; logged to {describe_target(parse_track(track))}"
     space_text = resolve_space_path(options.space).read_text(encoding="utf-8")
-    return SearchPlan(run, settings, fitted, info.layout, summary, options.storage, space_text, data.warnings)
+    return SearchPlan(run, settings, fitted, info.layout, summary, options.storage, space_text, data.warnings, warm)
 
 
 def plan_resumed(options: SearchOptions, hold: contextlib.ExitStack) -> SearchPlan:

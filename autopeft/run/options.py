@@ -119,6 +119,13 @@ class SearchOptions:
         "`autopeft space show` lists them), then a covering of the choices not yet drawn (default); covering: only "
         "the covering, every choice of each categorical once before any repeats; random: independent random draws. "
         "The other samplers draw their own start-up")
+    warm_start: tuple[str, ...] | None = _option(
+        metavar="RUN", service=False,
+        help="earlier run directories whose results choose the first trials: their configurations that fit this "
+        "space (on a model of another depth, each layer's rank at the same relative depth) and together cover the "
+        "most of their fronts' hypervolume, tried before the learned start (any sampler). Runs of the same model "
+        "kind (encoder classifier or causal LM), of any task, model or budget; a run none of whose trials fits the "
+        "space is refused")
     seed: int = _option(0, low=0, high=limits.MAX_SEED,
                         help="seed of the sampler and of every trial's training (default 0)")
 

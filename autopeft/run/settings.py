@@ -46,6 +46,8 @@ class SearchSettings:
     # logs where the search started; None: not tracked.
     track: str | None = None
     startup: Startup = "portfolio"  # --startup: what bo's start-up trials draw
+    # --warm-start: the earlier runs (absolute paths) whose members the run's warm-start.yaml holds; () for none.
+    warm_start: tuple[str, ...] = ()
 
     @property
     def objectives(self) -> tuple[str, str, str]:
@@ -75,6 +77,7 @@ class SearchSettings:
         values.setdefault("rung_check", "off")  # and every rung decided from its first trial on
         values.setdefault("startup", "covering")  # a run from before --startup started with the covering
         values["budget"] = BudgetSpec(**budget)
+        values["warm_start"] = tuple(values.get("warm_start") or ())  # JSON holds a list
         if isinstance(values.get("task"), dict):
             values["task"] = DatasetTask.from_dict(values["task"])
         known = set(cls.__dataclass_fields__)

@@ -48,6 +48,11 @@ class RunDir:
         return self.path / "space.yaml"
 
     @property
+    def warm_start_file(self) -> Path:
+        """The members `--warm-start` chose from earlier runs when the search began (a portfolio file)."""
+        return self.path / "warm-start.yaml"
+
+    @property
     def results_file(self) -> Path:
         return self.path / "results.csv"
 
@@ -124,21 +129,25 @@ class RunDir:
             raise RunDirError(f"{path} already exists and is not empty; {hint} (autopeft never overwrites a run)")
         return cls(path)
 
-    def create(self, settings: SearchSettings, space_text: str, storage: str | None = None) -> None:
+    def create(self, settings: SearchSettings, space_text: str, storage: str | None = None,
+               warm_start_text: str = "") -> None:
         """Settings and space are written beside the run and moved into place together: a run directory either
         holds both (and resumes) or does not exist, whenever the command is stopped. With `storage` (an SQLAlchemy
         URL), the study lives in that database, named after the run's absolute path."""
         staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         with writing(self.path, "the run directory", "choose another --out"):
-            self._create(staging, settings, space_text, storage)
+            self._create(staging, settings, space_text, storage, warm_start_text)
 
-    def _create(self, staging: Path, settings: SearchSettings, space_text: str, storage: str | None) -> None:
+    def _create(self, staging: Path, settings: SearchSettings, space_text: str, storage: str | None,
+                warm_start_text: str) -> None:
         staging.mkdir(parents=True)
         try:
             (staging / self.settings_file.name).write_text(json.dumps(settings.to_dict(), indent=2) + "\n",
                                                            encoding="utf-8")
             (staging / self.space_file.name).write_text(space_text, encoding="utf-8")
+            if warm_start_text:
+                (staging / self.warm_start_file.name).write_text(warm_start_text, encoding="utf-8")
             if storage is not None:  # it may hold a password: readable by its owner only
                 fd = os.open(staging / STORAGE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w", encoding="utf-8") as out:
