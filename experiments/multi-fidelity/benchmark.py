@@ -41,6 +41,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import functools
+import importlib
 import json
 import logging
 import math
@@ -66,15 +68,17 @@ from surrogate import DEFAULT_MODEL, MAX_STEPS, MODELS, NUM_LAYERS, SPACE, Surro
 
 from autopeft.compat import hypervolume  # noqa: E402
 from autopeft.engine.executors import Executor  # noqa: E402
-from autopeft.engine.halving import HalvingScheduler, Rungs  # noqa: E402
+from autopeft.engine.halving import HalvingScheduler, RankAgreement, Rungs  # noqa: E402
 from autopeft.engine.loop import TooManyFailures, run_search  # noqa: E402
 from autopeft.engine.samplers import default_startup_trials  # noqa: E402
+from autopeft.run.options import Startup  # noqa: E402
 from autopeft.run.pareto import REFERENCE, ObjectiveBounds, non_dominated  # noqa: E402
 from autopeft.run.record import TrialRecord, records  # noqa: E402
 from autopeft.run.settings import SearchSettings  # noqa: E402
 from autopeft.run.storage import RunDir  # noqa: E402
 from autopeft.space.candidate import Candidate, suggest_candidate  # noqa: E402
 from autopeft.space.compiled import compile_space  # noqa: E402
+from autopeft.space.portfolio import Portfolio, parse_portfolio  # noqa: E402
 from autopeft.space.spec import SearchSpec, load_spec  # noqa: E402
 from autopeft.training.trial import TrialRequest, TrialResult  # noqa: E402
 
@@ -86,6 +90,10 @@ class Method:
     sampler: str
     min_steps: int | None = None  # successive halving's first rung; None: full fidelity
     every_rung: bool = False  # `bo` learns from every rung, the fidelity an input of its GP
+    agreement: bool = False  # the rungs decide only once they rank as the next rung does (`RankAgreement`)
+    # bo's start-up: `covering`, or `portfolio`, the learned start rebuilt without the curves the surrogate is fitted
+    # on (`leave_out_portfolio`): a portfolio that had seen them would know the answers.
+    startup: Startup = "covering"
 
     def rungs(self) -> tuple[int, ...]:
         return (MAX_STEPS,) if self.min_steps is None else Rungs(self.min_steps, MAX_STEPS, ETA).levels
@@ -100,9 +108,12 @@ METHODS: dict[str, Method] = {
     "tpe": Method("tpe"),
     "bo-halving-from-75": Method("bo", 75),
     "moasha-from-75": Method("random", 75),
+    "bo-halving-agreement": Method("bo", 25, agreement=True),
+    "bo-halving-agreement-learned": Method("bo", 25, agreement=True, startup="portfolio"),
 }
 COLOURS = {"bo": "#d62728", "bo-halving": "#9467bd", "bo-halving-every-rung": "#8c564b", "moasha": "#ff7f0e",
-           "random": "#7f7f7f", "tpe": "#2ca02c", "bo-halving-from-75": "#1f77b4", "moasha-from-75": "#bcbd22"}
+           "random": "#7f7f7f", "tpe": "#2ca02c", "bo-halving-from-75": "#1f77b4", "moasha-from-75": "#bcbd22",
+           "bo-halving-agreement": "#17becf", "bo-halving-agreement-learned": "#e377c2"}
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
 CHANCE = 0.5  # the accuracy bound of the normalisation (SST-2's majority class is 50.9 % of dev)
 BOUNDS_SAMPLE, BOUNDS_SEED = 1000, 20261201
@@ -243,7 +254,12 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
     settings = SearchSettings(task="sst2", model_name=ref.name, model_location=ref.location, data_folder=None,
                               space=SPACE, sampler=sampler, seed=seed, trials=MAX_TRIALS,
                               startup_trials=startup_trials, budget=budget, num_layers=info.num_layers,
-                              base_params=info.base_params, executor="local")
+                              base_params=info.base_params, executor="local", startup=METHODS[method].startup,
+                              rung_check="agreement" if METHODS[method].agreement else "off")
+    if METHODS[method].startup == "portfolio":
+        import autopeft.space.portfolio as portfolio_module
+
+        portfolio_module.portfolios_for = lambda space: [leave_out_portfolio()]  # this process only
     executor = SurrogateExecutor(surrogate, budget_trials * MAX_STEPS)
     steps, hv, finished = [0], [0.0], [0]
     complete: list[tuple[float, float, float]] = []
@@ -275,7 +291,8 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
             # What bo learns from is the scheduler's rule, chosen here as a search would choose it.
             scheduler = HalvingScheduler.for_budget(budget, settings.objectives, enough=startup_trials,
                                                     learn_from="every-rung" if METHODS[method].every_rung else
-                                                    "top-rung")
+                                                    "top-rung",
+                                                    check=RankAgreement() if METHODS[method].agreement else None)
             study = run_search(run, settings, space, info.layout, executor, on_progress, scheduler=scheduler)
         except BudgetSpent:
             study = run.load_study()
@@ -294,6 +311,18 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
             "best_accuracy": max((v[0] for v in complete), default=None), "ended": ended,
             "seconds": time.perf_counter() - start, "table": surrogate.identity, "code": code_version(),
             "load_average": os.getloadavg()[0]}
+
+
+@functools.cache
+def leave_out_portfolio() -> Portfolio:
+    """The `lora` space's learned start as `experiments/portfolio/build.py` builds it from every recorded source
+    but `curves-200` (the curves the surrogate answers from)."""
+    sys.path.insert(0, str(HERE.parent / "portfolio"))
+    build: Any = importlib.import_module("build")
+
+    sources = [s for s in build.SOURCES if s.name != "curves-200"]
+    built = build.build(sources, [build.SPACES / f"{SPACE}.yaml"])[SPACE]
+    return parse_portfolio(build.file_text(SPACE, built), "leave-out portfolio")
 
 
 # --- the report ----------------------------------------------------------------------------------------
@@ -333,7 +362,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                          "trials": float(np.mean([r["finished"][-1] for r in rs])),
                          "complete": float(np.mean([r["complete"] for r in rs])),
                          "steps_used": float(np.mean([r["steps_used"] for r in rs])),
-                         "seconds": float(np.mean([r["seconds"] for r in rs]))}
+                         "seconds": float(np.mean([r["seconds"] for r in rs])),
+                         "code": sorted({str(r.get("code")) for r in rs})}
     out: dict[str, Any] = {"budget_steps": budget, "marks": list(marks), "table": table, "goal": {}}
     if "bo" not in runs:
         return out
@@ -394,12 +424,12 @@ def write_report(results: dict[str, Any], folder: Path) -> list[str]:
              f"({budget // MAX_STEPS} full-budget trials of {MAX_STEPS} steps). Hypervolume of the completed "
              f"(full-budget) trials' front, fixed bounds {_bounds_text(results.get('bounds'))}, mean ± sd over seeds.",
              "", "| method | rungs | seeds | 1/3 budget | 2/3 budget | whole budget | finished trials | of them "
-             "400 steps |", "|---|---|---|---|---|---|---|---|"]
+             "400 steps | code |", "|---|---|---|---|---|---|---|---|---|"]
     for method, row in summary["table"].items():
         cells = " | ".join(f"{m:.4f} ± {s:.4f}" for m, s in row["hv"])
         rungs = ", ".join(map(str, METHODS[method].rungs()))
         lines.append(f"| {method} | {rungs} | {row['seeds']} | {cells} | {row['trials']:.1f} | "
-                     f"{row['complete']:.1f} |")
+                     f"{row['complete']:.1f} | {', '.join(row.get('code', []))} |")
     lines.append("")
     for name, goal in (summary.get("goal") or {}).items():
         reached = goal["steps_mean_curve"]
