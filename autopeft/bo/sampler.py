@@ -67,6 +67,9 @@ class Observation:
 
 # A study -> the results the model learns from.
 Observations = Callable[[optuna.Study], Sequence[Observation]]
+# Successive halving's verdicts so far: each trial a rung has decided on, with whether it went on to the full budget
+# (True) or was stopped at a rung (False); trials still between rungs are left out.
+Outcomes = Callable[[optuna.Study], Sequence[tuple[FrozenTrial, bool]]]
 
 
 class BoOptionsError(AutopeftError, ValueError):
@@ -109,6 +112,11 @@ class BoOptions:
     # The results the model learns from (None: the completed trials and their values). Multi-fidelity search gives
     # every rung's results, each at its fidelity.
     observations: Observations | None = None
+    # With successive halving, the rungs' verdicts: a promotion model (a GP classifier of which configurations reach
+    # the full budget, built as the feasibility model is) weighs every candidate's improvement by its probability of
+    # getting there. Improvement counts only at the full budget, and without it `bo` kept proposing configurations
+    # the first rung stops (`experiments/multi-fidelity/`). None: not modelled.
+    outcomes: Outcomes | None = None
     search: CandidateSearch = field(default_factory=CandidateSearch)
     fit: FitOptions = field(default_factory=FitOptions)
     torch_threads: int | None = 1  # None: leave torch's setting alone
@@ -158,6 +166,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         self._warm: HyperState | None = None
         self._fitted: tuple[tuple[Any, ...], Any] | None = None  # (data signature, model)
         self._feasible: tuple[tuple[Any, ...], Predictor] | None = None  # (data signature, feasibility model)
+        self._promoted: tuple[tuple[Any, ...], Predictor] | None = None  # (data signature, promotion model)
         self._known: dict[Key, dict[int, float]] = {}
         self.last_report: SuggestionReport | None = None
 
@@ -170,7 +179,7 @@ class BoSampler(optuna.samplers.BaseSampler):
         again; the warm start and the cost model's answers are kept."""
         state = dict(self.__dict__)
         state["_lock"] = None
-        state["_fitted"] = state["_feasible"] = None
+        state["_fitted"] = state["_feasible"] = state["_promoted"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -245,12 +254,16 @@ class BoSampler(optuna.samplers.BaseSampler):
         cells = hypercells(feasible, ref)
 
         feasibility = self._feasibility(study, encoding, at_full)
+        promotion = self._promotion(study, encoding)
 
         def log_feasible(features: torch.Tensor, grad: bool = False) -> torch.Tensor | float:
-            if feasibility is None:
-                return 0.0
-            mean, var = feasibility(features, grad=grad)
-            return torch.special.log_ndtr(mean[:, 0] / var[:, 0].clamp_min(1e-12).sqrt())
+            """Log probability that a candidate completes, and reaches the full budget (each model where known)."""
+            out: torch.Tensor | float = 0.0
+            for classifier in (feasibility, promotion):
+                if classifier is not None:
+                    mean, var = classifier(features, grad=grad)
+                    out = out + torch.special.log_ndtr(mean[:, 0] / var[:, 0].clamp_min(1e-12).sqrt())
+            return out
 
         def score(raw: np.ndarray) -> np.ndarray:
             features = encoding.features(raw)
@@ -325,6 +338,22 @@ class BoSampler(optuna.samplers.BaseSampler):
             labels = torch.cat([torch.ones(X.shape[0], 1, dtype=DTYPE), -torch.ones(rows.shape[0], 1, dtype=DTYPE)])
             self._feasible = (signature, Predictor(fit_gp(F, labels, None, self._options.fit)))
         return self._feasible[1]
+
+    def _promotion(self, study: optuna.Study, encoding: Encoding) -> Predictor | None:
+        """A GP on +1 (reached the full budget) / -1 (stopped at a rung) over the configurations' features, or None
+        until the rungs have given both verdicts: its posterior probability above 0 is the chance a candidate
+        passes every rung."""
+        if self._options.outcomes is None:
+            return None
+        decided = [(t, went_on) for t, went_on in self._options.outcomes(study) if t.params]
+        if not decided or all(w for _, w in decided) or not any(w for _, w in decided):
+            return None
+        signature = (encoding.names, tuple((t.number, w) for t, w in decided))
+        if self._promoted is None or self._promoted[0] != signature:
+            F = encoding.features(_raw_rows(encoding, [t for t, _ in decided]))
+            labels = torch.tensor([[1.0 if w else -1.0] for _, w in decided], dtype=DTYPE)
+            self._promoted = (signature, Predictor(fit_gp(F, labels, None, self._options.fit)))
+        return self._promoted[1]
 
     def _objective_space(self, study: optuna.Study) -> ObjectiveSpace:
         maximize = tuple(d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions)

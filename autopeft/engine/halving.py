@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from optuna.trial import FrozenTrial
 from scipy.stats import spearmanr
 
 from autopeft.bo.sampler import Observation
@@ -195,8 +196,11 @@ class HalvingScheduler:
 
     def __init__(self, rungs: Rungs, objectives: Sequence[str], rank_by: RankRule | None = None,
                  learn_from: LearnFrom = "top-rung", enough: int = 1,
-                 check: RankAgreement | None = RankAgreement()) -> None:
+                 check: RankAgreement | None = RankAgreement(), promotion: bool = True) -> None:
         self.rungs = rungs
+        # Whether a model-based sampler learns from the rungs' verdicts (`outcomes`) which configurations reach the
+        # full budget, and weighs its proposals by that chance.
+        self.promotion = promotion
         self.objectives = tuple(objectives)
         self.learn_from = learn_from
         self.enough = enough  # trials a rung needs before a sampler learns from it ("top-rung")
@@ -237,6 +241,20 @@ class HalvingScheduler:
             return True
         quality = {level: {t: v[0] for t, v in self._at[level].results.items()} for level in (steps, after)}
         return self.check.holds(quality[steps], quality[after])
+
+    def outcomes(self, records: Sequence[TrialRecord]) -> list[tuple[FrozenTrial, bool]]:
+        """The rungs' verdicts so far, for a sampler's promotion model: each trained trial that reached the full
+        budget (True) or was stopped at a rung (False). Trials between rungs, failed or answered from the study are
+        left out: nothing was decided about them."""
+        out = []
+        for record in records:
+            if not record.trained:
+                continue
+            if record.status == "stopped":
+                out.append((record.frozen, False))
+            elif record.status == "complete":
+                out.append((record.frozen, True))
+        return out
 
     def observations(self, records: Sequence[TrialRecord]) -> list[Observation]:
         """What a model-based sampler learns from, with values in the study's own directions: accuracy is the rung's;

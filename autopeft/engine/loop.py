@@ -140,7 +140,7 @@ def _run_search(run: RunDir, settings: SearchSettings, space: CompiledSpace, lay
     if scheduler is None:
         scheduler = HalvingScheduler.for_budget(settings.budget, settings.objectives, enough=settings.startup_trials,
                                                 check=RankAgreement() if settings.rung_check == "agreement" else None)
-    observations = None
+    observations = outcomes = None
     if scheduler is not None:
         halving = scheduler
         for r in stored:  # the rungs of an earlier session rank the trials that come after them
@@ -150,11 +150,16 @@ def _run_search(run: RunDir, settings: SearchSettings, space: CompiledSpace, lay
         def observations(study: optuna.Study) -> list[Observation]:
             return halving.observations(records(study))
 
+        if halving.promotion:
+            def outcomes(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, bool]]:
+                return halving.outcomes(records(study))
+
     # A resumed search must not replay the random proposals of its first part.
     sampler = make_sampler(settings.sampler, settings.seed + len(stored), settings.startup_trials,
                            search_budgets(settings, space, proposal_filter(space, memory, keys)),
                            objectives=settings.objectives, reference_point=space.spec.reference_point.by_objective(),
-                           conditions=space_conditions(space), observations=observations, startup=settings.startup)
+                           conditions=space_conditions(space), observations=observations, startup=settings.startup,
+                           outcomes=outcomes)
     study = run.create_study(sampler, settings.objectives)
     members = startup_members(settings, space, run)
     if members:

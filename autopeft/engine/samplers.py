@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.bo.encoding import Condition
-from autopeft.bo.sampler import BoOptions, BoSampler, CostModel, Observations
+from autopeft.bo.sampler import BoOptions, BoSampler, CostModel, Observations, Outcomes
 from autopeft.bo.startup import CoveringSampler
 from autopeft.errors import UsageError, first_line
 from autopeft.run.settings import OBJECTIVES, SAMPLERS
@@ -103,7 +103,7 @@ def space_conditions(space: CompiledSpace) -> dict[str, Condition]:
 def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: Sequence[str] = OBJECTIVES,
                reference_point: Mapping[str, float] | None = None,
                conditions: Mapping[str, Condition] | None = None,
-               observations: Observations | None = None) -> BoOptions:
+               observations: Observations | None = None, outcomes: Outcomes | None = None) -> BoOptions:
     """`BoSampler` options for a study whose objectives are named `objectives` (in the study's order)."""
     budgets = budgets or Budgets()
     given = dict(reference_point or {})
@@ -116,7 +116,7 @@ def bo_options(startup_trials: int, budgets: Budgets | None = None, objectives: 
                      reference_point=tuple(given.get(name) for name in objectives) if given else None,
                      limits=budgets.limits(objectives), cost_model=budgets.indexed_cost_model(objectives),
                      rules_out=budgets.rules_out, infeasible=budgets.infeasible, conditions=conditions,
-                     observations=observations)
+                     observations=observations, outcomes=outcomes)
 
 
 class GuardedSampler(optuna.samplers.BaseSampler):
@@ -194,12 +194,14 @@ def sampler_error(study: optuna.Study, number: int) -> str | None:
 def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | None = None,
                  objectives: Sequence[str] = OBJECTIVES, reference_point: Mapping[str, float] | None = None,
                  conditions: Mapping[str, Condition] | None = None,
-                 observations: Observations | None = None, startup: str = "covering") -> optuna.samplers.BaseSampler:
+                 observations: Observations | None = None, startup: str = "covering",
+                 outcomes: Outcomes | None = None) -> optuna.samplers.BaseSampler:
     """A sampler by name. `objectives` names the study's objectives in order (autopeft's by default); `bo`
     models `trainable_params` and `peak_memory` on a log scale, applies `budgets` to them and measures
     improvement from `reference_point` (by objective name; the rest inferred). The others ignore both.
-    `observations` (successive halving) gives `bo` the results it learns from, the rungs' included; the other
-    samplers learn from completed trials only. `bo`'s start-up trials come from `CoveringSampler`, or with
+    `observations` (successive halving) gives `bo` the results it learns from, the rungs' included, and `outcomes`
+    the rungs' verdicts, from which it learns which configurations reach the full budget; the other samplers learn
+    from completed trials only. `bo`'s start-up trials come from `CoveringSampler`, or with
     `startup="random"` from Optuna's `RandomSampler` (the learned start's members are enqueued trials: the search loop
     enqueues them). The sampler comes as a `GuardedSampler` around it."""
     objectives = tuple(objectives)
@@ -210,7 +212,7 @@ def make_sampler(name: str, seed: int, startup_trials: int, budgets: Budgets | N
             if startup != "random":
                 startup_sampler = CoveringSampler(seed=seed)
             inner: optuna.samplers.BaseSampler = BoSampler(
-                bo_options(startup_trials, budgets, objectives, reference_point, conditions, observations),
+                bo_options(startup_trials, budgets, objectives, reference_point, conditions, observations, outcomes),
                 seed=seed, independent_sampler=startup_sampler)
         elif name == "random":
             inner = startup_sampler

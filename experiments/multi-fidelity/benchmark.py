@@ -17,8 +17,12 @@ successive halving (`min_steps` 25, η 3: rungs 25, 75, 225, 400), its model lea
 enough trials reached (the package's rule, as BOHB and MOBSTER do); `bo-halving-every-rung`, the same but learning
 from every rung with the fidelity as an input of the GP; `moasha`, `random` with the same halving;
 `bo-halving-from-75` and `moasha-from-75`, the same two with the first rung at 75 steps (rungs 75, 225, 400), where
-the recorded accuracies have left chance. Each `bo` with halving is judged against full-fidelity `bo`'s final
-hypervolume and against the `moasha` with its rungs.
+the recorded accuracies have left chance. These, as first recorded, start with the covering and let every rung decide
+from its first trial on. `bo-halving-agreement`: rungs that decide only once they rank as the next rung does (the
+package's `RankAgreement`, its default); `bo-halving-promotion`: `bo` weighs each proposal by its modelled chance to
+pass the rungs (the package's `BoOptions.outcomes`, its default); `bo-halving-agreement-promotion`: both (the
+package's defaults); `-learned`: with the learned start, rebuilt without the curves the surrogate is fitted on. Each
+`bo` with halving is judged against full-fidelity `bo`'s final hypervolume and against the `moasha` with its rungs.
 
 Budget: `--budget-trials` full-budget trials' worth of steps (30 x 400 = 12,000), counted as the steps each leg
 actually trains (its `stop_at` less the step its checkpoint holds). The number of trials that fit is not known
@@ -91,6 +95,7 @@ class Method:
     min_steps: int | None = None  # successive halving's first rung; None: full fidelity
     every_rung: bool = False  # `bo` learns from every rung, the fidelity an input of its GP
     agreement: bool = False  # the rungs decide only once they rank as the next rung does (`RankAgreement`)
+    promotion: bool = False  # bo weighs proposals by their chance to pass the rungs (`BoOptions.outcomes`)
     # bo's start-up: `covering`, or `portfolio`, the learned start rebuilt without the curves the surrogate is fitted
     # on (`leave_out_portfolio`): a portfolio that had seen them would know the answers.
     startup: Startup = "covering"
@@ -110,10 +115,15 @@ METHODS: dict[str, Method] = {
     "moasha-from-75": Method("random", 75),
     "bo-halving-agreement": Method("bo", 25, agreement=True),
     "bo-halving-agreement-learned": Method("bo", 25, agreement=True, startup="portfolio"),
+    "bo-halving-promotion": Method("bo", 25, promotion=True),
+    "bo-halving-agreement-promotion": Method("bo", 25, agreement=True, promotion=True),
+    "bo-halving-agreement-promotion-learned": Method("bo", 25, agreement=True, promotion=True, startup="portfolio"),
 }
 COLOURS = {"bo": "#d62728", "bo-halving": "#9467bd", "bo-halving-every-rung": "#8c564b", "moasha": "#ff7f0e",
            "random": "#7f7f7f", "tpe": "#2ca02c", "bo-halving-from-75": "#1f77b4", "moasha-from-75": "#bcbd22",
-           "bo-halving-agreement": "#17becf", "bo-halving-agreement-learned": "#e377c2"}
+           "bo-halving-agreement": "#17becf", "bo-halving-agreement-learned": "#e377c2",
+           "bo-halving-promotion": "#393b79", "bo-halving-agreement-promotion": "#637939",
+           "bo-halving-agreement-promotion-learned": "#843c39"}
 OBJECTIVES = ("accuracy", "trainable_params", "peak_memory")
 CHANCE = 0.5  # the accuracy bound of the normalisation (SST-2's majority class is 50.9 % of dev)
 BOUNDS_SAMPLE, BOUNDS_SEED = 1000, 20261201
@@ -292,7 +302,8 @@ def run_one(method: str, seed: int, budget_trials: int, surrogate: Surrogate, bo
             scheduler = HalvingScheduler.for_budget(budget, settings.objectives, enough=startup_trials,
                                                     learn_from="every-rung" if METHODS[method].every_rung else
                                                     "top-rung",
-                                                    check=RankAgreement() if METHODS[method].agreement else None)
+                                                    check=RankAgreement() if METHODS[method].agreement else None,
+                                                    promotion=METHODS[method].promotion)
             study = run_search(run, settings, space, info.layout, executor, on_progress, scheduler=scheduler)
         except BudgetSpent:
             study = run.load_study()

@@ -296,6 +296,40 @@ def test_bo_learns_where_trials_fail_and_steers_away() -> None:
     assert aware <= blind // 2, (aware, blind)
 
 
+def test_bo_learns_which_configurations_the_rungs_stop_and_proposes_fewer() -> None:
+    """Successive halving stops IA3 at its first rung here (in this made-up field its early results trail, whatever
+    it would have reached): told the rungs' verdicts, `bo` proposes far fewer IA3 trials, whose improvement it could
+    never collect; blind to them it proposes IA3 as often as the values alone suggest."""
+    from dataclasses import replace
+
+    def ia3_count(model_promotion: bool) -> int:
+        total = 0
+        for seed in range(2):
+            def outcomes(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, bool]]:
+                return [(t, t.params["method"] != "ia3") for t in study.get_trials(deepcopy=False)
+                        if t.state.name == "COMPLETE"]
+
+            options = replace(FAST, log_objectives=(1,), outcomes=outcomes if model_promotion else None)
+            study = study_with(BoSampler(options, seed=seed), 16)
+            total += sum(t.params["method"] == "ia3" for t in study.trials[4:])
+        return total
+
+    blind, aware = ia3_count(False), ia3_count(True)  # of 24 model-based trials
+    assert aware <= blind // 2 and blind >= 4, (aware, blind)
+
+
+def test_without_both_verdicts_there_is_no_promotion_model() -> None:
+    """All promoted (a rung that holds its decisions) or none yet: nothing to learn, and no weight on proposals."""
+    from dataclasses import replace
+
+    study = study_with(BoSampler(FAST, seed=0), 6)
+    for verdict in (True, False):
+        options = replace(FAST, outcomes=lambda s, v=verdict: [(t, v) for t in s.trials])
+        sampler = BoSampler(options, seed=0)
+        encoding = Encoding.from_trials(study.trials)
+        assert sampler._promotion(study, encoding) is None
+
+
 def test_one_objective_fits_and_predicts() -> None:
     """A single output (the feasibility model's, or a one-objective study) is modelled without a batch."""
     from autopeft.bo.model import FitOptions, Predictor, fit_gp

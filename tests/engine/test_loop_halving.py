@@ -195,6 +195,25 @@ def test_bo_learns_from_the_highest_rung_enough_trials_reached(setup) -> None:  
     assert {o.trial.number for o in low} == {t.number for t in reached(2)}  # no rung has enough: the first
 
 
+def test_bo_hears_the_rungs_verdicts_stopped_or_reached_the_full_budget(setup) -> None:  # type: ignore[no-untyped-def]
+    run, settings, spec, layout = setup
+    settings = dataclasses.replace(settings, sampler="bo", trials=8)
+    plain = HalvingScheduler(Rungs(2, 18, 3), settings.objectives, check=None)
+    study = run_search(run, settings, compile_space(spec, settings.num_layers), layout, LegExecutor(), lambda s: None,
+                       scheduler=plain)
+    options = study.sampler.inner.options  # type: ignore[attr-defined]
+    assert options.outcomes is not None
+    verdicts = {t.number: went_on for t, went_on in options.outcomes(study)}
+    assert verdicts == {t.number: t.state == COMPLETE for t in study.trials}  # every trial here was decided
+    assert False in verdicts.values() and True in verdicts.values()
+    other = RunDir(run.path.with_name("off"))
+    other.create(settings, "")
+    off = HalvingScheduler(Rungs(2, 18, 3), settings.objectives, check=None, promotion=False)
+    again = run_search(other, dataclasses.replace(settings, trials=1), compile_space(spec, settings.num_layers),
+                       layout, LegExecutor(), lambda s: None, scheduler=off)
+    assert again.sampler.inner.options.outcomes is None  # type: ignore[attr-defined]
+
+
 def test_a_trial_stopped_just_before_the_kill_stays_stopped(setup) -> None:  # type: ignore[no-untyped-def]
     from autopeft.engine.loop import recover_interrupted
 
