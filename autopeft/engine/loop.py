@@ -46,8 +46,8 @@ from autopeft.run.storage import RunDir
 from autopeft.space.candidate import Candidate, suggest_candidate
 from autopeft.space.compiled import CompiledSpace
 from autopeft.space.portfolio import (
+    Portfolio,
     PortfolioMember,
-    learned_start,
     model_kind,
     parse_portfolio,
     startup_proposals,
@@ -198,19 +198,21 @@ def _continues(r: TrialRecord, run: RunDir, max_steps: int) -> bool:
 def startup_members(settings: SearchSettings, space: CompiledSpace, run: RunDir) -> list[
         tuple[PortfolioMember, dict[str, Any]]]:
     """The configurations the start-up tries first (at most its start-up trials), with their parameters in the
-    search's space: the warm start's members (`--warm-start`, any sampler), then the learned start's (`bo` with
-    `--startup portfolio`); one whose parameters repeat an earlier one's is left out."""
+    search's space: the warm start's members (`--warm-start`, any sampler) and the learned start's (`bo` with
+    `--startup portfolio`) taken in turn, the warm start's first (`startup_proposals`). In turn, not one after the
+    other: a few earlier runs' best may cover less than the learned start does, and the other way round on a task
+    unlike the project's (`experiments/warm-start/`)."""
     from autopeft.adapters.models import CAUSAL_LM
+    from autopeft.space import portfolio  # looked up when called: an experiment may put its own in place
     from autopeft.training.tasks import get_task
 
-    causal = get_task(settings.task).num_labels == CAUSAL_LM
-    found: list[tuple[PortfolioMember, dict[str, Any]]] = []
+    portfolios: list[Portfolio] = []
     if settings.warm_start and run.warm_start_file.is_file():
-        warm = parse_portfolio(run.warm_start_file.read_text(encoding="utf-8"), str(run.warm_start_file))
-        found += startup_proposals(space, model_kind(causal), [warm])
+        portfolios.append(parse_portfolio(run.warm_start_file.read_text(encoding="utf-8"), str(run.warm_start_file)))
     if settings.sampler == "bo" and settings.startup == "portfolio":
-        found += [(m, p) for m, p in learned_start(settings.space, space, causal) if all(p != q for _, q in found)]
-    return found[: min(settings.startup_trials, settings.trials)]
+        portfolios += portfolio.portfolios_for(settings.space)
+    kind = model_kind(get_task(settings.task).num_labels == CAUSAL_LM)
+    return startup_proposals(space, kind, portfolios)[: min(settings.startup_trials, settings.trials)]
 
 
 def search_budgets(settings: SearchSettings, space: CompiledSpace,

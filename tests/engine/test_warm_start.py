@@ -166,3 +166,30 @@ def test_the_command_warm_starts_from_a_real_run(tmp_path: Path, sst2_small: Pat
     capsys.readouterr()
     assert main(["search", "--resume", str(second), "--warm-start", str(first)]) == 2  # fixed with the run
     assert "--warm-start" in capsys.readouterr().err
+
+
+def test_warm_and_learned_members_are_taken_in_turn_the_warm_first(tmp_path: Path, tiny_bert_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few earlier runs' best may cover less than the learned start does (`experiments/warm-start/`): the start-up
+    alternates between the two, so neither crowds the other out."""
+    import autopeft.space.portfolio as portfolio_module
+    from autopeft.engine.loop import startup_members
+    from autopeft.space.portfolio import Portfolio, PortfolioMember, RateRange
+
+    def member(method: str, target: str, ranks: tuple[int, ...], lr: float) -> PortfolioMember:
+        params = (("lora_alpha", 16), ("lora_dropout", 0.0)) if method == "lora" else ()
+        return PortfolioMember(method, target, ranks, RateRange(lr * 0.9, lr * 1.1), params)
+
+    warm = (member("lora", "attn_qv", (0, 4), 1e-3), member("ia3", "attn_all", (1, 1), 5e-4))
+    learned = (member("lora", "attn_all", (8, 8), 2e-3), member("lora", "attn_qv", (4, 4), 5e-4))
+    monkeypatch.setattr(portfolio_module, "portfolios_for",
+                        lambda space: [Portfolio("small", {"encoder-classifier": learned})])
+    settings = settings_for(tiny_bert_dir, startup="portfolio", warm_start=(str(tmp_path / "earlier"),),
+                            startup_trials=3)
+    run = RunDir(tmp_path / "run")
+    run.create(settings, "", None,
+               warm_start_text(Portfolio("small", {"encoder-classifier": warm}), settings.warm_start))
+    tried = [m for m, _ in startup_members(settings, small_space(), run)]
+    assert tried == [warm[0], learned[0], warm[1]]  # at most the start-up trials
+    alone = [m for m, _ in startup_members(dataclasses.replace(settings, startup="covering"), small_space(), run)]
+    assert alone == list(warm)  # --startup covering: the warm start's members only
