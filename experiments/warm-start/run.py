@@ -11,7 +11,12 @@ Three ways to start, each seed with the same sampler seed:
 - `learned`: the learned start (`--startup portfolio`), rebuilt without the curves the surrogate answers from (a
   portfolio that had seen them would know the answers: `multi-fidelity/benchmark.py`'s `leave_out_portfolio`);
 - `warm`: `--warm-start` from an earlier run of the same space at another budget: a `bo` search of 20 trials at 100
-  steps a trial (sampler seed 100 + seed), then the covering.
+  steps a trial (sampler seed 100 + seed), then the covering (`--startup covering`);
+- `warm+learned`: the same warm start with the learned start, their members in turn (`--warm-start` with the default
+  `--startup portfolio`).
+
+`--starts` re-runs some of them; their runs replace the same runs in results.json, each run keeping the commit,
+date and load it ran at.
 
 What it shows: transfer across budgets within one task, the one kind this project can measure without a second
 recorded task. Transfer across tasks or models (the issue's SmolLM2 study) is not measured here.
@@ -50,7 +55,7 @@ from autopeft.run.storage import RunDir  # noqa: E402
 from autopeft.space.compiled import compile_space  # noqa: E402
 from autopeft.space.spec import load_spec  # noqa: E402
 
-STARTS = ("covering", "learned", "warm")
+STARTS = ("covering", "learned", "warm", "warm+learned")
 MARKS = (5, 10, 20)
 EARLIER_STEPS = 100
 STARTUP_TRIALS = 5
@@ -67,7 +72,7 @@ def search(folder: Path, seed: int, trials: int, max_steps: int, surrogate: Surr
     settings = SearchSettings(task="sst2", model_name=ref.name, model_location=ref.location, data_folder=None,
                               space=SPACE, sampler="bo", seed=seed, trials=trials, startup_trials=STARTUP_TRIALS,
                               budget=spec.budget, num_layers=info.num_layers, base_params=info.base_params,
-                              executor="local", startup="portfolio" if start == "learned" else "covering",
+                              executor="local", startup="portfolio" if "learned" in start else "covering",
                               warm_start=(str(warm_from),) if warm_from is not None else ())
     warm = ""
     if warm_from is not None:
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=max(MARKS))
     parser.add_argument("--out", type=Path, default=None, help="default: here (3 seeds, 20 trials), else /tmp")
+    parser.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS))
     args = parser.parse_args(argv)
     full = args.seeds >= 3 and args.trials >= max(MARKS)
     out = args.out or (HERE if full else Path(tempfile.gettempdir()) / "autopeft-warm-start")
@@ -99,28 +105,36 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     surrogate = Surrogate.fit()
     bounds = benchmark.fixed_bounds(surrogate, load_spec(SPACE))
-    runs: dict[str, Any] = {}
+    previous = json.loads((out / "results.json").read_text(encoding="utf-8")) if (out / "results.json").is_file() \
+        else {}
+    runs: dict[str, Any] = dict(previous.get("runs", {})) if previous.get("surrogate") == surrogate.identity else {}
+    for run in runs.values():  # runs from before runs kept their own provenance: the record's
+        run.setdefault("commit", previous.get("commit"))
+        run.setdefault("load_average", previous.get("load_average"))
     with tempfile.TemporaryDirectory(prefix="autopeft-warm-") as tmp:
         for seed in range(args.seeds):
             earlier = Path(tmp) / f"earlier-{seed}"
             search(earlier, 100 + seed, 20, EARLIER_STEPS, surrogate, "covering")
-            for start in STARTS:
+            for start in args.starts:
                 values = search(Path(tmp) / f"{start}-{seed}", seed, args.trials, MAX_STEPS, surrogate, start,
-                                earlier if start == "warm" else None)
+                                earlier if "warm" in start else None)
                 hv = [benchmark.front_hypervolume(np.array(values[:k]), bounds) if values[:k] else 0.0
                       for k in range(1, len(values) + 1)]
-                runs[f"{start}/{seed}"] = {"hv": hv, "best_accuracy": max(v[0] for v in values)}
+                runs[f"{start}/{seed}"] = {"hv": hv, "best_accuracy": max(v[0] for v in values),
+                                           "commit": began["commit"], "load_average": provenance(HERE)["load_average"]}
                 shown = ", ".join(f"{k}: {hv[k - 1]:.4f}" for k in MARKS if k <= len(hv))
                 print(f"{start} seed {seed}: hv after {shown}", flush=True)
     table = {start: {str(k): [float(np.mean(v)), float(np.std(v))] for k in MARKS
                      if (v := [r["hv"][k - 1] for key, r in runs.items() if key.startswith(start + "/")
                                and len(r["hv"]) >= k])}
              for start in STARTS}
+    commits = {start: sorted({str(r["commit"]) for key, r in runs.items() if key.startswith(start + "/")})
+               for start in STARTS}
     ended = provenance(HERE)
     record = {**began, "load_average_at_end": ended["load_average"], "seconds": round(time.time() - started),
               "surrogate": surrogate.identity,
               "earlier_run": f"bo, 20 trials of {EARLIER_STEPS} steps, covering start, sampler seed 100 + seed",
-              "startup_trials": STARTUP_TRIALS, "table": table, "runs": runs}
+              "startup_trials": STARTUP_TRIALS, "table": table, "commits": commits, "runs": runs}
     (out / "results.json").write_text(json.dumps(rounded(record), indent=1) + "\n", encoding="utf-8")
     lines = ["# Warm start on the multi-fidelity surrogate (written by run.py)", "",
              f"{record['date']}, commit {record['commit']}, {record['machine']}, load average "
@@ -129,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
              f"Hypervolume of the completed trials' front (`multi-fidelity/benchmark.py`'s bounds), mean ± sd "
              f"over {args.seeds} seeds; `bo` at {MAX_STEPS} steps, {STARTUP_TRIALS} start-up trials. Warm start from: "
              f"{record['earlier_run']}.", "",
-             "| start | " + " | ".join(f"after {k} trials" for k in MARKS) + " |",
-             "|---|" + "---|" * len(MARKS)]
+             "| start | " + " | ".join(f"after {k} trials" for k in MARKS) + " | code |",
+             "|---|" + "---|" * (len(MARKS) + 1)]
     for start in STARTS:
         cells = " | ".join(f"{ms[0]:.4f} ± {ms[1]:.4f}" if (ms := table[start].get(str(k))) else "-" for k in MARKS)
-        lines.append(f"| {start} | {cells} |")
+        lines.append(f"| {start} | {cells} | {', '.join(commits[start])} |")
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0
