@@ -3,7 +3,8 @@
 The method is the learned start's (`autopeft.space.coverage`), fitted to the user's own runs instead of the
 project's: each earlier run is one source at its own budget; its complete full-budget trials become configurations
 (learning rates as quarter-decade ranges); the new search's start-up tries first those that fit its space, chosen
-greedily for the share of each earlier run's hypervolume (quality, size, memory) they cover together. That is a
+greedily for the share of each earlier run's hypervolume (quality, size, memory) they cover together, and in turn
+with the learned start's members where `bo` starts with those (`autopeft.engine.loop.startup_members`). That is a
 zero-shot portfolio in the sense of Wistuba, Schilling and Schmidt-Thieme (2015) and of Syne Tune's
 `ZeroShotTransfer`, taken to three objectives through hypervolume.
 

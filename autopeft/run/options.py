@@ -123,7 +123,8 @@ class SearchOptions:
         metavar="RUN", service=False,
         help="earlier run directories whose results choose the first trials: their configurations that fit this "
         "space (on a model of another depth, each layer's rank at the same relative depth) and together cover the "
-        "most of their fronts' hypervolume, tried before the learned start (any sampler). Runs of the same model "
+        "most of their fronts' hypervolume, the first trials (any sampler; with bo's learned start, its members and "
+        "these in turn). Runs of the same model "
         "kind (encoder classifier or causal LM), of any task, model or budget; a run none of whose trials fits the "
         "space is refused")
     seed: int = _option(0, low=0, high=limits.MAX_SEED,
