@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autopeft.space import coverage as cov
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments" / "portfolio"))
 
-import build  # noqa: E402
-from autopeft.space import coverage as cov  # noqa: E402
+import build  # noqa: E402  (this folder's build.py, not PyPI's `build`: the folder comes first on the path)
 
 pytestmark = pytest.mark.timeout(60)
 
