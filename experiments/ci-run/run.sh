@@ -19,7 +19,10 @@ status=$?
 set -e
 seconds=$(( $(date +%s) - start ))
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-summary=$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s' "$here/last-run.log" | tail -1 | sed 's/^=* //; s/ =*$//')
+# The suite's line; none when .ci/run stopped before the tests (a lint error): say so, and still write the record.
+summary=$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s' "$here/last-run.log" | tail -1 | sed 's/^=* //; s/ =*$//' \
+    || true)
+summary=${summary:-"did not run (.ci/run stopped before the tests: see last-run.log)"}
 {
     echo "# .ci/run on a clean clone"
     echo
