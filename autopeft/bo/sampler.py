@@ -165,8 +165,8 @@ class BoSampler(optuna.samplers.BaseSampler):
         self._lock = threading.Lock()
         self._warm: HyperState | None = None
         self._fitted: tuple[tuple[Any, ...], Any] | None = None  # (data signature, model)
-        self._feasible: tuple[tuple[Any, ...], Predictor] | None = None  # (data signature, feasibility model)
-        self._promoted: tuple[tuple[Any, ...], Predictor] | None = None  # (data signature, promotion model)
+        # The GP classifiers (feasibility, promotion) by name, each with the signature of the data it was fitted on.
+        self._classifiers: dict[str, tuple[tuple[Any, ...], Predictor]] = {}
         self._known: dict[Key, dict[int, float]] = {}
         self.last_report: SuggestionReport | None = None
 
@@ -179,7 +179,8 @@ class BoSampler(optuna.samplers.BaseSampler):
         again; the warm start and the cost model's answers are kept."""
         state = dict(self.__dict__)
         state["_lock"] = None
-        state["_fitted"] = state["_feasible"] = state["_promoted"] = None
+        state["_fitted"] = None
+        state["_classifiers"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -331,13 +332,10 @@ class BoSampler(optuna.samplers.BaseSampler):
         rows = _raw_rows(encoding, failed)
         if not rows.shape[0]:
             return None
-        # Refitted only when the data changed, as the objectives' model is (parallel asks reuse it).
         signature = (encoding.names, X.shape[0], tuple(t.number for t in failed))
-        if self._feasible is None or self._feasible[0] != signature:
-            F = torch.cat([X, encoding.features(rows)])
-            labels = torch.cat([torch.ones(X.shape[0], 1, dtype=DTYPE), -torch.ones(rows.shape[0], 1, dtype=DTYPE)])
-            self._feasible = (signature, Predictor(fit_gp(F, labels, None, self._options.fit)))
-        return self._feasible[1]
+        return self._classifier("feasibility", signature, lambda: (
+            torch.cat([X, encoding.features(rows)]),
+            torch.cat([torch.ones(X.shape[0], 1, dtype=DTYPE), -torch.ones(rows.shape[0], 1, dtype=DTYPE)])))
 
     def _promotion(self, study: optuna.Study, encoding: Encoding) -> Predictor | None:
         """A GP on +1 (reached the full budget) / -1 (stopped at a rung) over the configurations' features, or None
@@ -349,11 +347,19 @@ class BoSampler(optuna.samplers.BaseSampler):
         if not decided or all(w for _, w in decided) or not any(w for _, w in decided):
             return None
         signature = (encoding.names, tuple((t.number, w) for t, w in decided))
-        if self._promoted is None or self._promoted[0] != signature:
-            F = encoding.features(_raw_rows(encoding, [t for t, _ in decided]))
-            labels = torch.tensor([[1.0 if w else -1.0] for _, w in decided], dtype=DTYPE)
-            self._promoted = (signature, Predictor(fit_gp(F, labels, None, self._options.fit)))
-        return self._promoted[1]
+        return self._classifier("promotion", signature, lambda: (
+            encoding.features(_raw_rows(encoding, [t for t, _ in decided])),
+            torch.tensor([[1.0 if w else -1.0] for _, w in decided], dtype=DTYPE)))
+
+    def _classifier(self, name: str, signature: tuple[Any, ...],
+                    data: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> Predictor:
+        """A GP classifier by regression on +1/-1 labels (`data()`: features and labels), refitted only when the data
+        changed, as the objectives' model is (parallel asks reuse it)."""
+        cached = self._classifiers.get(name)
+        if cached is None or cached[0] != signature:
+            features, labels = data()
+            cached = self._classifiers[name] = (signature, Predictor(fit_gp(features, labels, None, self._options.fit)))
+        return cached[1]
 
     def _objective_space(self, study: optuna.Study) -> ObjectiveSpace:
         maximize = tuple(d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions)

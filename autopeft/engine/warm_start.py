@@ -55,7 +55,11 @@ class EarlierRun:
     path: Path
     trials: tuple[RecordedTrial, ...]
     floor: float
-    methods: tuple[str, ...]  # the methods its trials trained
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods its trials trained."""
+        return tuple(sorted({t.candidate.method for t in self.trials}))
 
 
 def read_earlier_run(path: Path, name: str, kind: ModelKind, size_objective: str, num_layers: int) -> EarlierRun:
@@ -93,7 +97,7 @@ def read_earlier_run(path: Path, name: str, kind: ModelKind, size_objective: str
     floor = spec.reference_point.accuracy
     if floor is None:  # inferred from the data, as the study infers its reference: a hundredth below the worst
         floor = min(t.accuracy for t in trials) - 0.01
-    return EarlierRun(name, path, tuple(trials), float(floor), tuple(sorted({t.candidate.method for t in trials})))
+    return EarlierRun(name, path, tuple(trials), float(floor))
 
 
 def _on_layers(candidate: Candidate, num_layers: int) -> Candidate:
