@@ -416,8 +416,8 @@ def model_kind(causal_lm: bool) -> ModelKind:
     return "causal-lm" if causal_lm else "encoder-classifier"
 
 
-def learned_start(space_name: str, space: CompiledSpace, causal_lm: bool, most: int | None = None) -> list[
+def learned_start(space_name: str, space: CompiledSpace, causal_lm: bool) -> list[
         tuple[PortfolioMember, dict[str, Any]]]:
-    """The members a search's start-up tries first (at most `most`), each with its parameters in `space`."""
-    found = startup_proposals(space, model_kind(causal_lm), portfolios_for(space_name))
-    return found if most is None else found[:most]
+    """The learned start's members that fit `space`, each with its parameters in it, in the order `bo`'s start-up
+    tries them (`space show` lists them; the search loop takes them in turn with a warm start's)."""
+    return startup_proposals(space, model_kind(causal_lm), portfolios_for(space_name))
